@@ -1,0 +1,63 @@
+"""anam-notebooks: investigate Anam AI avatar sessions in Jupyter.
+
+Heavy layers (plots, widgets) load on first use, so `import anam_notebooks` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._errors import (
+    AnamAPIError,
+    AnamConnectionError,
+    AnamError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InvalidSessionId,
+    NotFoundError,
+    PaginationError,
+    RateLimitError,
+    ServerError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "AnamClient": "client",
+    "AsyncAnamClient": "client",
+    "connect": "client",
+    "fetch_sessions": "frames",
+    "sessions_frame": "frames",
+    "transcript_frame": "frames",
+    "SessionStore": "store",
+    "SessionLookup": "widgets",
+    "SessionExplorer": "widgets",
+    "analysis": None,
+    "plots": None,
+    "widgets": None,
+    "demo": None,
+}
+
+__all__ = [
+    "AnamAPIError", "AnamConnectionError", "AnamError", "AuthenticationError",
+    "BadRequestError", "ConfigurationError", "InvalidSessionId", "NotFoundError",
+    "PaginationError", "RateLimitError", "ServerError", *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'anam_notebooks' has no attribute {name!r}")
+    module_name = _LAZY[name]
+    if module_name is None:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
