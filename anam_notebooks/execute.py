@@ -1,0 +1,75 @@
+"""Run a notebook headlessly with papermill, with the API settings in the kernel's environment.
+
+The API key reaches the kernel only through `ANAM_API_KEY` in its environment: papermill records
+parameters in the output notebook, so a key must never be one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from ._config import API_KEY_ENV
+
+SECRET_PARAMETER_NAMES = {"api_key", "apikey", "key", "token", "secret", "password",
+                          API_KEY_ENV.lower()}
+
+
+@contextmanager
+def _environment(overrides: Mapping[str, str | None]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in overrides}
+    try:
+        for name, value in overrides.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
+    """The parameters a notebook declares in its `parameters` cell, with their defaults."""
+    import papermill as pm
+
+    return {name: spec for name, spec in pm.inspect_notebook(str(notebook)).items()}
+
+
+def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[str, Any] | None = None,
+                 *, env: Mapping[str, str | None] | None = None, timeout: int = 900,
+                 kernel_name: str = "python3") -> nbformat.NotebookNode:
+    """Execute `notebook` into `output` and return the executed notebook.
+
+    `parameters` must be names the notebook declares; an API key is refused as a parameter.
+    `env` is set (None unsets) for the kernel only while it runs.
+    """
+    import papermill as pm
+
+    parameters = dict(parameters or {})
+    secret = sorted(n for n in parameters if n.lower() in SECRET_PARAMETER_NAMES)
+    if secret:
+        raise ValueError(f"refusing parameter(s) {secret}: the API key is read from the "
+                         f"{API_KEY_ENV} environment variable, never from a notebook parameter "
+                         "(papermill records parameters in the output notebook)")
+    declared = notebook_parameters(notebook)
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {Path(notebook).name}; "
+                         f"it declares: {sorted(declared) or 'none'}")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with _environment(env or {}):
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters,
+                            kernel_name=kernel_name, progress_bar=False, log_output=False,
+                            cwd=str(Path(notebook).parent), execution_timeout=timeout)
+    return nbformat.read(str(output), as_version=4)
