@@ -1,0 +1,29 @@
+"""A faithful, deterministic simulator of the Anam sessions API, for demos and tests.
+
+`generate_fleet` builds production-like sessions: regional gateways (eu, us, ap), engine
+replicasets rolled out across versions v5.0.3 → v5.1.0 → v5.1.1 with old pods drained
+gradually, diurnal traffic, log-normal lengths, an open set of exit statuses, active
+sessions at the head, and odd records (null or malformed engine hosts, extra or missing
+fields, mixed timestamp offsets). `create_app` serves it with the API's endpoints and status
+codes, plus knobs for latency, faults, rate limits and live traffic (drift).
+
+Planted incidents (`incidents=True`, listed in `Fleet.incidents`):
+
+1. kind "pod": one pod of the freshest replicaset in region eu ends about 40 % of its
+   sessions with ERROR for a 2-4 hour window shortly after the rollout, while reconnecting
+   clients pile onto it (a few per cent of the fleet's sessions, so it shows at any size).
+2. kind "replicaset": the v5.1.0 replicaset in region us errors about 2.5 times the
+   baseline rate over its whole life, a subtler signal spread across all its pods.
+
+With `incidents=False` ERROR is equally likely everywhere (the baseline, 4 %), so a
+statistical search should find nothing. Other exit statuses are never affected.
+"""
+
+from .._config import DEMO_API_KEY
+from .app import Simulator, create_app
+from .fleet import Fleet, generate_fleet
+from .incidents import Incident
+from .server import demo_client, running_server
+
+__all__ = ["DEMO_API_KEY", "Fleet", "Incident", "Simulator", "create_app", "demo_client",
+           "generate_fleet", "running_server"]

@@ -1,0 +1,287 @@
+"""A deterministic, production-like fleet of Anam sessions: `generate_fleet` and `Fleet`.
+
+Randomness is drawn in bulk with numpy (one generator per seed), then turned into API-shaped
+records in one pass, so 20,000 sessions take well under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from .artifacts import Transcripts
+from .incidents import Incident, pod_incident, replicaset_incident
+from .personas import (CLIENT_LABELS, LABEL_WEIGHTS, SDK_VERSIONS, USER_AGENTS, Cast, build_cast,
+                       client_metadata, persona_config)
+from .timefmt import STYLE_WEIGHTS, format_many, parse_iso, parse_span, to_ms, utc_end
+from .topology import Topology, build_topology, engine_host
+
+# Exit statuses and their chances; ERROR's chance is the fleet baseline, NORMAL_EXIT takes the rest.
+OTHER_STATUSES = {"CLIENT_DISCONNECTED": 0.245, "CLOSED_BY_ENGINE": 0.035, "TIMEOUT": 0.03,
+                  "MAX_DURATION_REACHED": 0.012, "ENGINE_OOM": 0.006}
+STATUSES = ("NORMAL_EXIT", "ERROR", *OTHER_STATUSES)
+ERROR_BASELINE = 0.04
+# Typical length (seconds, log-normal median) per status; MAX_DURATION_REACHED is the persona cap.
+MEDIAN_SECONDS = {"NORMAL_EXIT": 180, "ERROR": 40, "CLIENT_DISCONNECTED": 120, "CLOSED_BY_ENGINE": 240,
+                  "TIMEOUT": 330, "MAX_DURATION_REACHED": 1800, "ENGINE_OOM": 600}
+MAX_SECONDS = 1800
+MIN_ACTIVE = 3
+
+
+@dataclass
+class _Draw:
+    """Per-session random choices, one numpy array each, aligned by position."""
+
+    start: np.ndarray
+    region: np.ndarray
+    version: np.ndarray
+    pod: np.ndarray
+    length: np.ndarray        # ms; -1 while active
+    status: np.ndarray        # index into STATUSES; -1 while active
+    updated: np.ndarray       # ms
+    styles: np.ndarray        # index into timefmt.STYLES; whole-second records start on a second
+
+
+class _Factory:
+    """Turns draws into records; also mints fresh sessions at the head for live traffic."""
+
+    def __init__(self, rng: np.random.Generator, topo: Topology, cast: Cast) -> None:
+        self.rng, self.topo, self.cast = rng, topo, cast
+        self.host_cache = {(r, v, p): engine_host(r, pod)
+                           for r, sets in topo.replicasets.items()
+                           for v, rs in enumerate(sets) for p, pod in enumerate(rs.pods)}
+
+    def records(self, d: _Draw) -> list[dict]:
+        rng, cast, n = self.rng, self.cast, len(d.start)
+        ids = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+        ids[:, 6] = (ids[:, 6] & 0x0F) | 0x40
+        ids[:, 8] = (ids[:, 8] & 0x3F) | 0x80
+        hexes = [h.tobytes().hex() for h in ids]
+        styles = d.styles
+        whole = styles == 1
+        start = d.start
+        active = d.length < 0
+        end = np.where(active, 0, np.where(whole, (start + d.length) // 1000 * 1000, start + d.length))
+        length = end - start
+        created = np.where(whole, start, start - rng.integers(0, 400, size=n))
+        updated = np.where(active, np.maximum(d.updated, start), end + rng.integers(0, 3000, size=n))
+        updated = np.where(whole, -(-updated // 1000) * 1000, updated)
+        micros = rng.integers(0, 1000, size=n)
+        texts = [format_many(a, styles, micros) for a in (start, end, created, updated)]
+        stateful = rng.random(n) < 0.6
+        persona_pick = rng.integers(0, 10_000, size=n)
+        labels = rng.choice(len(CLIENT_LABELS), size=n, p=LABEL_WEIGHTS)
+        keys = rng.choice(len(cast.api_keys), size=n, p=cast.api_key_weights)
+        agents = rng.integers(0, len(USER_AGENTS), size=n)
+        sdks = rng.integers(0, len(SDK_VERSIONS), size=n)
+        flavour = rng.random(n)
+        oddity = rng.random(n)
+        regions, sets = self.topo.regions, self.topo.replicasets
+        out = []
+        for i in range(n):
+            h = hexes[i]
+            region = regions[d.region[i]]
+            v, p = int(d.version[i]), int(d.pod[i])
+            rs = sets[region][v]
+            persona = (cast.stateful if stateful[i] else cast.ephemeral)[
+                persona_pick[i] % (len(cast.stateful) if stateful[i] else len(cast.ephemeral))]
+            host, protocol, version = self.host_cache[(region, v, p)], "https", rs.version
+            odd = oddity[i]
+            if odd < 0.006:
+                host = protocol = version = None
+            elif odd < 0.008:
+                host = rs.pods[p]
+            elif odd < 0.009:
+                host = f"10.{d.region[i] + 10}.{p}.{17 + v}:8443"
+            elif odd < 0.010:
+                host = "wss://" + host
+            elif odd > 0.97:
+                protocol = "wss"
+            is_active = active[i]
+            record = {
+                "id": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
+                "personaId": persona.id,
+                "clientLabel": CLIENT_LABELS[labels[i]],
+                "startTime": texts[0][i],
+                "endTime": None if is_active else texts[1][i],
+                "sessionLengthMs": None if is_active else int(length[i]),
+                "exitStatus": None if is_active else STATUSES[d.status[i]],
+                "engineHost": host,
+                "engineProtocol": protocol,
+                "engineVersion": version,
+                "clientMetadata": client_metadata(agents[i], sdks[i], flavour[i]),
+                "personaConfig": persona_config(persona),
+                "apiKeyId": cast.api_keys[keys[i]],
+                "organizationId": cast.organization_id,
+                "createdAt": texts[2][i],
+                "updatedAt": texts[3][i],
+            }
+            if 0.5 < odd < 0.504:
+                del record["clientMetadata"]
+            elif 0.6 < odd < 0.605:
+                record["tags"] = ["pilot", "β"]
+            out.append(record)
+        return out
+
+    def mint(self, n: int, after_ms: int, now_ms: int) -> list[dict]:
+        """`n` sessions that just started after `after_ms`, newest first, all still active."""
+        styles = _styles(self.rng, n)
+        start = _whole_seconds(after_ms + self.rng.integers(1000, 4000, size=n).cumsum(), styles)
+        region = self.rng.choice(len(self.topo.regions), size=n, p=self.topo.weights)
+        version, pod = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        for r, name in enumerate(self.topo.regions):
+            mask = region == r
+            version[mask], pod[mask] = self.topo.assign(self.rng, name, start[mask])
+        updated = np.maximum(start, now_ms)
+        draw = _Draw(start, region, version, pod, np.full(n, -1), np.full(n, -1), updated, styles)
+        return self.records(draw)[::-1]
+
+
+class Fleet:
+    """Sessions (newest first), their transcripts, and the incidents planted in them."""
+
+    def __init__(self, sessions: Iterable[dict], transcripts: dict | None = None,
+                 incidents: Iterable[Incident] = (), *, seed: int = 0,
+                 _factory: _Factory | None = None) -> None:
+        self.sessions: list[dict] = list(sessions)
+        self.by_id: dict[str, dict] = {r["id"]: r for r in self.sessions}
+        self.transcripts = Transcripts(self.by_id, seed) if transcripts is None else dict(transcripts)
+        self.incidents: list[Incident] = list(incidents)
+        self.seed = seed
+        self._factory = _factory
+
+    def __repr__(self) -> str:
+        return f"<Fleet {len(self.sessions)} sessions, {len(self.incidents)} incidents, seed={self.seed}>"
+
+    def copy(self) -> Fleet:
+        """A fleet sharing the records but with its own lists, so adding sessions stays local."""
+        transcripts = None if isinstance(self.transcripts, Transcripts) else self.transcripts
+        return Fleet(self.sessions, transcripts, self.incidents, seed=self.seed, _factory=self._factory)
+
+    def add_sessions(self, n: int, *, seed: int = 0) -> list[dict]:
+        """Insert `n` just-started sessions at the head (newest first) and return them."""
+        if n <= 0:
+            return []
+        if self._factory is None:
+            rng = np.random.default_rng([self.seed, seed])
+            now = to_ms(utc_end(None))
+            self._factory = _Factory(rng, build_topology(rng, now - 7 * 86_400_000, now), build_cast(rng))
+        newest = max((to_ms(parse_iso(r["startTime"])) for r in self.sessions[:50]
+                      if isinstance(r.get("startTime"), str)), default=to_ms(utc_end(None)))
+        fresh = self._factory.mint(n, newest, to_ms(utc_end(None)))
+        self.sessions[:0] = fresh
+        for record in fresh:
+            self.by_id[record["id"]] = record
+        return fresh
+
+
+def _styles(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.choice(len(STYLE_WEIGHTS), size=n, p=STYLE_WEIGHTS)
+
+
+def _whole_seconds(start: np.ndarray, styles: np.ndarray) -> np.ndarray:
+    """Records written with whole-second timestamps really start on a second (keeps order honest)."""
+    return np.where(styles == 1, start // 1000 * 1000, start)
+
+
+def _diurnal_starts(rng: np.random.Generator, n: int, start_ms: int, end_ms: int, peak: float) -> np.ndarray:
+    """Start times with more traffic around the region's peak hour (UTC)."""
+    minutes = max(1, (end_ms - start_ms) // 60_000)
+    grid = start_ms + np.arange(minutes, dtype=np.int64) * 60_000
+    hours = (grid // 60_000 % 1440) / 60.0
+    cdf = np.cumsum(1.0 + 0.75 * np.cos(2 * np.pi * (hours - peak) / 24))
+    picks = np.searchsorted(cdf, rng.random(n) * cdf[-1])
+    starts = grid[picks] + rng.integers(0, 60_000, size=n)
+    return np.minimum(starts, end_ms - 1)
+
+
+def _lengths(rng: np.random.Generator, status: np.ndarray) -> np.ndarray:
+    medians = np.array([MEDIAN_SECONDS[s] for s in STATUSES], dtype=float)[status]
+    seconds = np.exp(np.log(medians) + rng.normal(0, 0.9, size=len(status)))
+    seconds = np.clip(seconds, 1.5, MAX_SECONDS - 5)
+    capped = np.array(STATUSES)[status] == "MAX_DURATION_REACHED"
+    seconds = np.where(capped, MAX_SECONDS + rng.uniform(0, 2, size=len(status)), seconds)
+    return (seconds * 1000).astype(np.int64)
+
+
+def _validate(seed: object, sessions: object, incidents: object) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} is not valid: give an integer >= 0")
+    if isinstance(sessions, bool) or not isinstance(sessions, int) or not 0 <= sessions <= 2_000_000:
+        raise ValueError(f"sessions={sessions!r} is not valid: give an integer from 0 to 2,000,000")
+    if not isinstance(incidents, bool):
+        raise ValueError(f"incidents={incidents!r} is not valid: give True or False")
+
+
+def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = "7d",
+                   end: datetime | None = None, incidents: bool = True) -> Fleet:
+    """Build `sessions` records over `span` ending at `end` (now when None), newest first.
+
+    Same arguments → same fleet. With `incidents`, a failing pod and an erroring replicaset
+    are planted (see `Fleet.incidents`); without, ERROR is equally likely everywhere.
+    """
+    _validate(seed, sessions, incidents)
+    span_td = parse_span(span)
+    end_ms = to_ms(utc_end(end))
+    span_ms = int(span_td.total_seconds() * 1000)
+    start_ms = end_ms - span_ms
+    rng = np.random.default_rng(seed)
+    topo = build_topology(rng, start_ms, end_ms)
+    cast = build_cast(rng)
+    baseline = ERROR_BASELINE
+    planted: list[Incident] = []
+    n_surge = 0
+    if incidents and sessions >= 20:
+        planted = [pod_incident(rng, topo, span_ms, end_ms, baseline),
+                   replicaset_incident(topo, end_ms, baseline)]
+        n_surge = min(sessions // 5, max(60, round(0.025 * sessions)))
+
+    region = rng.choice(len(topo.regions), size=sessions - n_surge, p=topo.weights)
+    start = np.zeros(len(region), dtype=np.int64)
+    version, pod = np.zeros_like(start), np.zeros_like(start)
+    for r, name in enumerate(topo.regions):
+        mask = region == r
+        start[mask] = _diurnal_starts(rng, int(mask.sum()), start_ms, end_ms, topo.peaks[r])
+        version[mask], pod[mask] = topo.assign(rng, name, start[mask])
+    if n_surge:
+        # Reconnecting clients piling onto the failing pod during its incident window.
+        inc = planted[0]
+        sets = topo.replicasets[inc.region]
+        r, v = topo.regions.index(inc.region), len(sets) - 1
+        p = sets[v].pods.index(inc.pod)
+        surge = rng.integers(to_ms(inc.start), to_ms(inc.end), size=n_surge)
+        start = np.concatenate([start, surge])
+        region = np.concatenate([region, np.full(n_surge, r)])
+        version = np.concatenate([version, np.full(n_surge, v)])
+        pod = np.concatenate([pod, np.full(n_surge, p)])
+
+    base = [1 - baseline - sum(OTHER_STATUSES.values()), baseline, *OTHER_STATUSES.values()]
+    status = rng.choice(len(STATUSES), size=len(start), p=base)
+    u = rng.random(len(start))
+    for inc in planted:
+        r = topo.regions.index(inc.region)
+        sets = topo.replicasets[inc.region]
+        v = next(i for i, rs in enumerate(sets) if rs.name == inc.replicaset)
+        hit = (region == r) & (version == v) & (start >= to_ms(inc.start)) & (start < to_ms(inc.end))
+        if inc.pod is not None:
+            hit &= pod == sets[v].pods.index(inc.pod)
+        promote = (inc.failure_rate - baseline) / (1 - baseline)
+        status = np.where(hit & (u < promote), STATUSES.index(inc.status), status)
+
+    length = _lengths(rng, status)
+    styles = _styles(rng, len(start))
+    start = _whole_seconds(start, styles)
+    order = np.argsort(-start, kind="stable")
+    start, region, version, pod, status, length, styles = (
+        a[order] for a in (start, region, version, pod, status, length, styles))
+    active = start + length > end_ms
+    active[: min(MIN_ACTIVE, len(active))] = True
+    length = np.where(active, -1, length)
+    status = np.where(active, -1, status)
+    updated = start + ((end_ms - start) * rng.random(len(start))).astype(np.int64)
+    factory = _Factory(rng, topo, cast)
+    records = factory.records(_Draw(start, region, version, pod, length, status, updated, styles))
+    return Fleet(records, None, planted, seed=seed, _factory=factory)

@@ -1,0 +1,62 @@
+"""Ways to reach the simulator: a real loopback server, or a client wired in-process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import uvicorn
+
+from .app import create_app
+
+if TYPE_CHECKING:
+    from ..client import AnamClient
+
+IN_PROCESS_URL = "http://anam-simulator"
+CLIENT_OPTIONS = ("timeout", "max_retries", "concurrency")
+
+
+@contextmanager
+def running_server(app: Any, host: str = "127.0.0.1", port: int = 0,
+                   *, startup_timeout: float = 10.0) -> Iterator[str]:
+    """Serve `app` with uvicorn in a background thread; yields its base URL, then stops it.
+
+    `port=0` picks a free port; the URL carries the one actually bound.
+    """
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"anam-simulator-{host}:{port}", daemon=True)
+    thread.start()
+    try:
+        for _ in range(int(startup_timeout / 0.01)):
+            if server.started or not thread.is_alive():
+                break
+            threading.Event().wait(0.01)
+        if not server.started:
+            raise RuntimeError(f"the simulator did not start on {host}:{port} within {startup_timeout} s")
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=startup_timeout)
+
+
+def demo_client(app: Any = None, **options: Any) -> AnamClient:
+    """An `AnamClient` talking to a simulator in-process (no sockets), with the right key.
+
+    Pass an `app` from `create_app`, or fleet and knob options to build one; `timeout`,
+    `max_retries` and `concurrency` go to the client.
+    """
+    from ..client import AnamClient
+
+    client_options = {name: options.pop(name) for name in CLIENT_OPTIONS if name in options}
+    if app is None:
+        app = create_app(**options)
+    elif options:
+        raise ValueError(f"give either an app or simulator options {sorted(options)}, not both")
+    return AnamClient(api_key=app.state.simulator.api_key, base_url=IN_PROCESS_URL,
+                      transport=httpx.ASGITransport(app=app), **client_options)
