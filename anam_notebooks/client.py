@@ -1,0 +1,274 @@
+"""Clients for the Anam sessions API: `AsyncAnamClient` (the core), `AnamClient` (sync facade
+usable anywhere a notebook runs) and `connect()` (real API with a key, else the simulator).
+
+Resources are thin methods over one request path (`_http.HttpCore`); listing is an iterator
+(`_paging`) that reads every page exactly once even while new sessions arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from . import _paging
+from ._config import API_KEY_ENV, api_key_from_env, base_url_from_env
+from ._errors import AnamAPIError, ConfigurationError
+from ._http import HttpCore, check_base_url, make_timeout
+from ._ids import (
+    check_page,
+    check_per_page,
+    check_search,
+    normalize_session_id,
+    normalize_uuid_filter,
+)
+from ._retry import Backoff
+from ._runner import RUNNER
+
+__all__ = ["AnamClient", "AsyncAnamClient", "Backoff", "connect"]
+
+logger = logging.getLogger("anam_notebooks")
+
+Record = dict[str, Any]
+StopWhen = Callable[[Record], bool]
+T = TypeVar("T")
+
+SESSIONS_PATH = "/v1/sessions"
+
+
+class AsyncAnamClient:
+    """Async client for the Anam sessions API; every method is a coroutine except
+    `iter_sessions`, which returns an async iterator (`async for s in client.iter_sessions()`).
+
+    The key comes from `api_key` or ANAM_API_KEY, the base URL from `base_url`, ANAM_API_URL or
+    https://api.anam.ai. `concurrency` bounds requests in flight (it halves on 429 and recovers);
+    `backoff` sets the retry timing (inject `sleep`/`now` in tests).
+    """
+
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+                 timeout: float | httpx.Timeout = 30.0, max_retries: int = 4,
+                 concurrency: int = 8, transport: httpx.AsyncBaseTransport | None = None,
+                 backoff: Backoff | None = None) -> None:
+        key = api_key_from_env(api_key)
+        if key is None:
+            raise ConfigurationError(
+                f"no Anam API key: set the {API_KEY_ENV} environment variable (or pass api_key=...); "
+                "anam_notebooks.connect() falls back to the built-in simulator when no key is set")
+        _check_int("max_retries", max_retries, 0)
+        _check_int("concurrency", concurrency, 1)
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigurationError(
+                f"transport={transport!r} is not an httpx.AsyncBaseTransport "
+                "(e.g. httpx.AsyncHTTPTransport or httpx.ASGITransport)")
+        self.base_url: str = check_base_url(base_url_from_env(base_url))
+        self.source: str = self.base_url
+        self.concurrency = concurrency
+        self._core = HttpCore(api_key=key, base_url=self.base_url, timeout=make_timeout(timeout),
+                              max_retries=max_retries, concurrency=concurrency,
+                              transport=transport, backoff=backoff or Backoff())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, source={self.source!r})"
+
+    async def __aenter__(self) -> AsyncAnamClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool; the client cannot be used afterwards."""
+        await self._core.aclose()
+
+    async def get_session(self, session_id: Any) -> Record:
+        """One session record (a dict, as the API sent it)."""
+        sid = normalize_session_id(session_id)
+        return await self._get_object(f"{SESSIONS_PATH}/{sid}")
+
+    async def get_transcript(self, session_id: Any) -> Record:
+        """The session's transcript; NotFoundError when none was kept (zero data retention)."""
+        sid = normalize_session_id(session_id)
+        return await self._get_object(f"{SESSIONS_PATH}/{sid}/transcript")
+
+    async def get_recording_url(self, session_id: Any) -> str:
+        """A presigned download URL for the recording, valid about an hour."""
+        sid = normalize_session_id(session_id)
+        path = f"{SESSIONS_PATH}/{sid}/recording"
+        url = (await self._get_object(path)).get("recordingUrl")
+        if not isinstance(url, str) or not url:
+            raise AnamAPIError(f"GET {path} -> 200 but the answer has no 'recordingUrl'",
+                               status_code=200, method="GET", path=path)
+        return url
+
+    async def list_sessions(self, page: int = 1, per_page: int = 100, search: str | None = None,
+                            persona_id: Any = None, api_key_id: Any = None) -> Record:
+        """One raw page: {"data": [...], "meta": {...}} exactly as the API answered."""
+        params = _list_params(per_page, search, persona_id, api_key_id)
+        return await self._get_object(SESSIONS_PATH, {"page": check_page(page), **params})
+
+    def iter_sessions(self, *, search: str | None = None, persona_id: Any = None,
+                      api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
+                      stop: StopWhen | None = None) -> AsyncIterator[Record]:
+        """Every session of every page, each id once (see `AnamClient.iter_sessions`)."""
+        return _flatten(self._session_batches(search=search, persona_id=persona_id,
+                                              api_key_id=api_key_id, per_page=per_page,
+                                              since=since, stop=stop))
+
+    def _session_batches(self, *, search: str | None, persona_id: Any, api_key_id: Any,
+                         per_page: int, since: datetime | None,
+                         stop: StopWhen | None) -> AsyncIterator[list[Record]]:
+        """Validates now, then yields records page by page (the sync facade hops per batch)."""
+        params = _list_params(per_page, search, persona_id, api_key_id)
+        if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
+            raise ValueError(f"since={since!r} must be a timezone-aware datetime, "
+                             "e.g. datetime.now(timezone.utc) - timedelta(hours=24)")
+        if stop is not None and not callable(stop):
+            raise ValueError(f"stop={stop!r} must be a callable taking a session dict and returning bool")
+
+        async def fetch(page: int) -> Any:
+            return await self._core.get_json(SESSIONS_PATH, {"page": page, **params})
+
+        return _paging.iterate(fetch, per_page=params["perPage"], concurrency=self.concurrency,
+                               since=since, stop=stop)
+
+    async def _get_object(self, path: str, params: dict[str, Any] | None = None) -> Record:
+        body = await self._core.get_json(path, params)
+        if not isinstance(body, dict):
+            raise AnamAPIError(f"GET {path} -> 200 but the answer is a {type(body).__name__}, "
+                               "not a JSON object", status_code=200, method="GET", path=path)
+        return body
+
+
+class AnamClient:
+    """Blocking client for notebooks and scripts: the same methods as `AsyncAnamClient`, run on
+    a background event loop so they work in plain Python, in Jupyter (loop already running,
+    top-level `await` too) and under papermill. Use it as a context manager or call `close()`.
+
+    >>> client = AnamClient()                     # key from ANAM_API_KEY
+    >>> client.get_session("https://lab.anam.ai/sessions/<uuid>")
+    >>> for session in client.iter_sessions(since=datetime.now(timezone.utc) - timedelta(days=1)):
+    ...     ...
+    """
+
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+                 timeout: float | httpx.Timeout = 30.0, max_retries: int = 4,
+                 concurrency: int = 8, transport: httpx.AsyncBaseTransport | None = None,
+                 backoff: Backoff | None = None) -> None:
+        self._async = AsyncAnamClient(api_key, base_url, timeout=timeout, max_retries=max_retries,
+                                      concurrency=concurrency, transport=transport, backoff=backoff)
+        self.base_url: str = self._async.base_url
+        self.source: str = self.base_url
+
+    def __repr__(self) -> str:
+        return f"AnamClient(base_url={self.base_url!r}, source={self.source!r})"
+
+    def __enter__(self) -> AnamClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool; the client cannot be used afterwards."""
+        RUNNER.run(self._async.aclose())
+
+    def get_session(self, session_id: Any) -> Record:
+        """One session record; `session_id` may be a UUID, a URL holding one, or `{uuid}`."""
+        return self._run(self._async.get_session, session_id)
+
+    def get_transcript(self, session_id: Any) -> Record:
+        """The session's transcript; NotFoundError when none was kept."""
+        return self._run(self._async.get_transcript, session_id)
+
+    def get_recording_url(self, session_id: Any) -> str:
+        """A presigned download URL for the recording, valid about an hour."""
+        return self._run(self._async.get_recording_url, session_id)
+
+    def list_sessions(self, page: int = 1, per_page: int = 100, search: str | None = None,
+                      persona_id: Any = None, api_key_id: Any = None) -> Record:
+        """One raw page: {"data": [...], "meta": {...}} exactly as the API answered."""
+        return self._run(self._async.list_sessions, page, per_page, search, persona_id, api_key_id)
+
+    def iter_sessions(self, *, search: str | None = None, persona_id: Any = None,
+                      api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
+                      stop: StopWhen | None = None) -> Iterator[Record]:
+        """Every session of every page, each id once, newest first page by page.
+
+        Pages 2..N are read concurrently; sessions that arrive meanwhile are picked up by
+        re-reading the pages that shifted. `since` (tz-aware) stops after the first page whose
+        sessions all started earlier (older ones may still be yielded: filter them yourself);
+        `stop(record) -> bool` stops after the page holding a record it accepts. Both read
+        pages a couple at a time. If pages still fail after retries, the iterator ends with
+        PaginationError, whose `.records` holds everything read.
+        """
+        batches = self._async._session_batches(search=search, persona_id=persona_id,
+                                               api_key_id=api_key_id, per_page=per_page,
+                                               since=since, stop=stop)
+        return _drain(batches)
+
+    def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        return RUNNER.run(method(*args))
+
+
+async def _flatten(batches: AsyncIterator[list[Record]]) -> AsyncIterator[Record]:
+    async for batch in batches:
+        for record in batch:
+            yield record
+
+
+_DONE: list[Record] = []
+
+
+async def _next_batch(batches: AsyncIterator[list[Record]]) -> list[Record]:
+    try:
+        return await anext(batches)
+    except StopAsyncIteration:
+        return _DONE
+
+
+def _drain(batches: AsyncIterator[list[Record]]) -> Iterator[Record]:
+    """Pull batches across to the caller's thread; closing early cancels the pending pages."""
+    try:
+        while (batch := RUNNER.run(_next_batch(batches))) is not _DONE:
+            yield from batch
+    finally:
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            RUNNER.finish(aclose())
+
+
+def _list_params(per_page: Any, search: Any, persona_id: Any, api_key_id: Any) -> dict[str, Any]:
+    return {"perPage": check_per_page(per_page), "search": check_search(search),
+            "personaId": normalize_uuid_filter("persona_id", persona_id),
+            "apiKeyId": normalize_uuid_filter("api_key_id", api_key_id)}
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name}={value!r} is not valid: expected an integer >= {minimum}")
+
+
+def connect(api_key: str | None = None, base_url: str | None = None, **kw: Any) -> AnamClient:
+    """A client for the real API when a key is given or ANAM_API_KEY is set; otherwise the
+    built-in simulator with generated demo data (one line says so). `client.source` tells
+    reports where the data came from: the base URL, or "simulator"."""
+    if api_key_from_env(api_key) is not None:
+        return AnamClient(api_key, base_url, **kw)
+    if base_url is not None:
+        raise ConfigurationError(
+            f"base_url={base_url!r} was given without an API key: set {API_KEY_ENV} "
+            "(or pass api_key=...), or leave both out to use the built-in simulator")
+    from .demo import demo_client
+
+    client = demo_client(**kw)
+    client.source = "simulator"
+    message = (f"{API_KEY_ENV} is not set: using the built-in Anam simulator with generated "
+               "demo data (set it to read your real sessions)")
+    logger.info(message)
+    print(message)
+    return client
