@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any, Awaitable, Callable
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -29,7 +30,8 @@ from .openapi import openapi_bytes
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 POSITIVE_INT = re.compile(r"^[0-9]{1,9}$")
-REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+           429: "Too Many Requests",
            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 FAULTS = (500, 502, 503)
 FLEET_OPTIONS = {"sessions", "span", "end", "incidents"}
@@ -215,7 +217,10 @@ def create_app(fleet: Fleet | None = None, *, api_key: str = DEMO_API_KEY, laten
         simulator.stats[200] += 1
         return json_response(openapi_bytes())
 
-    app = Starlette(routes=[
+    async def unrouted(request: Request, exc: HTTPException) -> Response:
+        return error(exc.status_code, f"No route for {request.method} {request.url.path}")
+
+    app = Starlette(exception_handlers={404: unrouted, 405: unrouted}, routes=[
         route("/v1/sessions", "list", simulator.list_sessions),
         route("/v1/sessions/{id}", "get", simulator.get_session),
         route("/v1/sessions/{id}/transcript", "transcript", simulator.get_transcript),

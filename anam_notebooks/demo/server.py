@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..client import AnamClient
 
 IN_PROCESS_URL = "http://anam-simulator"
-CLIENT_OPTIONS = ("timeout", "max_retries", "concurrency")
+CLIENT_OPTIONS = ("timeout", "max_retries", "concurrency", "backoff")
 
 
 @contextmanager
@@ -49,7 +49,7 @@ def demo_client(app: Any = None, **options: Any) -> AnamClient:
     """An `AnamClient` talking to a simulator in-process (no sockets), with the right key.
 
     Pass an `app` from `create_app`, or fleet and knob options to build one; `timeout`,
-    `max_retries` and `concurrency` go to the client.
+    `max_retries`, `concurrency` and `backoff` go to the client.
     """
     from ..client import AnamClient
 

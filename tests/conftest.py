@@ -1,0 +1,41 @@
+"""Shared fixtures: a fixed demo fleet, a simulator app over it, and ways to reach it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+from anam_notebooks.demo import Fleet, create_app, generate_fleet, running_server
+
+FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
+FLEET_SEED = 7
+FLEET_SIZE = 3000
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Fleet:
+    """3,000 sessions over the 7 days before 2026-04-20T12:00Z, seed 7, incidents planted."""
+    return generate_fleet(seed=FLEET_SEED, sessions=FLEET_SIZE, span="7d", end=FLEET_END)
+
+
+@pytest.fixture
+def sim_app(fleet: Fleet):
+    """A fresh simulator app over the shared fleet (its own copy: drift never leaks)."""
+    return create_app(fleet)
+
+
+@pytest.fixture
+def asgi_transport(sim_app) -> httpx.ASGITransport:
+    """In-process transport to `sim_app`, for httpx.AsyncClient or AnamClient(transport=...)."""
+    return httpx.ASGITransport(app=sim_app)
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[Callable[..., str]]:
+    """Call it with an app to serve it on 127.0.0.1 for this test; returns the base URL."""
+    with ExitStack() as stack:
+        yield lambda app: stack.enter_context(running_server(app))
