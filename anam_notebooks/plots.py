@@ -1,0 +1,543 @@
+"""Plotly figures of sessions: sessions frame (or transcript frame) in, `go.Figure` out.
+
+Every figure shares one colour per exit status (`_colors`), shows times in UTC unless a display
+time zone is given, escapes every data-derived string (plotly treats <b>, <br>, <a> as markup),
+and turns an empty frame into an empty figure with a "no sessions" note.
+"""
+
+from __future__ import annotations
+
+import heapq
+import html
+from collections.abc import Iterable, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ._colors import ACTIVE_LABEL, MISSING_LABEL, KNOWN_STATUS_COLORS, hashed_color, status_color
+from ._html import format_duration
+from .analysis import FailureSpec, is_failure
+
+__all__ = [
+    "session_timeline", "exit_status_over_time", "host_health", "session_detail",
+    "duration_distribution",
+]
+
+_EPOCH = pd.Timestamp("1970-01-01")
+_MS = pd.Timedelta(1, "ms")
+_HOVER_TEXT_LIMIT = 300
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def _require(df: pd.DataFrame, *columns: str) -> None:
+    """Raise a ValueError naming the missing column and the frame's valid columns."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    for column in columns:
+        if column not in df.columns:
+            valid = ", ".join(repr(c) for c in df.columns)
+            raise ValueError(f"column {column!r} is not in the frame; valid columns: {valid}")
+
+
+def _zone(tz: str | None) -> ZoneInfo:
+    """The display zone (UTC when None); an unknown name raises naming the bad value."""
+    if tz is None:
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"tz {tz!r} is not a known time zone; use an IANA name such as 'UTC' or "
+            "'Europe/London'") from exc
+
+
+def _zone_name(zone: ZoneInfo) -> str:
+    return zone.key
+
+
+def _wall(values: Any, zone: ZoneInfo) -> pd.Series:
+    """UTC instants as naive wall-clock times in the display zone (what the axis shows)."""
+    series = pd.Series(pd.to_datetime(values, utc=True, errors="coerce"))
+    return series.dt.tz_convert(zone).dt.tz_localize(None)
+
+
+def _epoch_ms(wall: pd.Series) -> np.ndarray:
+    """Naive wall-clock times as float ms since the epoch (NaN when missing): plotly date axes
+    read numbers as ms, and float arrays serialise compactly as typed arrays."""
+    return ((wall - _EPOCH) / _MS).to_numpy(dtype=float, na_value=np.nan)
+
+
+def _ms_text(ms: np.ndarray) -> np.ndarray:
+    """ms since epoch → 'YYYY-MM-DD HH:MM:SS' strings (hover text)."""
+    out = pd.to_datetime(ms, unit="ms").strftime("%Y-%m-%d %H:%M:%S")
+    return np.asarray(out, dtype=object)
+
+
+def _esc(value: Any) -> str:
+    """Escape text for plotly labels and hovers (entities render as text there)."""
+    return html.escape(str(value), quote=False)
+
+
+def _labels(series: pd.Series, missing: str = MISSING_LABEL) -> pd.Series:
+    """Category values as plain strings, missing values as a visible placeholder."""
+    return series.astype(object).where(series.notna(), missing).map(str)
+
+
+def _status_labels(series: pd.Series) -> pd.Series:
+    return _labels(series, ACTIVE_LABEL)
+
+
+def _failure_mask(statuses: pd.Series, failures: FailureSpec) -> np.ndarray:
+    """Which sessions failed, per `analysis.is_failure`; active sessions never count."""
+    mask = pd.Series(is_failure(statuses, failures), index=statuses.index)
+    return mask.fillna(False).astype(bool).to_numpy() & statuses.notna().to_numpy()
+
+
+def _active_mask(df: pd.DataFrame) -> np.ndarray:
+    """Still running: the frame's `is_active`, else no end time and no exit status."""
+    if "is_active" in df.columns:
+        return df["is_active"].fillna(False).astype(bool).to_numpy()
+    ended = df["end_time"].notna() if "end_time" in df.columns else pd.Series(False, df.index)
+    return (~ended & df["exit_status"].isna()).to_numpy()
+
+
+def _status_order(labels: Iterable[str], failed: set[str]) -> list[str]:
+    """Known statuses first in a fixed order, unknown ones sorted, failures last (drawn on top)."""
+    known = [s for s in KNOWN_STATUS_COLORS if s in labels]
+    unknown = sorted(set(labels) - set(known))
+    order = known + unknown
+    return [s for s in order if s not in failed] + [s for s in order if s in failed]
+
+
+def _empty(title: str, note: str = "no sessions") -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False},
+                      annotations=[{"text": note, "showarrow": False, "xref": "paper",
+                                    "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 16}}])
+    return fig
+
+
+def _note(fig: go.Figure, text: str) -> None:
+    """A visible note under the title (sampling, undrawn sessions): nothing is dropped silently."""
+    fig.add_annotation(text=_esc(text), showarrow=False, xref="paper", yref="paper", x=0,
+                       y=1.0, xanchor="left", yanchor="bottom", font={"size": 11, "color": "#a33"})
+
+
+def _buckets(wall: pd.Series, freq: str) -> pd.Series:
+    """Floor wall-clock times to a fixed-size bucket; a bad `freq` raises naming it."""
+    try:
+        offset = pd.tseries.frequencies.to_offset(freq)
+        return wall.dt.floor(offset)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"freq {freq!r} is not a fixed time span; use e.g. '15min', '1h' or '1D'") from exc
+
+
+def _group_colors(labels: Sequence[str], by: str) -> dict[str, str]:
+    if by == "exit_status":
+        return {label: status_color(label) for label in labels}
+    return {label: hashed_color(label) for label in labels}
+
+
+# ---------------------------------------------------------------- session timeline
+
+def _pack_tracks(lanes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Assign overlapping sessions of one lane to separate tracks (greedy interval packing).
+
+    Returns each session's track and its lane's track count, so bars never hide each other.
+    """
+    track = np.zeros(len(lanes), dtype=np.int64)
+    count = np.ones(len(lanes), dtype=np.int64)
+    order = np.lexsort((starts, lanes))
+    boundaries = np.flatnonzero(np.diff(lanes[order])) + 1
+    for group in np.split(order, boundaries):
+        free: list[int] = []
+        busy: list[tuple[float, int]] = []
+        used = 0
+        for i in group:
+            while busy and busy[0][0] <= starts[i]:
+                heapq.heappush(free, heapq.heappop(busy)[1])
+            slot = heapq.heappop(free) if free else used
+            used = max(used, slot + 1)
+            track[i] = slot
+            heapq.heappush(busy, (ends[i], slot))
+        count[group] = used
+    return track, count
+
+
+def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exit_status",
+                     failures: FailureSpec = None, tz: str | None = None,
+                     now: Any = None, max_sessions: int = 50_000) -> go.Figure:
+    """One bar per session from start to end, in lanes by `by`, coloured by `color`.
+
+    Active sessions run to `now` (default: the current time) and end in a ▶ marker. Built from
+    one WebGL line trace per colour with gaps between sessions, so 20,000 sessions stay
+    responsive; past `max_sessions`, failures and active sessions are all kept, the rest are
+    sampled, and a note on the figure says so.
+    """
+    _require(df, "start_time", "exit_status", by, color)
+    if max_sessions < 1:
+        raise ValueError(f"max_sessions must be a positive integer, got {max_sessions!r}")
+    zone = _zone(tz)
+    title = f"Sessions by {by}"
+    notes: list[str] = []
+    placed = df[df["start_time"].notna()]
+    if len(placed) < len(df):
+        notes.append(f"{len(df) - len(placed)} sessions without a start time are not drawn")
+    if placed.empty:
+        return _empty(title)
+
+    failed = _failure_mask(placed["exit_status"], failures)
+    active = _active_mask(placed)
+    if len(placed) > max_sessions:
+        keep = failed | active
+        rest = np.flatnonzero(~keep)
+        room = max(max_sessions - int(keep.sum()), 0)
+        rng = np.random.default_rng(0)
+        keep[rng.choice(rest, size=min(room, len(rest)), replace=False)] = True
+        notes.append(f"showing {int(keep.sum())} of {len(placed)} sessions: every failure and "
+                     f"active session, the rest sampled (max_sessions={max_sessions})")
+        placed, failed, active = placed[keep], failed[keep], active[keep]
+
+    now_ts = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    if now_ts.tzinfo is None:
+        now_ts = now_ts.tz_localize("UTC")
+    start_utc = pd.to_datetime(placed["start_time"], utc=True)
+    end_utc = pd.to_datetime(placed["end_time"], utc=True) if "end_time" in placed else None
+    if end_utc is None:
+        end_utc = pd.Series(pd.NaT, index=placed.index, dtype="datetime64[ns, UTC]")
+    if "duration" in placed.columns:
+        end_utc = end_utc.fillna(start_utc + pd.to_timedelta(placed["duration"]))
+    end_utc = end_utc.where(~active, now_ts).fillna(now_ts)
+    starts = _epoch_ms(_wall(start_utc, zone))
+    ends = np.maximum(_epoch_ms(_wall(end_utc, zone)), starts)
+
+    lane_labels = _labels(placed[by]).to_numpy()
+    lanes = sorted(set(lane_labels) - {MISSING_LABEL}) + (
+        [MISSING_LABEL] if MISSING_LABEL in set(lane_labels) else [])
+    lane_index = pd.Index(lanes).get_indexer(lane_labels)
+    track, tracks = _pack_tracks(lane_index, starts, ends)
+    y = (lane_index + ((track + 0.5) / tracks - 0.5) * 0.8).astype(np.float32)
+
+    groups = (_status_labels(placed[color]) if color == "exit_status" else _labels(placed[color])).to_numpy()
+    failed_groups = set(groups[failed]) if color == "exit_status" else set()
+    order = (_status_order(set(groups), failed_groups) if color == "exit_status"
+             else sorted(set(groups)))
+    colors = _group_colors(order, color)
+
+    duration_text = np.array([format_duration(pd.Timedelta(ms, "ms")) for ms in ends - starts],
+                             dtype=object)
+    duration_text[active] = duration_text[active] + " (active)"
+    custom = np.column_stack([
+        placed.index.astype(str).map(_esc).to_numpy(dtype=object),
+        _labels(placed["client_label"]).map(_esc).to_numpy() if "client_label" in placed
+        else np.full(len(placed), MISSING_LABEL, dtype=object),
+        duration_text,
+        _labels(placed["engine_version"]).map(_esc).to_numpy() if "engine_version" in placed
+        else np.full(len(placed), MISSING_LABEL, dtype=object),
+        np.array([_esc(v) for v in lane_labels], dtype=object),
+        _ms_text(starts),
+    ])
+    # Status is the trace name when colouring by it; otherwise it rides in customdata too.
+    status_field = "%{fullData.name}"
+    if color != "exit_status":
+        custom = np.column_stack([custom, [_esc(v) for v in _status_labels(placed["exit_status"])]])
+        status_field = "%{customdata[6]}"
+    hover = ("<b>%{customdata[0]}</b><br>label: %{customdata[1]}<br>status: " + status_field
+             + "<br>start: %{customdata[5]}<br>duration: %{customdata[2]}"
+             f"<br>version: %{{customdata[3]}}<br>{_esc(by)}: %{{customdata[4]}}<extra></extra>")
+
+    fig = go.Figure()
+    for name in order:
+        sel = np.flatnonzero(groups == name)
+        xs = np.column_stack([starts[sel], ends[sel], np.full(len(sel), np.nan)]).ravel()
+        ys = np.column_stack([y[sel], y[sel], np.full(len(sel), np.nan, np.float32)]).ravel()
+        label = _esc(name)
+        fig.add_trace(go.Scattergl(
+            x=xs, y=ys, mode="lines", name=f"{label} ({len(sel)})", legendgroup=label,
+            line={"color": colors[name], "width": 4}, hoverinfo="skip", connectgaps=False))
+        fig.add_trace(go.Scattergl(
+            x=(starts[sel] + ends[sel]) / 2, y=y[sel], mode="markers", name=label,
+            legendgroup=label, showlegend=False, customdata=custom[sel], hovertemplate=hover,
+            marker={"color": colors[name], "size": 6, "opacity": 0}))
+    if active.any():
+        fig.add_trace(go.Scattergl(
+            x=ends[active], y=y[active], mode="markers", name=f"still active ({int(active.sum())})",
+            hoverinfo="skip",
+            marker={"symbol": "triangle-right", "size": 9, "color": KNOWN_STATUS_COLORS[ACTIVE_LABEL]}))
+        fig.add_vline(x=float(_epoch_ms(_wall(pd.Series([now_ts]), zone))[0]), line_dash="dot",
+                      line_color="#555", annotation_text="now")
+
+    fig.update_layout(
+        title=f"{title} ({len(placed)} sessions)", hovermode="closest",
+        height=min(max(320, 90 + 28 * len(lanes)), 2400), legend_title_text=_esc(color),
+        xaxis={"type": "date", "title": f"start → end ({_zone_name(zone)})"},
+        yaxis={"title": _esc(by), "tickmode": "array", "tickvals": list(range(len(lanes))),
+               "ticktext": [_esc(lane) for lane in lanes], "range": [len(lanes) - 0.5, -0.5],
+               "zeroline": False, "showgrid": False})
+    for boundary in range(len(lanes) - 1):
+        fig.add_hline(y=boundary + 0.5, line_width=1, line_color="#e5e5e5")
+    for i, text in enumerate(notes):
+        _note(fig, text) if i == 0 else fig.layout.annotations[-1].update(
+            text=fig.layout.annotations[-1].text + "; " + _esc(text))
+    return fig
+
+
+# ---------------------------------------------------------------- exit statuses over time
+
+def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureSpec = None,
+                          tz: str | None = None) -> go.Figure:
+    """Stacked session counts per exit status per bucket, the failure rate beneath, and a dotted
+    line where each engine version first appears (a rollout)."""
+    _require(df, "start_time", "exit_status")
+    zone = _zone(tz)
+    title = f"Exit statuses per {freq}"
+    placed = df[df["start_time"].notna()]
+    if placed.empty:
+        _buckets(pd.Series([], dtype="datetime64[ns]"), freq)
+        return _empty(title)
+    bucket = _buckets(_wall(placed["start_time"], zone), freq)
+    bucket.index = placed.index
+    statuses = _status_labels(placed["exit_status"])
+    failed = pd.Series(_failure_mask(placed["exit_status"], failures), index=placed.index)
+    finished = placed["exit_status"].notna()
+
+    counts = pd.crosstab(bucket, statuses).sort_index()
+    fail_n = failed.groupby(bucket).sum().reindex(counts.index, fill_value=0)
+    done_n = finished.groupby(bucket).sum().reindex(counts.index, fill_value=0)
+    rate = (fail_n / done_n.where(done_n > 0)).to_numpy(dtype=float, na_value=np.nan)
+    failed_names = set(statuses[failed.to_numpy()])
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32],
+                        vertical_spacing=0.06)
+    x = counts.index
+    totals = counts.sum(axis=1).to_numpy()
+    for name in _status_order(set(counts.columns), failed_names):
+        label = _esc(name)
+        fig.add_trace(go.Bar(
+            x=x, y=counts[name].to_numpy(), name=label, marker_color=status_color(name),
+            customdata=totals, legendgroup=label,
+            hovertemplate=(f"{label}: %{{y}} of %{{customdata}} sessions<br>%{{x}}<extra></extra>")),
+            row=1, col=1)
+    fig.add_trace(go.Scatter(
+        x=x, y=rate * 100, mode="lines+markers", name="failure rate", line={"color": "#d62728"},
+        customdata=np.column_stack([fail_n.to_numpy(), done_n.to_numpy()]),
+        hovertemplate=("failure rate %{y:.1f}%<br>%{customdata[0]} failed of %{customdata[1]}"
+                       " finished<br>%{x}<extra></extra>")), row=2, col=1)
+
+    if "engine_version" in placed.columns:
+        versions = placed.groupby(_labels(placed["engine_version"]), observed=True)["start_time"].min()
+        for version, first in versions.sort_values().items():
+            at = _wall(pd.Series([first]), zone).iloc[0]
+            fig.add_vline(x=at, line_dash="dot", line_color="#444", line_width=1)
+            fig.add_annotation(x=at, y=1.0, xref="x", yref="paper", yanchor="bottom",
+                               text=f"{_esc(version)} first seen", showarrow=False,
+                               textangle=-30, font={"size": 10})
+    fig.update_layout(title=title, barmode="stack", bargap=0.05, hovermode="closest",
+                      legend_title_text="exit status", margin={"t": 110})
+    fig.update_yaxes(title_text="sessions", row=1, col=1)
+    fig.update_yaxes(title_text="failure rate (%)", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title_text=f"session start ({_zone_name(zone)})", row=2, col=1)
+    return fig
+
+
+# ---------------------------------------------------------------- host health
+
+def host_health(df: pd.DataFrame, by: str = "engine_pod", freq: str = "1h",
+                failures: FailureSpec = None, tz: str | None = None,
+                min_sessions: int = 5) -> go.Figure:
+    """Failure rate per lane × time bucket, worst lanes on top.
+
+    Cells with fewer than `min_sessions` finished sessions are greyed out (their rate is noise:
+    one failure in two sessions is not an outage); every cell's hover gives n and failures, and
+    the session count is written in the cells when the grid is small enough to read.
+    """
+    _require(df, "start_time", "exit_status", by)
+    if min_sessions < 1:
+        raise ValueError(f"min_sessions must be a positive integer, got {min_sessions!r}")
+    zone = _zone(tz)
+    title = f"Failure rate by {by} per {freq}"
+    done = df[df["start_time"].notna() & df["exit_status"].notna()]
+    if done.empty:
+        _buckets(pd.Series([], dtype="datetime64[ns]"), freq)
+        return _empty(title, "no finished sessions")
+    bucket = _buckets(_wall(done["start_time"], zone), freq)
+    bucket.index = done.index
+    lane = _labels(done[by])
+    failed = pd.Series(_failure_mask(done["exit_status"], failures), index=done.index)
+    grid = pd.DataFrame({"lane": lane, "bucket": bucket, "failed": failed})
+    n = grid.pivot_table(index="lane", columns="bucket", values="failed", aggfunc="size",
+                         fill_value=0)
+    f = grid.pivot_table(index="lane", columns="bucket", values="failed", aggfunc="sum",
+                         fill_value=0).reindex_like(n).fillna(0)
+    order = pd.DataFrame({"f": f.sum(axis=1), "n": n.sum(axis=1)})
+    order = order.sort_values(["f", "n"], ascending=[False, False], kind="stable").index
+    n, f = n.loc[order], f.loc[order]
+    n_arr, f_arr = n.to_numpy(dtype=float), f.to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = f_arr / n_arr
+    enough = n_arr >= min_sessions
+    thin = (n_arr > 0) & ~enough
+    fleet = float(f_arr.sum() / n_arr.sum())
+
+    y = [_esc(v) for v in n.index]
+    x = list(n.columns)
+    custom = np.dstack([n_arr, f_arr, np.nan_to_num(rate * 100)])
+    text = np.where(n_arr > 0, n_arr.astype(int).astype(str), "")
+    show_text = n_arr.size <= 600
+    hover = (f"{_esc(by)}: %{{y}}<br>%{{x}}<br>%{{customdata[1]:.0f}} failed of "
+             "%{customdata[0]:.0f} sessions (%{customdata[2]:.1f}%)<extra>%{fullData.name}</extra>")
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(
+        x=x, y=y, z=np.where(thin, 1.0, np.nan), name=f"fewer than {min_sessions} sessions",
+        colorscale=[[0, "#d9d9d9"], [1, "#d9d9d9"]], showscale=False, customdata=custom,
+        hovertemplate=hover, text=text, texttemplate="%{text}" if show_text else None,
+        xgap=1, ygap=1))
+    fig.add_trace(go.Heatmap(
+        x=x, y=y, z=np.where(enough, rate, np.nan), name="failure rate", zmin=0, zmax=1,
+        colorscale=[[0, "#f7fcf5"], [0.05, "#fee0d2"], [0.3, "#fb6a4a"], [1, "#67000d"]],
+        colorbar={"title": "failure rate", "tickformat": ".0%"}, customdata=custom,
+        hovertemplate=hover, text=text, texttemplate="%{text}" if show_text else None,
+        xgap=1, ygap=1))
+    fig.update_layout(
+        title=f"{title} (fleet {fleet:.1%}; grey: fewer than {min_sessions} sessions)",
+        height=min(max(320, 120 + 24 * len(y)), 2400),
+        xaxis={"type": "date", "title": f"session start ({_zone_name(zone)})"},
+        yaxis={"type": "category", "autorange": "reversed", "title": _esc(by)})
+    return fig
+
+
+# ---------------------------------------------------------------- session detail
+
+def session_detail(transcript_df: pd.DataFrame, session: Any = None, tz: str | None = None) -> go.Figure:
+    """One session's turns on a time axis (user vs persona, speaking time, interruptions) above
+    its lifecycle (start → end, coloured by exit status).
+
+    `session` is the session record (API dict) or its row of the sessions frame; without it the
+    lifecycle is inferred from the transcript's own times.
+    """
+    _require(transcript_df, "role", "text", "timestamp", "speaking_duration", "interrupted")
+    zone = _zone(tz)
+    life = _lifecycle(session)
+    title = "Session " + _esc(life["id"]) if life["id"] else "Session transcript"
+    turns = transcript_df[transcript_df["timestamp"].notna()]
+    if turns.empty and life["start"] is None:
+        return _empty(title, "no transcript messages")
+
+    fig = go.Figure()
+    if not turns.empty:
+        start = _epoch_ms(_wall(turns["timestamp"], zone))
+        speak = pd.to_timedelta(turns["speaking_duration"]).dt.total_seconds().fillna(0)
+        speak = speak.clip(lower=0).to_numpy() * 1000
+        roles = _labels(turns["role"]).to_numpy()
+        interrupted = turns["interrupted"].fillna(False).astype(bool).to_numpy()
+        texts = np.array([_esc(_clip(t)) for t in _labels(turns["text"], "")], dtype=object)
+        for role in sorted(set(roles), key=lambda r: (r != "user", r != "persona", r)):
+            sel = roles == role
+            fig.add_trace(go.Bar(
+                y=[_esc(role)] * int(sel.sum()), x=np.maximum(speak[sel], 300), base=start[sel],
+                orientation="h", name=_esc(role), marker_color=hashed_color(role)
+                if role not in ("user", "persona") else {"user": "#1f77b4", "persona": "#9467bd"}[role],
+                customdata=np.column_stack([texts[sel], speak[sel] / 1000,
+                                            np.where(interrupted[sel], "yes", "no"),
+                                            _ms_text(start[sel])]),
+                hovertemplate=("%{customdata[3]}<br>speaking %{customdata[1]:.1f}s, interrupted: "
+                               "%{customdata[2]}<br>%{customdata[0]}<extra>%{fullData.name}</extra>")))
+        if interrupted.any():
+            fig.add_trace(go.Scatter(
+                x=start[interrupted] + speak[interrupted], y=[_esc(r) for r in roles[interrupted]],
+                mode="markers", name="interrupted", marker={"symbol": "x", "size": 11,
+                                                             "color": "#d62728"},
+                hovertemplate="interrupted<extra></extra>"))
+    if life["start"] is not None:
+        status = life["status"]
+        begin = _epoch_ms(_wall(pd.Series([life["start"]]), zone))[0]
+        end_ts = life["end"]
+        if end_ts is None and not turns.empty:
+            end_ts = pd.to_datetime(turns["timestamp"], utc=True).max()
+        end = _epoch_ms(_wall(pd.Series([end_ts]), zone))[0] if end_ts is not None else begin
+        end = max(end, begin)
+        shown = status if status is not None else ACTIVE_LABEL
+        fig.add_trace(go.Bar(
+            y=["session"], x=[max(end - begin, 300)], base=[begin], orientation="h",
+            name=_esc(shown), marker_color=status_color(status), opacity=0.6,
+            hovertemplate=(f"start %{{base|%Y-%m-%d %H:%M:%S}}<br>exit status: {_esc(shown)}"
+                           f"<br>duration: {_esc(format_duration(pd.Timedelta(end - begin, 'ms')))}"
+                           "<extra>lifecycle</extra>")))
+        fig.add_trace(go.Scatter(
+            x=[begin, end], y=["session", "session"], mode="markers+text",
+            text=["start", _esc(shown)], textposition="top center", showlegend=False,
+            marker={"symbol": ["line-ns", "diamond"], "size": 12, "color": status_color(status),
+                    "line": {"width": 2, "color": status_color(status)}}, hoverinfo="skip"))
+    fig.update_layout(
+        title=title, barmode="overlay", hovermode="closest", height=320,
+        xaxis={"type": "date", "title": f"time ({_zone_name(zone)})"},
+        yaxis={"type": "category", "categoryorder": "array",
+               "categoryarray": ["session", "persona", "user"]})
+    return fig
+
+
+def _clip(text: str) -> str:
+    """Hover text is a glimpse; the transcript table keeps every message whole."""
+    return text if len(text) <= _HOVER_TEXT_LIMIT else text[:_HOVER_TEXT_LIMIT] + "…"
+
+
+def _lifecycle(session: Any) -> dict[str, Any]:
+    """Start, end, exit status and id from an API record (camelCase) or a sessions-frame row."""
+    if session is None:
+        return {"id": None, "start": None, "end": None, "status": None}
+    if isinstance(session, pd.Series):
+        get = session.get
+        sid = session.name if session.name is not None else session.get("id")
+        keys = ("start_time", "end_time", "exit_status")
+    elif isinstance(session, dict):
+        get = session.get
+        sid = session.get("id")
+        keys = ("startTime", "endTime", "exitStatus")
+    else:
+        raise TypeError(f"session must be an API record (dict) or a sessions-frame row (Series), "
+                        f"got {type(session).__name__}")
+
+    def stamp(value: Any) -> pd.Timestamp | None:
+        ts = pd.to_datetime(value, utc=True, errors="coerce") if value is not None else pd.NaT
+        return None if pd.isna(ts) else ts
+
+    status = get(keys[2])
+    status = None if status is None or (not isinstance(status, str) and pd.isna(status)) else str(status)
+    return {"id": None if sid is None else str(sid), "start": stamp(get(keys[0])),
+            "end": stamp(get(keys[1])), "status": status}
+
+
+# ---------------------------------------------------------------- duration distribution
+
+def duration_distribution(df: pd.DataFrame, by: str = "engine_version") -> go.Figure:
+    """Box plot of finished sessions' durations (minutes) per value of `by`, with n in names."""
+    _require(df, by)
+    if "duration" in df.columns:
+        minutes = pd.to_timedelta(df["duration"]).dt.total_seconds() / 60
+    else:
+        _require(df, "session_length_ms")
+        minutes = pd.to_numeric(df["session_length_ms"], errors="coerce").astype(float) / 60000
+    title = f"Session duration by {by}"
+    keep = minutes.notna()
+    if not keep.any():
+        return _empty(title, "no finished sessions")
+    labels = (_status_labels(df[by]) if by == "exit_status" else _labels(df[by]))[keep]
+    minutes = minutes[keep].astype(float)
+    names = sorted(set(labels))
+    colors = _group_colors(names, by)
+    fig = go.Figure()
+    for name in names:
+        values = minutes[labels == name].to_numpy()
+        fig.add_trace(go.Box(
+            y=values, name=f"{_esc(name)} (n={len(values)})", marker_color=colors[name],
+            boxpoints="outliers",
+            hovertemplate="%{y:.1f} min<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title=title, showlegend=False, yaxis={"title": "duration (minutes)"},
+                      xaxis={"type": "category", "title": _esc(by)})
+    return fig
