@@ -123,6 +123,7 @@ class Pager:
         self.failures: dict[int, AnamError] = {}
         self.requests = 0
         self.floor = 0
+        self.meta_contradicted = False  # an empty page where meta promised records
         self._tasks: set[asyncio.Task[Page | AnamError]] = set()
 
     # -- fetching -------------------------------------------------------------------------
@@ -135,6 +136,8 @@ class Pager:
             return exc
         if page.total is not None:
             self.total = page.total
+            if not page.size and page.total > (number - 1) * self.per_page:
+                self.meta_contradicted = True
             if page.size and page.total - 1 - (number - 1) * self.per_page >= 0:
                 hi = page.total - 1 - (number - 1) * self.per_page
                 self.coverage.add(max(hi - page.size + 1, 0), hi)
@@ -184,6 +187,11 @@ class Pager:
         else:
             async for batch in self._in_order(self._start(list(range(2, last + 1)))):
                 yield batch
+        if self.meta_contradicted:
+            logger.warning("GET /v1/sessions: an empty page came before the total the server "
+                           "reported (%s); the list ends there", self.total)
+            self._raise_failures(complete=not self.failures)
+            return
         async for batch in self._repair():
             yield batch
 
