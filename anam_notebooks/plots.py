@@ -331,7 +331,8 @@ def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureS
                        " finished<br>%{x}<extra></extra>")), row=2, col=1)
 
     if "engine_version" in placed.columns:
-        versions = placed.groupby(_labels(placed["engine_version"]), observed=True)["start_time"].min()
+        known = placed[placed["engine_version"].notna()]
+        versions = known.groupby(known["engine_version"].astype(object).map(str))["start_time"].min()
         for version, first in versions.sort_values().items():
             at = _wall(pd.Series([first]), zone).iloc[0]
             fig.add_vline(x=at, line_dash="dot", line_color="#444", line_width=1)
