@@ -50,8 +50,7 @@ def _is_secret_key(key: object) -> bool:
     """A config key that names a secret: any secret word in it, or a name ending in key/keys."""
     words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(key)).lower()
     tokens = [t for t in re.split(r"[^a-z0-9]+", words) if t]
-    return bool(tokens) and (bool(_SECRET_WORDS.intersection(tokens)) or tokens[-1] in ("key", "keys")
-                             or "api_key" in "_".join(tokens))
+    return bool(tokens) and (bool(_SECRET_WORDS.intersection(tokens)) or tokens[-1] in ("key", "keys"))
 
 
 def redact(value: Any) -> Any:
