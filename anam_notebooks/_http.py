@@ -47,7 +47,8 @@ class Secret:
 
     def scrub(self, text: str) -> str:
         """`text` with every occurrence of the key blanked out (servers may echo headers)."""
-        return text.replace(self._value, "[REDACTED]") if self._value else text
+        # A key of a few characters cannot be told from ordinary words; real keys are long.
+        return text.replace(self._value, "[REDACTED]") if len(self._value) >= 4 else text
 
     def __repr__(self) -> str:
         return "Secret('********')"

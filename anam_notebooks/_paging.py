@@ -25,7 +25,8 @@ logger = logging.getLogger("anam_notebooks")
 Record = dict[str, Any]
 FetchPage = Callable[[int], Awaitable[Any]]
 
-MAX_REPAIR_ROUNDS = 6
+MAX_REPAIR_ROUNDS = 40
+MAX_STALLS = 3  # repair rounds in a row that did not shrink what is missing
 STOP_WAVE = 2  # pages per wave when paging towards an unknown stop record
 
 
@@ -123,18 +124,26 @@ class Pager:
         self.failures: dict[int, AnamError] = {}
         self.requests = 0
         self.floor = 0
+        self.in_flight = 0
+        self.arrivals = 0.0  # smoothed growth of the total between consecutive answers
         self.meta_contradicted = False  # an empty page where meta promised records
         self._tasks: set[asyncio.Task[Page | AnamError]] = set()
 
     # -- fetching -------------------------------------------------------------------------
     async def _read(self, number: int) -> Page | AnamError:
         self.requests += 1
+        self.in_flight += 1
         try:
             page = parse_page(number, await self.fetch(number))
         except AnamError as exc:
             self.failures[number] = exc
             return exc
+        finally:
+            self.in_flight -= 1
         if page.total is not None:
+            if self.total is not None:
+                grown = max(0, page.total - self.total)
+                self.arrivals = 0.7 * self.arrivals + 0.3 * grown
             self.total = page.total
             if not page.size and page.total > (number - 1) * self.per_page:
                 self.meta_contradicted = True
@@ -289,11 +298,11 @@ class Pager:
         return max(1, min(self.concurrency, remaining or STOP_WAVE))
 
     async def _repair(self) -> AsyncIterator[list[Record]]:
-        """Re-read the pages now holding tail positions nobody covered, head last, until the
-        coverage is whole and (for a full read) the id count equals the server's total."""
+        """Re-read where tail positions were missed until the coverage is whole and (for a full
+        read) the id count equals the server's total; give up when rounds stop making progress."""
         floor = self.floor
         full = floor == 0
-        rescanned = False
+        rescanned, best, stalls = False, None, 0
         for _ in range(MAX_REPAIR_ROUNDS):
             total = self.total or 0
             gaps = self.coverage.gaps(floor, total - 1)
@@ -304,25 +313,48 @@ class Pager:
                             len(self.seen), total)
                 rescanned = True
                 self.coverage = Coverage()
-                gaps = [(0, total - 1)]
-            pages = sorted({n for lo, hi in gaps for n in self._pages_holding(lo, hi, total)})
-            body = [n for n in pages if n != 1]
-            async for batch in self._in_order(self._start(body)):
-                yield batch
-            if 1 in pages:
-                async for batch in self._in_order(self._start([1])):
+                pages = list(range(1, math.ceil(total / self.per_page) + 1))
+                async for batch in self._in_order(self._start(pages)):
                     yield batch
+                continue
+            missing = sum(hi - lo + 1 for lo, hi in gaps)
+            stalls = stalls + 1 if best is not None and missing >= best else 0
+            if stalls >= MAX_STALLS:
+                break
+            best = missing if best is None else min(best, missing)
+            walks = await asyncio.gather(*(self._walk(lo, hi) for lo, hi in gaps))
+            for pages_read in walks:
+                for page in pages_read:
+                    batch = self._accept(page)
+                    if batch:
+                        yield batch
         self._raise_failures(complete=self._complete(floor, full))
+
+    async def _walk(self, lo: int, hi: int) -> list[Page]:
+        """Read one gap of tail positions, newest end first, one page at a time: each page is
+        chosen from the total the server is predicted to have when it answers."""
+        pages: list[Page] = []
+        for _ in range(math.ceil((hi - lo + 1) / self.per_page) + 2):
+            left = self.coverage.gaps(lo, hi)
+            if not left:
+                break
+            top = left[-1][1]
+            index = max(0, self._predicted_total() - 1 - top)
+            page = await self._read(index // self.per_page + 1)
+            if isinstance(page, AnamError) or not page.size:
+                break
+            pages.append(page)
+        return pages
+
+    def _predicted_total(self) -> int:
+        """The latest total plus the arrivals expected before a request sent now is answered."""
+        return (self.total or 0) + round(self.arrivals * (self.in_flight + 1))
 
     def _complete(self, floor: int, full: bool) -> bool:
         total = self.total or 0
         if self.coverage.gaps(floor, total - 1):
             return False
         return not full or len(self.seen) == total
-
-    def _pages_holding(self, lo: int, hi: int, total: int) -> range:
-        first_index, last_index = total - 1 - hi, total - 1 - lo
-        return range(first_index // self.per_page + 1, last_index // self.per_page + 2)
 
     def _raise_failures(self, complete: bool) -> None:
         if complete:
