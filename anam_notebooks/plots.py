@@ -30,6 +30,7 @@ __all__ = [
 _EPOCH = pd.Timestamp("1970-01-01")
 _MS = pd.Timedelta(1, "ms")
 _HOVER_TEXT_LIMIT = 300
+_ROLE_COLORS = {"user": "#1f77b4", "persona": "#9467bd"}
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -54,10 +55,6 @@ def _zone(tz: str | None) -> ZoneInfo:
         raise ValueError(
             f"tz {tz!r} is not a known time zone; use an IANA name such as 'UTC' or "
             "'Europe/London'") from exc
-
-
-def _zone_name(zone: ZoneInfo) -> str:
-    return zone.key
 
 
 def _wall(values: Any, zone: ZoneInfo) -> pd.Series:
@@ -276,15 +273,16 @@ def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exi
     fig.update_layout(
         title=f"{title} ({len(placed)} sessions)", hovermode="closest",
         height=min(max(320, 90 + 28 * len(lanes)), 2400), legend_title_text=_esc(color),
-        xaxis={"type": "date", "title": f"start → end ({_zone_name(zone)})"},
+        xaxis={"type": "date", "title": f"start → end ({zone.key})"},
         yaxis={"title": _esc(by), "tickmode": "array", "tickvals": list(range(len(lanes))),
                "ticktext": [_esc(lane) for lane in lanes], "range": [len(lanes) - 0.5, -0.5],
                "zeroline": False, "showgrid": False})
-    for boundary in range(len(lanes) - 1):
-        fig.add_hline(y=boundary + 0.5, line_width=1, line_color="#e5e5e5")
-    for i, text in enumerate(notes):
-        _note(fig, text) if i == 0 else fig.layout.annotations[-1].update(
-            text=fig.layout.annotations[-1].text + "; " + _esc(text))
+    fig.update_layout(shapes=list(fig.layout.shapes) + [
+        {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": b + 0.5,
+         "y1": b + 0.5, "line": {"width": 1, "color": "#e5e5e5"}, "layer": "below"}
+        for b in range(len(lanes) - 1)])
+    if notes:
+        _note(fig, "; ".join(notes))
     return fig
 
 
@@ -343,7 +341,7 @@ def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureS
                       legend_title_text="exit status", margin={"t": 110})
     fig.update_yaxes(title_text="sessions", row=1, col=1)
     fig.update_yaxes(title_text="failure rate (%)", rangemode="tozero", row=2, col=1)
-    fig.update_xaxes(title_text=f"session start ({_zone_name(zone)})", row=2, col=1)
+    fig.update_xaxes(title_text=f"session start ({zone.key})", row=2, col=1)
     return fig
 
 
@@ -408,7 +406,7 @@ def host_health(df: pd.DataFrame, by: str = "engine_pod", freq: str = "1h",
     fig.update_layout(
         title=f"{title} (fleet {fleet:.1%}; grey: fewer than {min_sessions} sessions)",
         height=min(max(320, 120 + 24 * len(y)), 2400),
-        xaxis={"type": "date", "title": f"session start ({_zone_name(zone)})"},
+        xaxis={"type": "date", "title": f"session start ({zone.key})"},
         yaxis={"type": "category", "autorange": "reversed", "title": _esc(by)})
     return fig
 
@@ -442,8 +440,7 @@ def session_detail(transcript_df: pd.DataFrame, session: Any = None, tz: str | N
             sel = roles == role
             fig.add_trace(go.Bar(
                 y=[_esc(role)] * int(sel.sum()), x=np.maximum(speak[sel], 300), base=start[sel],
-                orientation="h", name=_esc(role), marker_color=hashed_color(role)
-                if role not in ("user", "persona") else {"user": "#1f77b4", "persona": "#9467bd"}[role],
+                orientation="h", name=_esc(role), marker_color=_ROLE_COLORS.get(role) or hashed_color(role),
                 customdata=np.column_stack([texts[sel], speak[sel] / 1000,
                                             np.where(interrupted[sel], "yes", "no"),
                                             _ms_text(start[sel])]),
@@ -477,7 +474,7 @@ def session_detail(transcript_df: pd.DataFrame, session: Any = None, tz: str | N
                     "line": {"width": 2, "color": status_color(status)}}, hoverinfo="skip"))
     fig.update_layout(
         title=title, barmode="overlay", hovermode="closest", height=320,
-        xaxis={"type": "date", "title": f"time ({_zone_name(zone)})"},
+        xaxis={"type": "date", "title": f"time ({zone.key})"},
         yaxis={"type": "category", "categoryorder": "array",
                "categoryarray": ["session", "persona", "user"]})
     return fig

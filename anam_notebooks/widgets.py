@@ -445,9 +445,10 @@ class SessionExplorer(W.VBox):
         self.matching = self.filtered()
         shown = self.matching.iloc[: self.max_rows]
         statuses = self._labels.loc[self.matching.index]
+        breakdown = ", ".join(f"{k} {v}" for k, v in statuses.value_counts().items())
         self.summary.value = _html.message(
-            f"{len(self.matching)} of {len(self.df)} sessions match; by exit status: "
-            + ", ".join(f"{k} {v}" for k, v in statuses.value_counts().items()), kind="info")
+            f"{len(self.matching)} of {len(self.df)} sessions match"
+            + (f"; by exit status: {breakdown}" if breakdown else ""), kind="info")
         columns = [c for c in _TABLE_COLUMNS if c in self.df.columns]
         self.table.value = _html.table(self._display_times(shown), columns=columns)
         if len(shown) < len(self.matching):

@@ -312,3 +312,17 @@ def test_explorer_static_rendering_is_escaped(hostile_fleet, hostile_client):
 def test_explorer_rejects_a_frame_without_the_columns(df):
     with pytest.raises(ValueError, match=r"'exit_status' is not in the frame; valid columns"):
         SessionExplorer(df.drop(columns=["exit_status"]))
+
+
+def test_explorer_on_an_empty_frame_shows_no_sessions(df):
+    e = SessionExplorer(df.iloc[:0])
+    assert "0 of 0 sessions match" in e.summary.value
+    assert e.figure.layout.annotations[0].text == "no sessions"
+    assert e.time_range.disabled and "plotly-graph-div" in e.html
+
+
+def test_recording_links_only_for_http_urls():
+    from anam_notebooks._html import link
+
+    assert "<a" not in link("javascript:alert(1)", "x")
+    assert link('https://h/r?a=1&b="', "x").startswith('<a href="https://h/r?a=1&amp;b=&quot;"')
