@@ -91,8 +91,7 @@ def _status_labels(series: pd.Series) -> pd.Series:
 
 def _failure_mask(statuses: pd.Series, failures: FailureSpec) -> np.ndarray:
     """Which sessions failed, per `analysis.is_failure`; active sessions never count."""
-    mask = pd.Series(is_failure(statuses, failures), index=statuses.index)
-    return mask.fillna(False).astype(bool).to_numpy() & statuses.notna().to_numpy()
+    return np.asarray(is_failure(statuses, failures), dtype=bool) & statuses.notna().to_numpy()
 
 
 def _active_mask(df: pd.DataFrame) -> np.ndarray:
@@ -125,14 +124,15 @@ def _note(fig: go.Figure, text: str) -> None:
                        y=1.0, xanchor="left", yanchor="bottom", font={"size": 11, "color": "#a33"})
 
 
-def _buckets(wall: pd.Series, freq: str) -> pd.Series:
-    """Floor wall-clock times to a fixed-size bucket; a bad `freq` raises naming it."""
+def _fixed_freq(freq: str) -> pd.DateOffset:
+    """The bucket size as a fixed offset; a bad or calendar-sized `freq` raises naming it."""
     try:
         offset = pd.tseries.frequencies.to_offset(freq)
-        return wall.dt.floor(offset)
+        offset.nanos  # raises for calendar offsets (months, business days) that floor cannot use
     except (ValueError, TypeError) as exc:
         raise ValueError(
             f"freq {freq!r} is not a fixed time span; use e.g. '15min', '1h' or '1D'") from exc
+    return offset
 
 
 def _group_colors(labels: Sequence[str], by: str) -> dict[str, str]:
@@ -293,13 +293,12 @@ def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureS
     """Stacked session counts per exit status per bucket, the failure rate beneath, and a dotted
     line where each engine version first appears (a rollout)."""
     _require(df, "start_time", "exit_status")
-    zone = _zone(tz)
+    zone, offset = _zone(tz), _fixed_freq(freq)
     title = f"Exit statuses per {freq}"
     placed = df[df["start_time"].notna()]
     if placed.empty:
-        _buckets(pd.Series([], dtype="datetime64[ns]"), freq)
         return _empty(title)
-    bucket = _buckets(_wall(placed["start_time"], zone), freq)
+    bucket = _wall(placed["start_time"], zone).dt.floor(offset)
     bucket.index = placed.index
     statuses = _status_labels(placed["exit_status"])
     failed = pd.Series(_failure_mask(placed["exit_status"], failures), index=placed.index)
@@ -359,13 +358,12 @@ def host_health(df: pd.DataFrame, by: str = "engine_pod", freq: str = "1h",
     _require(df, "start_time", "exit_status", by)
     if min_sessions < 1:
         raise ValueError(f"min_sessions must be a positive integer, got {min_sessions!r}")
-    zone = _zone(tz)
+    zone, offset = _zone(tz), _fixed_freq(freq)
     title = f"Failure rate by {by} per {freq}"
     done = df[df["start_time"].notna() & df["exit_status"].notna()]
     if done.empty:
-        _buckets(pd.Series([], dtype="datetime64[ns]"), freq)
         return _empty(title, "no finished sessions")
-    bucket = _buckets(_wall(done["start_time"], zone), freq)
+    bucket = _wall(done["start_time"], zone).dt.floor(offset)
     bucket.index = done.index
     lane = _labels(done[by])
     failed = pd.Series(_failure_mask(done["exit_status"], failures), index=done.index)
