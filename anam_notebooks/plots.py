@@ -319,7 +319,7 @@ def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureS
         fig.add_trace(go.Bar(
             x=x, y=counts[name].to_numpy(), name=label, marker_color=status_color(name),
             customdata=totals, legendgroup=label,
-            hovertemplate=(f"{label}: %{{y}} of %{{customdata}} sessions<br>%{{x}}<extra></extra>")),
+            hovertemplate="%{fullData.name}: %{y} of %{customdata} sessions<br>%{x}<extra></extra>"),
             row=1, col=1)
     fig.add_trace(go.Scatter(
         x=x, y=rate * 100, mode="lines+markers", name="failure rate", line={"color": "#d62728"},
@@ -462,7 +462,8 @@ def session_detail(transcript_df: pd.DataFrame, session: Any = None, tz: str | N
         fig.add_trace(go.Bar(
             y=["session"], x=[max(end - begin, 300)], base=[begin], orientation="h",
             name=_esc(shown), marker_color=status_color(status), opacity=0.6,
-            hovertemplate=(f"start %{{base|%Y-%m-%d %H:%M:%S}}<br>exit status: {_esc(shown)}"
+            # data goes in as trace name, never into the template text (it could hold "%{")
+            hovertemplate=("start %{base|%Y-%m-%d %H:%M:%S}<br>exit status: %{fullData.name}"
                            f"<br>duration: {_esc(format_duration(pd.Timedelta(end - begin, 'ms')))}"
                            "<extra>lifecycle</extra>")))
         fig.add_trace(go.Scatter(

@@ -286,3 +286,15 @@ def test_status_colours_are_fixed_for_known_and_stable_for_unknown():
 def test_figures_serialise_to_json(df):
     for fig in (plots.session_timeline(df, now=NOW), plots.host_health(df)):
         json.loads(fig.to_json())
+
+
+def test_data_never_becomes_hover_template_text(hostile_df, fleet):
+    """Statuses/labels reach hovers as values (customdata, trace names), never as template text."""
+    sid, transcript = _transcript_with_interruption(fleet)
+    record = dict(fleet.by_id[sid], exitStatus="<b>FAIL</b>")
+    figures = [plots.session_timeline(hostile_df, now=NOW), plots.exit_status_over_time(hostile_df),
+               plots.host_health(hostile_df), plots.duration_distribution(hostile_df, by="exit_status"),
+               plots.session_detail(transcript_frame(transcript), session=record)]
+    for fig in figures:
+        for trace in fig.data:
+            assert "FAIL" not in (trace.hovertemplate or "")
