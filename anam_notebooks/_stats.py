@@ -131,3 +131,30 @@ def monte_carlo_chi2(table: np.ndarray, draws: int = 10_000, seed: int = 0) -> f
     observed = chi2(table[0])
     extreme = int((chi2(simulated) >= observed - 1e-9).sum())
     return (extreme + 1) / (draws + 1)
+
+
+def max_llr_window(observed: np.ndarray, expected: np.ndarray, exhaustive_limit: int = 1500
+                   ) -> tuple[int, int]:
+    """Contiguous run [i, j] where observed most exceeds expected (Kulldorff's Poisson scan).
+
+    The log-likelihood ratio O·ln(O/E) − (O − E) rewards a short burst of many failures over
+    a long stretch of slight excess. `expected` must be positive. Very long series fall back
+    to the largest summed excess, which is linear in time. Returns (-1, -1) without excess.
+    """
+    o = np.asarray(observed, dtype=float)
+    e = np.asarray(expected, dtype=float)
+    if len(o) > exhaustive_limit:
+        i, j, _ = max_excess_window(o - e)
+        return i, j
+    if not len(o):
+        return -1, -1
+    co = np.concatenate([[0.0], np.cumsum(o)])
+    ce = np.concatenate([[0.0], np.cumsum(e)])
+    i, j = np.triu_indices(len(o))
+    O, E = co[j + 1] - co[i], ce[j + 1] - ce[i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = np.where((O > E) & (E > 0), O * np.log(O / E) - (O - E), 0.0)
+    best = int(np.argmax(llr))
+    if llr[best] <= 0:
+        return -1, -1
+    return int(i[best]), int(j[best])

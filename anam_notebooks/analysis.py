@@ -46,7 +46,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from scipy import stats
 
-from ._stats import bh_adjust, max_excess_window, monte_carlo_chi2, stratified_excess, wilson_interval
+from ._stats import bh_adjust, max_llr_window, monte_carlo_chi2, stratified_excess, wilson_interval
 
 __all__ = [
     "DEFAULT_FAILURES",
@@ -65,6 +65,8 @@ FailureSpec = Collection[str] | Callable[[str], bool] | None
 DEFAULT_LEVELS = ("engine_pod", "engine_replicaset", "engine_version", "engine_region")
 MIN_SESSIONS = 20
 MIN_FAILURES = 3
+# Time buckets are merged into strata expected to hold this many failures fleet-wide.
+STRATUM_FAILURES = 100
 # A unit counts as inside a coarser unit when at least this share of its sessions are there.
 NEST_SHARE = 0.95
 _LABELS = {"engine_pod": "pod", "engine_replicaset": "replicaset",
@@ -219,28 +221,56 @@ _SUSPECT_COLUMNS = {
 
 @dataclass
 class _Sessions:
-    """Ended sessions with a start time, reduced to arrays: time bucket, failed, unit codes."""
+    """Ended sessions with a start time, reduced to arrays: time bucket, failed, unit codes.
+
+    `excluded` marks sessions of units already found to be bad; they are left out of the
+    reference fleet of every other unit (see `rank_suspects`).
+    """
 
     bucket: np.ndarray
+    stratum: np.ndarray
     fail: np.ndarray
     origin: pd.Timestamp
     step: pd.Timedelta
     buckets: int
     codes: dict[str, np.ndarray]
     names: dict[str, np.ndarray]
+    excluded: np.ndarray
 
     def cells(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per time bucket (sorted) of the sessions in `mask`: bucket, sessions, failures."""
-        t, inv = np.unique(self.bucket[mask], return_inverse=True)
+        """Per stratum (sorted) of the sessions in `mask`: stratum, sessions, failures."""
+        t, inv = np.unique(self.stratum[mask], return_inverse=True)
         return t, np.bincount(inv, minlength=len(t)), np.bincount(
             inv, weights=self.fail[mask], minlength=len(t)).astype(np.int64)
 
     def start_of(self, bucket: int) -> pd.Timestamp:
         return self.origin + bucket * self.step
 
+    def unit(self, level: str, code: int) -> np.ndarray:
+        return self.codes[level] == code
+
+    def reference(self, unit: np.ndarray) -> np.ndarray:
+        """The unit's reference fleet: everything except other units already found bad."""
+        return ~(self.excluded & ~unit)
+
+
+def _strata(bucket: np.ndarray, fail: np.ndarray, stratum_failures: int) -> np.ndarray:
+    """Stratum of each session: consecutive time buckets merged until a stratum holds enough
+    sessions to expect `stratum_failures` failures at the fleet's overall rate."""
+    if not len(bucket) or not stratum_failures or not fail.any():
+        return bucket.copy()
+    target = int(np.ceil(stratum_failures * len(fail) / fail.sum()))
+    per_bucket = np.bincount(bucket)
+    before = np.cumsum(per_bucket) - per_bucket
+    sid = before // target
+    last = sid.max()
+    if last and per_bucket[sid == last].sum() < target:
+        sid[sid == last] = last - 1
+    return sid[bucket]
+
 
 def _sessions(df: pd.DataFrame, levels: list[str], failures: FailureSpec,
-              step: pd.Timedelta) -> _Sessions:
+              step: pd.Timedelta, stratum_failures: int) -> _Sessions:
     start = pd.to_datetime(df["start_time"], utc=True, errors="coerce")
     keep = _ended(df) & start.notna().to_numpy()
     start = start[keep]
@@ -251,8 +281,8 @@ def _sessions(df: pd.DataFrame, levels: list[str], failures: FailureSpec,
     for col in levels:
         c, u = pd.factorize(df[col][keep], use_na_sentinel=True)
         codes[col], names[col] = c.astype(np.int64), np.array([str(v) for v in u], dtype=object)
-    return _Sessions(bucket, fail, origin, step, int(bucket.max()) + 1 if len(bucket) else 0,
-                     codes, names)
+    return _Sessions(bucket, _strata(bucket, fail, stratum_failures), fail, origin, step, int(bucket.max()) + 1 if len(bucket) else 0,
+                     codes, names, np.zeros(len(bucket), dtype=bool))
 
 
 def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
@@ -272,26 +302,40 @@ def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
     return modal, share
 
 
-def _one_test(n: np.ndarray, x: np.ndarray, M: np.ndarray, K: np.ndarray) -> float:
-    return float(stratified_excess(n, x, M, K, np.zeros(len(n), np.int64), 1)[0][0])
+def _masked_test(s: _Sessions, unit: np.ndarray, reference: np.ndarray) -> float:
+    """Exact p-value that the `unit` sessions failed more than their `reference` (which holds
+    them) at the same time buckets; 1.0 when there is nothing to compare."""
+    t_u, n_u, x_u = s.cells(unit)
+    if not len(t_u):
+        return 1.0
+    t_r, n_r, x_r = s.cells(reference)
+    where = np.searchsorted(t_r, t_u)
+    return float(stratified_excess(n_u, x_u, n_r[where], x_r[where],
+                                   np.zeros(len(t_u), np.int64), 1)[0][0])
 
 
-def _aligned(t_sub: np.ndarray, t_all: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Values of a per-bucket array (`t_all` sorted) at the buckets `t_sub` (a subset)."""
-    return values[np.searchsorted(t_all, t_sub)]
-
-
-def _level_table(s: _Sessions, col: str, N: np.ndarray, X: np.ndarray, min_sessions: int
-                 ) -> pd.DataFrame:
-    """Fleet comparison of every unit of one level with enough sessions."""
+def _level_table(s: _Sessions, col: str, min_sessions: int) -> pd.DataFrame:
+    """Every unit of one level with enough sessions, against its reference fleet, same time."""
+    S = int(s.stratum.max()) + 1 if len(s.stratum) else 1
+    N = np.bincount(s.stratum, minlength=S)
+    X = np.bincount(s.stratum, weights=s.fail, minlength=S).astype(np.int64)
+    En = np.bincount(s.stratum[s.excluded], minlength=S)
+    Ex = np.bincount(s.stratum[s.excluded], weights=s.fail[s.excluded], minlength=S).astype(np.int64)
     codes, names = s.codes[col], s.names[col]
     U = len(names)
     ok = codes >= 0
-    key, inv = np.unique(codes[ok] * s.buckets + s.bucket[ok], return_inverse=True)
-    cu, ct = key // s.buckets, key % s.buckets
-    n = np.bincount(inv)
-    x = np.bincount(inv, weights=s.fail[ok]).astype(np.int64)
-    M, K = N[ct], X[ct]
+    # Stratum cells (one unit in one stratum) carry the test.
+    cellkey = codes * S + s.stratum
+    key, inv = np.unique(cellkey[ok], return_inverse=True)
+    cu, cs = key // S, key % S
+    n = np.bincount(inv, minlength=len(key))
+    x = np.bincount(inv, weights=s.fail[ok], minlength=len(key)).astype(np.int64)
+    # The unit's own excluded sessions stay in its reference: only *other* bad units leave it.
+    mine = ok & s.excluded
+    pos = np.searchsorted(key, cellkey[mine])
+    en = np.bincount(pos, minlength=len(key))
+    ex = np.bincount(pos, weights=s.fail[mine], minlength=len(key)).astype(np.int64)
+    M, K = N[cs] - En[cs] + en, X[cs] - Ex[cs] + ex
     sessions = np.bincount(cu, weights=n, minlength=U).astype(np.int64)
     fails = np.bincount(cu, weights=x, minlength=U).astype(np.int64)
     tested = sessions >= min_sessions
@@ -299,25 +343,37 @@ def _level_table(s: _Sessions, col: str, N: np.ndarray, X: np.ndarray, min_sessi
     p, z = stratified_excess(n[in_test], x[in_test], M[in_test], K[in_test], cu[in_test], U)
     rest = M - n
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(rest > 0, (K - x) / rest, 0.0)
+        r = np.where(rest > 0, (K - x) / rest, np.nan)
     compared = np.bincount(cu, weights=np.where(rest > 0, n, 0), minlength=U)
     with np.errstate(divide="ignore", invalid="ignore"):
-        baseline = np.bincount(cu, weights=n * r, minlength=U) / compared
+        baseline = np.bincount(cu, weights=np.nan_to_num(n * r), minlength=U) / compared
+    # Time-bucket cells locate the window; each expects its stratum's rest-of-fleet rate
+    # (shrunk by one pseudo-session towards the fleet rate so it is never zero).
+    prior = X.sum() / max(N.sum(), 1) or 1e-3
+    smooth = (K - x + prior) / (rest + 1.0)
+    bkey = codes * max(s.buckets, 1) + s.bucket
+    bk, binv = np.unique(bkey[ok], return_inverse=True)
+    bu, bt = bk // max(s.buckets, 1), bk % max(s.buckets, 1)
+    bn = np.bincount(binv, minlength=len(bk))
+    bx = np.bincount(binv, weights=s.fail[ok], minlength=len(bk)).astype(np.int64)
+    first = np.zeros(len(bk), dtype=np.int64)
+    first[binv] = np.flatnonzero(ok)
+    bcell = np.searchsorted(key, bu * S + s.stratum[first])
     rows = []
-    bounds = np.searchsorted(cu, np.arange(U + 1))
+    bounds = np.searchsorted(bu, np.arange(U + 1))
     for u in np.flatnonzero(tested):
         sl = slice(bounds[u], bounds[u + 1])
-        excess = np.where(rest[sl] > 0, x[sl] - n[sl] * r[sl], 0.0)
-        i, j, _ = max_excess_window(excess)
+        i, j = max_llr_window(bx[sl], bn[sl] * smooth[bcell[sl]])
+        ws = wf = 0
+        wb = np.nan
+        wstart = wend = pd.NaT
         if i >= 0:
-            ws, wf = int(n[sl][i:j + 1].sum()), int(x[sl][i:j + 1].sum())
-            wc = np.where(rest[sl][i:j + 1] > 0, n[sl][i:j + 1], 0)
-            wb = float((wc * r[sl][i:j + 1]).sum() / wc.sum()) if wc.sum() else np.nan
-            wstart, wend = s.start_of(int(ct[sl][i])), s.start_of(int(ct[sl][j]) + 1)
-        else:
-            ws = wf = 0
-            wb = np.nan
-            wstart = wend = pd.NaT
+            inside = slice(bounds[u] + i, bounds[u] + j + 1)
+            ws, wf = int(bn[inside].sum()), int(bx[inside].sum())
+            wr = r[bcell[inside]]
+            wc = np.where(np.isnan(wr), 0, bn[inside])
+            wb = float((wc * np.nan_to_num(wr)).sum() / wc.sum()) if wc.sum() else np.nan
+            wstart, wend = s.start_of(int(bt[inside][0])), s.start_of(int(bt[inside][-1]) + 1)
         rows.append({
             "level": col, "unit": names[u], "code": u, "sessions": sessions[u],
             "failures": fails[u], "baseline": baseline[u], "p_value": p[u], "z": z[u],
@@ -330,37 +386,67 @@ def _level_table(s: _Sessions, col: str, N: np.ndarray, X: np.ndarray, min_sessi
 def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] = DEFAULT_LEVELS,
                   failures: FailureSpec = None, freq: str = "1h",
                   min_sessions: int = MIN_SESSIONS, min_failures: int = MIN_FAILURES,
-                  alpha: float = 0.05) -> pd.DataFrame:
+                  alpha: float = 0.05, stratum_failures: int = STRATUM_FAILURES) -> pd.DataFrame:
     """Units (pods, replicasets, versions, regions, or any columns) ranked by failure excess.
 
     Each unit is compared with the rest of the fleet over the same time buckets of `freq`
     (see the module docstring for what each column means). `levels` go from finest to
-    coarsest; `alpha` is the q-value below which a unit counts as significant. Headlines
-    (`flagged`) come first, then significant units explained by another, then the rest, each
-    by p-value. Units under `min_sessions` ended sessions are not listed; `df.attrs` records
-    how many were skipped and the settings used.
+    coarsest; `alpha` is the q-value below which a unit counts as significant.
+
+    Two incidents at the same time would inflate each other's baseline, so the comparison is
+    repeated (at most four passes) with the sessions of the headlines found so far left out
+    of every *other* unit's reference fleet, until the headlines stop changing.
+
+    Headlines (`flagged`) come first, largest lift first; then significant units explained by
+    another, then the rest, each by p-value. Units under `min_sessions` ended sessions are not listed;
+    `df.attrs` records how many were skipped and the settings used.
     """
     _check_frame(df, ["exit_status", "start_time"])
     cols = _check_columns(df, levels, "levels")
     step = _check_freq(freq)
     min_sessions = _check_count(min_sessions, "min_sessions")
     min_failures = _check_count(min_failures, "min_failures")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha!r} must be between 0 and 1, e.g. 0.05")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha!r} must be a number between 0 and 1, e.g. 0.05")
     _failure_rule(failures)
-    s = _sessions(df, cols, failures, step)
-    N = np.bincount(s.bucket, minlength=s.buckets)
-    X = np.bincount(s.bucket, weights=s.fail, minlength=s.buckets).astype(np.int64)
-    tables = [_level_table(s, col, N, X, min_sessions) for col in cols]
-    untested = sum(len(s.names[c]) for c in cols) - sum(len(t) for t in tables)
-    attrs = {"freq": str(freq), "alpha": alpha, "min_sessions": min_sessions,
-             "min_failures": min_failures, "untested_units": int(untested),
-             "sessions": int(len(s.bucket))}
-    tables = [t for t in tables if len(t)]
+    stratum_failures = _check_count(stratum_failures, "stratum_failures")
+    s = _sessions(df, cols, failures, step, stratum_failures)
+    attrs: dict[str, Any] = {"freq": str(freq), "alpha": alpha, "min_sessions": min_sessions,
+                             "stratum_failures": stratum_failures,
+                             "strata": int(len(np.unique(s.stratum))),
+                             "min_failures": min_failures, "sessions": int(len(s.bucket))}
+    headlines: frozenset[tuple[str, int]] = frozenset()
+    for passes in range(1, 5):
+        out = _one_pass(s, cols, min_sessions, min_failures, alpha)
+        found = frozenset(zip(out.loc[out["flagged"], "level"], out.loc[out["flagged"], "code"]))
+        if found == headlines or out.empty:
+            break
+        headlines = found
+        s.excluded = np.zeros(len(s.bucket), dtype=bool)
+        for level, code in headlines:
+            s.excluded |= s.unit(level, code)
+    attrs.update(passes=passes, untested_units=int(
+        sum(len(s.names[c]) for c in cols) - len(out)))
+    if out.empty:
+        out = pd.DataFrame({c: pd.Series(dtype=d) for c, d in _SUSPECT_COLUMNS.items()})
+    else:
+        out["finding"] = [_finding(row) for row in out.itertuples(index=False)]
+        # Headlines by how far they exceed their peers (lift), everything else by evidence.
+        out["tier"] = np.where(out["flagged"], 0, np.where(out["significant"], 1, 2))
+        out["severity"] = np.where(out["flagged"], -out["lift"].fillna(0.0), 0.0)
+        out = out.sort_values(["tier", "severity", "p_value", "z"],
+                              ascending=[True, True, True, False], kind="stable")
+        out = out[list(_SUSPECT_COLUMNS)].astype(_SUSPECT_COLUMNS).reset_index(drop=True)
+    out.attrs.update(attrs)
+    return out
+
+
+def _one_pass(s: _Sessions, cols: list[str], min_sessions: int, min_failures: int,
+              alpha: float) -> pd.DataFrame:
+    """Test, correct and reconcile every unit once against the current reference fleets."""
+    tables = [t for t in (_level_table(s, col, min_sessions) for col in cols) if len(t)]
     if not tables:
-        empty = pd.DataFrame({c: pd.Series(dtype=d) for c, d in _SUSPECT_COLUMNS.items()})
-        empty.attrs.update(attrs)
-        return empty
+        return pd.DataFrame()
     out = pd.concat(tables, ignore_index=True)
     out["q_value"] = bh_adjust(out["p_value"].to_numpy())
     out["rate"] = out["failures"] / out["sessions"]
@@ -371,102 +457,85 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] = DEFAULT_LEVELS
                                       out["window_failures"] / out["window_sessions"].clip(lower=1),
                                       np.nan)
     out["significant"] = (out["q_value"] < alpha) & (out["failures"] >= min_failures)
-    _reconcile(out, s, cols, N, X, min_sessions, alpha)
+    _reconcile(out, s, cols, min_sessions, alpha)
     out["flagged"] = out["significant"] & out["explained_by"].isna()
-    out["finding"] = [_finding(row) for row in out.itertuples(index=False)]
-    out["tier"] = np.where(out["flagged"], 0, np.where(out["significant"], 1, 2))
-    out = out.sort_values(["tier", "p_value", "z"], ascending=[True, True, False], kind="stable")
-    out = out[list(_SUSPECT_COLUMNS)].astype(_SUSPECT_COLUMNS).reset_index(drop=True)
-    out.attrs.update(attrs)
     return out
 
 
-def _reconcile(out: pd.DataFrame, s: _Sessions, cols: list[str], N: np.ndarray, X: np.ndarray,
-               min_sessions: int, alpha: float) -> None:
-    """Fill region, parent, p_within/q_within and explained_by (see the module docstring)."""
-    index = {(row.level, row.code): i for i, row in enumerate(out.itertuples(index=False))}
-    nests: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-    for a, fine in enumerate(cols):
-        for coarse in cols[a + 1:]:
-            nests[fine, coarse] = _modal(s.codes[fine], s.codes[coarse],
-                                         len(s.names[fine]), len(s.names[coarse]))
+def _reconcile(out: pd.DataFrame, s: _Sessions, cols: list[str], min_sessions: int,
+               alpha: float) -> None:
+    """Fill region, parent, p_within/q_within and explained_by (see the module docstring).
+
+    Order of decisions: (1) a significant unit is explained by a significant sub-unit when,
+    without that sub-unit, the rest of the unit shows no excess (p >= alpha); sub-units are
+    tried from the next finer level down, the one with the largest excess first. (2) A
+    significant unit that does not stand out from its siblings (q_within >= alpha) is
+    explained by its parent when the parent is significant and not explained by this unit.
+    (3) Chains are followed to the unit that carries the finding.
+    """
+    rows = list(out.itertuples(index=False))
+    index = {(row.level, row.code): i for i, row in enumerate(rows)}
+    nests = {(fine, coarse): _modal(s.codes[fine], s.codes[coarse], len(s.names[fine]),
+                                    len(s.names[coarse]))
+             for a, fine in enumerate(cols) for coarse in cols[a + 1:]}
     region_col = "engine_region" if "engine_region" in s.codes else None
-    n_rows = len(out)
-    region = np.full(n_rows, None, dtype=object)
-    parent = np.full(n_rows, None, dtype=object)
-    parent_at: list[tuple[str, int] | None] = [None] * n_rows
-    p_within = np.full(n_rows, np.nan)
-    for i, row in enumerate(out.itertuples(index=False)):
-        level, code = row.level, row.code
-        if region_col == level:
+    region = np.full(len(rows), None, dtype=object)
+    parent = np.full(len(rows), None, dtype=object)
+    parent_row = np.full(len(rows), -1)
+    p_within = np.full(len(rows), np.nan)
+    for i, row in enumerate(rows):
+        if region_col == row.level:
             region[i] = row.unit
-        elif region_col and (level, region_col) in nests:
-            m, share = nests[level, region_col]
-            if m[code] >= 0 and share[code] >= NEST_SHARE:
-                region[i] = s.names[region_col][m[code]]
-        for coarse in cols[cols.index(level) + 1:]:
-            m, share = nests[level, coarse]
-            if m[code] >= 0 and share[code] >= NEST_SHARE:
-                parent_at[i] = (coarse, int(m[code]))
-                parent[i] = f"{_label(coarse)} {s.names[coarse][m[code]]}"
-                p_within[i] = _within_test(s, level, code, coarse, int(m[code]), min_sessions)
-                break
+        elif region_col and (row.level, region_col) in nests:
+            m, share = nests[row.level, region_col]
+            if m[row.code] >= 0 and share[row.code] >= NEST_SHARE:
+                region[i] = s.names[region_col][m[row.code]]
+        for coarse in cols[cols.index(row.level) + 1:]:
+            m, share = nests[row.level, coarse]
+            if m[row.code] < 0 or share[row.code] < NEST_SHARE:
+                continue
+            holder = s.unit(coarse, m[row.code])
+            parent[i] = f"{_label(coarse)} {s.names[coarse][m[row.code]]}"
+            parent_row[i] = index.get((coarse, m[row.code]), -1)
+            own = holder & s.unit(row.level, row.code)
+            if holder.sum() - own.sum() >= min_sessions:
+                p_within[i] = _masked_test(s, own, holder)
+            break
     q_within = bh_adjust(p_within)
     significant = out["significant"].to_numpy()
-    explained = np.full(n_rows, None, dtype=object)
     excess = (out["failures"] - out["expected"]).to_numpy()
-    for i, row in enumerate(out.itertuples(index=False)):
+    explained = np.full(len(rows), -1)
+    for i, row in enumerate(rows):
         if not significant[i]:
             continue
-        for fine in cols[: cols.index(row.level)]:
+        unit = s.unit(row.level, row.code)
+        for fine in reversed(cols[: cols.index(row.level)]):
             m, share = nests[fine, row.level]
             inside = np.flatnonzero((m == row.code) & (share >= NEST_SHARE))
-            rows = [index[fine, c] for c in inside if (fine, c) in index]
-            rows = [r for r in rows if significant[r]]
-            if not rows:
+            candidates = [index[fine, c] for c in inside if (fine, c) in index]
+            candidates = [c for c in candidates if significant[c]]
+            if not candidates:
                 continue
-            worst = max(rows, key=lambda r: excess[r])
-            code = int(out.at[worst, "code"])
-            if _residual_test(s, row.level, row.code, fine, code, N, X) >= alpha:
-                explained[i] = f"{_label(fine)} {s.names[fine][code]}"
+            worst = max(candidates, key=lambda c: excess[c])
+            child = s.unit(fine, rows[worst].code)
+            if _masked_test(s, unit & ~child, s.reference(unit) & ~(unit & child)) >= alpha:
+                explained[i] = worst
                 break
-    for i, row in enumerate(out.itertuples(index=False)):
-        if not significant[i] or explained[i] is not None or parent_at[i] is None:
-            continue
-        j = index.get(parent_at[i])
-        own = f"{_label(row.level)} {row.unit}"
-        if j is not None and significant[j] and not (q_within[i] < alpha) \
-                and not np.isnan(q_within[i]) and explained[j] != own:
-            explained[i] = parent[i]
+    for i in range(len(rows)):
+        j = parent_row[i]
+        if (significant[i] and explained[i] < 0 and j >= 0 and significant[j]
+                and q_within[i] >= alpha and explained[j] != i):
+            explained[i] = j
+    labels = np.full(len(rows), None, dtype=object)
+    for i in np.flatnonzero(explained >= 0):
+        seen, j = {i}, explained[i]
+        while explained[j] >= 0 and explained[j] not in seen:
+            seen.add(j)
+            j = explained[j]
+        labels[i] = f"{_label(rows[j].level)} {rows[j].unit}"
     out["region"], out["parent"] = region, parent
     out["p_within"], out["q_within"] = p_within, q_within
-    out["explained_by"] = pd.array(explained, dtype="string")
-
-
-def _within_test(s: _Sessions, level: str, code: int, coarse: str, parent: int,
-                 min_sessions: int) -> float:
-    """p-value of the unit against its siblings (the rest of its parent), same time buckets."""
-    in_parent = s.codes[coarse] == parent
-    t_p, n_p, x_p = s.cells(in_parent)
-    t_u, n_u, x_u = s.cells(in_parent & (s.codes[level] == code))
-    if n_p.sum() - n_u.sum() < min_sessions:
-        return np.nan
-    return _one_test(n_u, x_u, _aligned(t_u, t_p, n_p), _aligned(t_u, t_p, x_p))
-
-
-def _residual_test(s: _Sessions, level: str, code: int, fine: str, child: int,
-                   N: np.ndarray, X: np.ndarray) -> float:
-    """p-value of the unit without one sub-unit, against the fleet without that sub-unit."""
-    unit = s.codes[level] == code
-    drop = unit & (s.codes[fine] == child)
-    t_u, n_u, x_u = s.cells(unit & ~drop)
-    if not len(t_u):
-        return 1.0
-    t_d, n_d, x_d = s.cells(drop)
-    n_drop = np.zeros(s.buckets, np.int64)
-    x_drop = np.zeros(s.buckets, np.int64)
-    n_drop[t_d], x_drop[t_d] = n_d, x_d
-    return _one_test(n_u, x_u, (N - n_drop)[t_u], (X - x_drop)[t_u])
+    out["explained_by"] = pd.array(labels, dtype="string")
 
 
 # --- sentences ------------------------------------------------------------------------------
