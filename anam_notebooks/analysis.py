@@ -418,8 +418,10 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] = DEFAULT_LEVELS
     headlines: frozenset[tuple[str, int]] = frozenset()
     for passes in range(1, 5):
         out = _one_pass(s, cols, min_sessions, min_failures, alpha)
+        if out.empty:
+            break
         found = frozenset(zip(out.loc[out["flagged"], "level"], out.loc[out["flagged"], "code"]))
-        if found == headlines or out.empty:
+        if found == headlines:
             break
         headlines = found
         s.excluded = np.zeros(len(s.bucket), dtype=bool)
