@@ -51,6 +51,7 @@ def serve_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     import uvicorn
 
     from .demo import create_app
+    from .demo.server import bind_socket
 
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is not valid: give 0..65535")
@@ -61,18 +62,21 @@ def serve_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                          sessions=args.sessions, span=args.span)
     except ValueError as exc:
         parser.error(str(exc))
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        print(f"anam-notebooks serve-demo: {exc.strerror}", file=sys.stderr)
+        return 1
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
 
     shown_key = key if args.api_key is None else "<the key you gave>"
 
     async def announce_then_serve() -> None:
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not serving.done():
             await asyncio.sleep(0.01)
         if server.started:
-            port = server.servers[0].sockets[0].getsockname()[1]
-            url = f"http://{args.host}:{port}"
+            url = f"http://{args.host}:{sock.getsockname()[1]}"
             print(f"Simulated Anam API with {args.sessions} sessions at {url}", flush=True)
             print(f"Point the toolkit at it:  {API_URL_ENV}={url} {API_KEY_ENV}={shown_key}", flush=True)
             print("Press Ctrl+C to stop.", flush=True)
@@ -82,6 +86,8 @@ def serve_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         asyncio.run(announce_then_serve())
     except KeyboardInterrupt:
         pass
+    finally:
+        sock.close()
     return 0 if server.started else 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import timedelta
 
 import httpx
 import jsonschema
@@ -11,6 +12,7 @@ import pytest
 
 from anam_notebooks.demo import DEMO_API_KEY, create_app
 from anam_notebooks.demo.openapi import openapi_document
+from anam_notebooks.demo.timefmt import parse_iso
 
 AUTH = {"Authorization": f"Bearer {DEMO_API_KEY}"}
 
@@ -74,8 +76,6 @@ async def test_every_page_and_record_conforms_and_paging_yields_every_id_once(si
 
 
 async def test_pages_are_newest_first_by_start_instant(sim_app):
-    from anam_notebooks.demo.timefmt import parse_iso
-
     async with api(sim_app) as client:
         bodies = await all_pages(client)
     starts = [parse_iso(r["startTime"]) for b in bodies for r in b["data"]]
@@ -211,5 +211,8 @@ async def test_added_sessions_are_newest_active_and_served(sim_app, fleet):
     for record in fresh:
         session_check.validate(record)
         assert record["endTime"] is None and record["exitStatus"] is None
+        assert timedelta(0) <= parse_iso(record["updatedAt"]) - parse_iso(record["startTime"]) < timedelta(seconds=2)
+    newest_before = parse_iso(fleet.sessions[0]["startTime"])
+    assert all(parse_iso(r["startTime"]) > newest_before for r in fresh)
     assert got == fresh[0]
     assert transcript.status_code in (200, 404)

@@ -136,3 +136,11 @@ def test_demo_client_over_a_given_app_uses_its_key(fleet):
     assert app.state.simulator.stats["list"] == 1
     with pytest.raises(ValueError, match="not both"):
         demo_client(app, sessions=3)
+
+
+def test_add_sessions_validates_its_count(sim_app):
+    sim = sim_app.state.simulator
+    assert sim.add_sessions(0) == []
+    for bad in (-1, 2.0, "3"):
+        with pytest.raises(ValueError, match=re.escape(f"n={bad!r}")):
+            sim.add_sessions(bad)

@@ -6,6 +6,7 @@ import os
 import re
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -92,3 +93,20 @@ def test_demo_command_prints_a_summary(capsys):
     assert cli.main(["demo", "--sessions", "300", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "300 sessions" in out and "NORMAL_EXIT" in out and re.search(r"\beu \d+", out)
+
+
+def test_running_server_reports_a_port_it_cannot_bind(sim_app):
+    with running_server(sim_app) as base_url:
+        port = int(base_url.rsplit(":", 1)[1])
+        with pytest.raises(OSError, match=f"cannot serve the simulator on 127.0.0.1:{port}"):
+            with running_server(create_app(sessions=10), port=port, startup_timeout=5):
+                pass
+
+
+def test_serve_demo_on_a_busy_port_says_so(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["serve-demo", "--port", str(port), "--sessions", "10"]) == 1
+    assert f"cannot serve the simulator on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -126,7 +126,7 @@ class _Factory:
             out.append(record)
         return out
 
-    def mint(self, n: int, after_ms: int, now_ms: int) -> list[dict]:
+    def mint(self, n: int, after_ms: int) -> list[dict]:
         """`n` sessions that just started after `after_ms`, newest first, all still active."""
         styles = _styles(self.rng, n)
         start = _whole_seconds(after_ms + self.rng.integers(1000, 4000, size=n).cumsum(), styles)
@@ -135,7 +135,7 @@ class _Factory:
         for r, name in enumerate(self.topo.regions):
             mask = region == r
             version[mask], pod[mask] = self.topo.assign(self.rng, name, start[mask])
-        updated = np.maximum(start, now_ms)
+        updated = start + self.rng.integers(0, 1000, size=n)
         draw = _Draw(start, region, version, pod, np.full(n, -1), np.full(n, -1), updated, styles)
         return self.records(draw)[::-1]
 
@@ -163,7 +163,9 @@ class Fleet:
 
     def add_sessions(self, n: int, *, seed: int = 0) -> list[dict]:
         """Insert `n` just-started sessions at the head (newest first) and return them."""
-        if n <= 0:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n={n!r} is not valid: give the number of sessions to add, an integer >= 0")
+        if n == 0:
             return []
         if self._factory is None:
             rng = np.random.default_rng([self.seed, seed])
@@ -171,7 +173,7 @@ class Fleet:
             self._factory = _Factory(rng, build_topology(rng, now - 7 * 86_400_000, now), build_cast(rng))
         newest = max((to_ms(parse_iso(r["startTime"])) for r in self.sessions[:50]
                       if isinstance(r.get("startTime"), str)), default=to_ms(utc_end(None)))
-        fresh = self._factory.mint(n, newest, to_ms(utc_end(None)))
+        fresh = self._factory.mint(n, newest)
         self.sessions[:0] = fresh
         for record in fresh:
             self.by_id[record["id"]] = record

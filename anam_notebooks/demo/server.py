@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,19 @@ IN_PROCESS_URL = "http://anam-simulator"
 CLIENT_OPTIONS = ("timeout", "max_retries", "concurrency", "backoff")
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready socket, so a busy port fails here, in the caller, with a clear error."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot serve the simulator on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
 @contextmanager
 def running_server(app: Any, host: str = "127.0.0.1", port: int = 0,
                    *, startup_timeout: float = 10.0) -> Iterator[str]:
@@ -26,10 +40,12 @@ def running_server(app: Any, host: str = "127.0.0.1", port: int = 0,
 
     `port=0` picks a free port; the URL carries the one actually bound.
     """
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                            access_log=False)
+    sock = bind_socket(host, port)
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"anam-simulator-{host}:{port}", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name=f"anam-simulator-{host}:{bound}", daemon=True)
     thread.start()
     try:
         for _ in range(int(startup_timeout / 0.01)):
@@ -37,12 +53,13 @@ def running_server(app: Any, host: str = "127.0.0.1", port: int = 0,
                 break
             threading.Event().wait(0.01)
         if not server.started:
-            raise RuntimeError(f"the simulator did not start on {host}:{port} within {startup_timeout} s")
-        bound = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://{host}:{bound}"
+            raise RuntimeError(f"the simulator did not start on {host}:{bound} within {startup_timeout} s")
+        shown = f"[{host}]" if ":" in host else host
+        yield f"http://{shown}:{bound}"
     finally:
         server.should_exit = True
         thread.join(timeout=startup_timeout)
+        sock.close()
 
 
 def demo_client(app: Any = None, **options: Any) -> AnamClient:
