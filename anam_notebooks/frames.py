@@ -28,7 +28,7 @@ from ._timespan import TimeBound, parse_time_bound, parse_window
 __all__ = [
     "SESSION_COLUMNS", "TRANSCRIPT_COLUMNS", "MalformedRecordWarning",
     "sessions_frame", "transcript_frame", "fetch_sessions", "empty_sessions_frame",
-    "normalise_sessions_frame",
+    "normalise_sessions_frame", "frame_from_arrow", "keep_latest", "newest_first",
 ]
 
 STRING = pd.StringDtype("pyarrow")
@@ -65,6 +65,7 @@ SESSION_COLUMNS: dict[str, Any] = {
     "language_code": CATEGORY,
     "zero_data_retention": pd.BooleanDtype(),
     "user_agent": CATEGORY,
+    "sdk_version": CATEGORY,
 }
 
 TRANSCRIPT_COLUMNS: dict[str, Any] = {
@@ -224,12 +225,12 @@ _TOP_KEYS = (*_TOP_STRINGS.values(), *_TOP_TIMES.values(), "sessionLengthMs", "p
              "clientMetadata")
 # Nested values read per record, in the order `_nested_values` returns them.
 _NESTED = ("persona_name", "avatar_version", "avatar_key", "language_code", "tts_provider",
-           "declared_type", "zero_data_retention", "llm_config", "llm_model", "user_agent")
+           "declared_type", "zero_data_retention", "llm_config", "llm_model", "user_agent", "sdk_version")
 _NESTED_FIELDS = {
     "persona_name": "personaConfig.name", "avatar_version": "personaConfig.avatarVersion",
     "avatar_key": "personaConfig.avatarEngineKey", "language_code": "personaConfig.languageCode",
     "tts_provider": "personaConfig.ttsProvider", "llm_model": "personaConfig.llmConfig.modelName",
-    "user_agent": "clientMetadata.userAgent",
+    "user_agent": "clientMetadata.userAgent", "sdk_version": "clientMetadata.sdkVersion",
 }
 
 
@@ -245,7 +246,8 @@ def _nested_values(persona: Any, client_meta: Any) -> tuple[Any, ...]:
     return (p.get("name"), avatar if avatar is not None else p.get("avatarModel"),
             avatar_key if avatar_key is not None else p.get("avatarId"), p.get("languageCode"),
             p.get("ttsProvider"), p.get("type"), p.get("zeroDataRetention"), llm,
-            model if model is not None else llm_dict.get("model"), meta.get("userAgent"))
+            model if model is not None else llm_dict.get("model"), meta.get("userAgent"),
+            meta.get("sdkVersion"))
 
 
 def _chunk_table(chunk: list[Any], problems: _Problems) -> pa.Table:
@@ -295,6 +297,8 @@ def _chunk_table(chunk: list[Any], problems: _Problems) -> pa.Table:
 
 def _categorical(array: pa.ChunkedArray) -> pd.Categorical:
     """Arrow strings → a Categorical with sorted categories (deterministic across merges)."""
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(pa.string())
     encoded = array.combine_chunks().dictionary_encode() if array.num_chunks else pa.array(
         [], pa.string()).dictionary_encode()
     categories = encoded.dictionary.to_pylist()
@@ -350,7 +354,7 @@ def _frame_from_table(table: pa.Table) -> pd.DataFrame:
         if dtype == CATEGORY:
             data[column] = _categorical(arrow)
         elif dtype == np.dtype(bool):
-            data[column] = arrow.to_numpy()
+            data[column] = arrow.fill_null(False).to_numpy()
         else:
             data[column] = arrow.to_pandas(types_mapper=mapper).astype(dtype).array
     return pd.DataFrame(data, index=index)
@@ -435,13 +439,30 @@ def sessions_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         return empty_sessions_frame()
     table = pa.concat_tables(tables)
     del tables
+    return frame_from_arrow(table)
+
+
+def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table of contract columns (as built here or read from the store) → the frame.
+
+    Derived columns that are absent (duration, engine parts) are computed; other absent
+    columns become nulls, so a table written before a column existed still loads.
+    """
+    if "id" not in table.column_names:
+        raise ValueError(f"the table has no 'id' column (columns: {table.column_names})")
     frame = _frame_from_table(table)
-    del table
-    frame["duration"] = _durations(frame["session_length_ms"], frame["start_time"], frame["end_time"])
-    for column, values in _engine_parts(frame["engine_host"].array).items():
-        frame[column] = values
-    frame = keep_latest(frame)
-    return frame[list(SESSION_COLUMNS)]
+    if "duration" not in frame.columns:
+        frame["duration"] = _durations(frame["session_length_ms"] if "session_length_ms" in frame
+                                       else pd.Series(pd.NA, index=frame.index, dtype="Int64"),
+                                       frame.get("start_time", pd.Series(pd.NaT, index=frame.index,
+                                                                         dtype=UTC_TIME)),
+                                       frame.get("end_time", pd.Series(pd.NaT, index=frame.index,
+                                                                       dtype=UTC_TIME)))
+    parts = ("engine_region", "engine_replicaset", "engine_pod")
+    if "engine_host" in frame.columns and not all(p in frame.columns for p in parts):
+        for column, values in _engine_parts(frame["engine_host"].array).items():
+            frame[column] = values
+    return normalise_sessions_frame(keep_latest(frame))
 
 
 # ---------------------------------------------------------------------------------------------
