@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 
 
@@ -12,7 +13,8 @@ class AdaptiveLimiter:
 
     A 429 halves the limit, once per burst: throttles from requests that started before the
     last cut are the same congestion event and do not cut again. Each success adds 1/limit,
-    so a full window of successes regains one slot.
+    so a full window of successes regains one slot. Waiters are served first come, first
+    served, and only as many are woken as there are free slots.
     """
 
     def __init__(self, maximum: int) -> None:
@@ -20,21 +22,28 @@ class AdaptiveLimiter:
         self.limit = float(maximum)
         self.in_flight = 0
         self._epoch = 0
-        self._cond: asyncio.Condition | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[int]:
         """Hold one slot for one request; yields the epoch the request started in."""
-        cond = self._condition()
-        async with cond:
-            await cond.wait_for(lambda: self.in_flight < int(self.limit))
+        if self._waiters or self.in_flight >= int(self.limit):
+            granted = asyncio.get_running_loop().create_future()
+            self._waiters.append(granted)
+            try:
+                await granted          # the slot is counted for us when we are woken
+            except asyncio.CancelledError:
+                if granted.done() and not granted.cancelled():
+                    self._release()
+                else:
+                    self._waiters.remove(granted)
+                raise
+        else:
             self.in_flight += 1
         try:
             yield self._epoch
         finally:
-            async with cond:
-                self.in_flight -= 1
-                cond.notify_all()
+            self._release()
 
     def throttled(self, epoch: int) -> None:
         """The server answered 429 to a request that started in `epoch`."""
@@ -43,11 +52,17 @@ class AdaptiveLimiter:
             self._epoch += 1
 
     def succeeded(self) -> None:
-        """A request got through; call it while still holding the slot (release wakes waiters)."""
+        """A request got through: grow the limit by one slot per window."""
         self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+        self._wake()
 
-    def _condition(self) -> asyncio.Condition:
-        # Created on first use so the limiter binds to the loop that actually runs requests.
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < int(self.limit):
+            granted = self._waiters.popleft()
+            if not granted.done():
+                self.in_flight += 1
+                granted.set_result(None)
