@@ -216,3 +216,14 @@ async def test_added_sessions_are_newest_active_and_served(sim_app, fleet):
     assert all(parse_iso(r["startTime"]) > newest_before for r in fresh)
     assert got == fresh[0]
     assert transcript.status_code in (200, 404)
+
+
+async def test_drift_is_deterministic_per_seed(fleet):
+    async def heads(seed: int) -> list[str]:
+        app = create_app(fleet, drift=2, seed=seed)
+        async with api(app) as client:
+            for _ in range(3):
+                await client.get("/v1/sessions")
+        return [r["id"] for r in app.state.simulator.fleet.sessions[:6]]
+
+    assert await heads(1) == await heads(1) != await heads(2)

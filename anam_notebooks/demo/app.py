@@ -76,7 +76,11 @@ def _uuid_param(request: Request, name: str) -> str | None:
 
 
 class Simulator:
-    """State behind the app: its own copy of the fleet, knobs, request stats and caches."""
+    """State behind the app: its own copy of the fleet, knobs, request stats and caches.
+
+    `stats` counts requests: "total", per endpoint ("list", "get", "transcript",
+    "recording", "openapi") and per status code (int keys: 200, 404, 429 ...).
+    """
 
     def __init__(self, fleet: Fleet, knobs: Knobs) -> None:
         self.fleet = fleet.copy()

@@ -48,14 +48,14 @@ class _Draw:
 class _Factory:
     """Turns draws into records; also mints fresh sessions at the head for live traffic."""
 
-    def __init__(self, rng: np.random.Generator, topo: Topology, cast: Cast) -> None:
-        self.rng, self.topo, self.cast = rng, topo, cast
+    def __init__(self, topo: Topology, cast: Cast) -> None:
+        self.topo, self.cast = topo, cast
         self.host_cache = {(r, v, p): engine_host(r, pod)
                            for r, sets in topo.replicasets.items()
                            for v, rs in enumerate(sets) for p, pod in enumerate(rs.pods)}
 
-    def records(self, d: _Draw) -> list[dict]:
-        rng, cast, n = self.rng, self.cast, len(d.start)
+    def records(self, rng: np.random.Generator, d: _Draw) -> list[dict]:
+        cast, n = self.cast, len(d.start)
         ids = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
         ids[:, 6] = (ids[:, 6] & 0x0F) | 0x40
         ids[:, 8] = (ids[:, 8] & 0x3F) | 0x80
@@ -126,18 +126,18 @@ class _Factory:
             out.append(record)
         return out
 
-    def mint(self, n: int, after_ms: int) -> list[dict]:
+    def mint(self, rng: np.random.Generator, n: int, after_ms: int) -> list[dict]:
         """`n` sessions that just started after `after_ms`, newest first, all still active."""
-        styles = _styles(self.rng, n)
-        start = _whole_seconds(after_ms + self.rng.integers(1000, 4000, size=n).cumsum(), styles)
-        region = self.rng.choice(len(self.topo.regions), size=n, p=self.topo.weights)
+        styles = _styles(rng, n)
+        start = _whole_seconds(after_ms + rng.integers(1000, 4000, size=n).cumsum(), styles)
+        region = rng.choice(len(self.topo.regions), size=n, p=self.topo.weights)
         version, pod = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
         for r, name in enumerate(self.topo.regions):
             mask = region == r
-            version[mask], pod[mask] = self.topo.assign(self.rng, name, start[mask])
-        updated = start + self.rng.integers(0, 1000, size=n)
+            version[mask], pod[mask] = self.topo.assign(rng, name, start[mask])
+        updated = start + rng.integers(0, 1000, size=n)
         draw = _Draw(start, region, version, pod, np.full(n, -1), np.full(n, -1), updated, styles)
-        return self.records(draw)[::-1]
+        return self.records(rng, draw)[::-1]
 
 
 class Fleet:
@@ -162,18 +162,22 @@ class Fleet:
         return Fleet(self.sessions, transcripts, self.incidents, seed=self.seed, _factory=self._factory)
 
     def add_sessions(self, n: int, *, seed: int = 0) -> list[dict]:
-        """Insert `n` just-started sessions at the head (newest first) and return them."""
+        """Insert `n` just-started sessions at the head (newest first) and return them.
+
+        The newcomers are drawn from (fleet seed, `seed`), so a caller passing its own
+        sequence of seeds gets the same live traffic every run.
+        """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n={n!r} is not valid: give the number of sessions to add, an integer >= 0")
         if n == 0:
             return []
+        rng = np.random.default_rng([self.seed, seed])
         if self._factory is None:
-            rng = np.random.default_rng([self.seed, seed])
             now = to_ms(utc_end(None))
-            self._factory = _Factory(rng, build_topology(rng, now - 7 * 86_400_000, now), build_cast(rng))
+            self._factory = _Factory(build_topology(rng, now - 7 * 86_400_000, now), build_cast(rng))
         newest = max((to_ms(parse_iso(r["startTime"])) for r in self.sessions[:50]
                       if isinstance(r.get("startTime"), str)), default=to_ms(utc_end(None)))
-        fresh = self._factory.mint(n, newest)
+        fresh = self._factory.mint(rng, n, newest)
         self.sessions[:0] = fresh
         for record in fresh:
             self.by_id[record["id"]] = record
@@ -284,6 +288,6 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
     length = np.where(active, -1, length)
     status = np.where(active, -1, status)
     updated = start + ((end_ms - start) * rng.random(len(start))).astype(np.int64)
-    factory = _Factory(rng, topo, cast)
-    records = factory.records(_Draw(start, region, version, pod, length, status, updated, styles))
+    factory = _Factory(topo, cast)
+    records = factory.records(rng, _Draw(start, region, version, pod, length, status, updated, styles))
     return Fleet(records, None, planted, seed=seed, _factory=factory)
