@@ -10,7 +10,7 @@ import httpx
 import jsonschema
 import pytest
 
-from anam_notebooks.demo import DEMO_API_KEY, create_app
+from anam_notebooks.demo import DEMO_API_KEY, Fleet, create_app
 from anam_notebooks.demo.openapi import openapi_document
 from anam_notebooks.demo.timefmt import parse_iso
 
@@ -227,3 +227,22 @@ async def test_drift_is_deterministic_per_seed(fleet):
         return [r["id"] for r in app.state.simulator.fleet.sessions[:6]]
 
     assert await heads(1) == await heads(1) != await heads(2)
+
+
+async def test_hand_made_odd_records_are_served_verbatim():
+    odd = [
+        {"id": "11111111-2222-4333-8444-555555555555", "startTime": "2026-04-20T11:00:00+02:00",
+         "exitStatus": "SOMETHING_NEW", "engineHost": "10.0.0.1:8443", "surprise": {"nested": [1, None]},
+         "clientLabel": "<script>alert('x')</script>", "personaConfig": {"zeroDataRetention": False}},
+        {"id": "66666666-7777-4888-9999-000000000000", "startTime": "yesterday-ish", "endTime": 12},
+    ]
+    app = create_app(Fleet(odd))
+    async with api(app) as client:
+        page = (await client.get("/v1/sessions", params={"search": "SCRIPT"})).json()
+        got = (await client.get(f"/v1/sessions/{odd[1]['id']}")).json()
+        transcript = await client.get(f"/v1/sessions/{odd[1]['id']}/transcript")
+    assert page["data"] == [odd[0]]
+    assert got == odd[1]
+    assert transcript.status_code == 200 and transcript.json()["messages"] == []
+    with pytest.raises(ValueError, match="session 1 has no string 'id'"):
+        Fleet([odd[0], {"startTime": "2026-04-20T11:00:00Z"}])

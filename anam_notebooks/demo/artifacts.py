@@ -43,9 +43,12 @@ def _stamp(moment: datetime) -> str:
 def build_transcript(record: Mapping, seed: int) -> dict:
     """A plausible conversation inside the session's time range, deterministic per (seed, id)."""
     rnd = random.Random(f"{seed}:{record['id']}")
-    start = parse_iso(record["startTime"])
-    end = parse_iso(record["endTime"]) if record.get("endTime") else None
-    horizon = end or max(start, parse_iso(record.get("updatedAt") or record["startTime"]))
+    try:
+        start = parse_iso(record["startTime"])
+        end = parse_iso(record["endTime"]) if record.get("endTime") else None
+        horizon = end or max(start, parse_iso(record.get("updatedAt") or record["startTime"]))
+    except (KeyError, TypeError, ValueError):  # a hand-made record with odd times: no messages
+        start = horizon = datetime.now(timezone.utc)
     seconds = (horizon - start).total_seconds()
     count = max(0, min(60, int(seconds / rnd.uniform(8, 16))))
     offsets = sorted(rnd.uniform(0.5, max(seconds - 0.5, 0.5)) for _ in range(count))
@@ -67,7 +70,7 @@ def build_transcript(record: Mapping, seed: int) -> dict:
     return {
         "sessionId": record["id"],
         "personaName": str(config.get("name", "")),
-        "startTime": record["startTime"],
+        "startTime": record.get("startTime"),
         "endTime": record.get("endTime"),
         "durationMs": record.get("sessionLengthMs"),
         "totalMessages": len(messages),

@@ -147,6 +147,10 @@ class Fleet:
                  incidents: Iterable[Incident] = (), *, seed: int = 0,
                  _factory: _Factory | None = None) -> None:
         self.sessions: list[dict] = list(sessions)
+        for position, record in enumerate(self.sessions):
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                raise ValueError(f"session {position} has no string 'id' (got {record!r:.80}); "
+                                 "every record needs one to be served")
         self.by_id: dict[str, dict] = {r["id"]: r for r in self.sessions}
         self.transcripts = Transcripts(self.by_id, seed) if transcripts is None else dict(transcripts)
         self.incidents: list[Incident] = list(incidents)
