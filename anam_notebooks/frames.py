@@ -81,6 +81,7 @@ _CHUNK = 65_536
 # Longest session length that still fits a microsecond timedelta (about 292,000 years).
 _MAX_LENGTH_MS = (2**63 - 1) // 1000
 _EMPTY: dict[str, Any] = {}
+_INT_TYPES = {int, type(None)}
 
 
 class MalformedRecordWarning(UserWarning):
@@ -147,21 +148,23 @@ def _encodable(value: str, field: str, record_id: str, problems: _Problems) -> s
 
 
 def _integers(values: list[Any], field: str, ids: list[str], problems: _Problems) -> pa.Array:
+    """Whole numbers (an integral float is accepted) → int64; anything else null + warning."""
     try:
-        return pa.array(values, type=pa.int64())
+        if set(map(type, values)) <= _INT_TYPES:  # Arrow would silently truncate 1.5
+            return pa.array(values, type=pa.int64())
     except (pa.ArrowTypeError, pa.ArrowInvalid, OverflowError):
-        cleaned: list[int | None] = []
-        for record_id, value in zip(ids, values):
-            if value is None:
-                cleaned.append(None)
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                    isinstance(value, float) and not value.is_integer()) or not (
-                    -(2**63) <= value < 2**63):
-                problems.add(field, record_id)
-                cleaned.append(None)
-            else:
-                cleaned.append(int(value))
-        return pa.array(cleaned, type=pa.int64())
+        pass
+    cleaned: list[int | None] = []
+    for record_id, value in zip(ids, values):
+        if value is None:
+            cleaned.append(None)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()) or not (-(2**63) <= value < 2**63):
+            problems.add(field, record_id)
+            cleaned.append(None)
+        else:
+            cleaned.append(int(value))
+    return pa.array(cleaned, type=pa.int64())
 
 
 def _booleans(values: list[Any], field: str, ids: list[str], problems: _Problems) -> pa.Array:
