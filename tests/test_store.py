@@ -1,0 +1,310 @@
+"""The Parquet session store: round trips, foreign/corrupt files, schema evolution, atomic
+writes (a killed writer), two writing processes, and incremental refresh against the simulator."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from anam_notebooks import fetch_sessions, sessions_frame
+from anam_notebooks.demo import create_app, demo_client, generate_fleet
+from anam_notebooks.store import CacheFileWarning, SessionStore, default_cache_dir, open_store
+
+END = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
+BASE = "https://api.anam.ai"
+ORG = "o42dp8vwWJeMNFFhH6CUY"
+
+
+def make_records(prefix: str, count: int, *, minute0: int = 0) -> list[dict]:
+    return [{"id": f"{prefix}-{i:05d}", "organizationId": ORG, "clientLabel": f"{prefix} label",
+             "startTime": f"2026-04-20T{(minute0 + i) // 60 % 24:02d}:{(minute0 + i) % 60:02d}:00Z",
+             "endTime": None, "exitStatus": None, "engineHost": f"connect-eu.anam.ai/v1/webrtc/engines/"
+             f"anam-engine-7dddcb9ccd-{prefix[:1]}{i % 7}b8v9", "updatedAt": "2026-04-20T12:00:00Z"}
+            for i in range(count)]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SessionStore:
+    return SessionStore(tmp_path / "cache", base_url=BASE, organization_id=ORG)
+
+
+def test_empty_store_loads_a_typed_empty_frame(store):
+    assert store.load().empty and list(store.load().columns) == list(sessions_frame([]).columns)
+    assert store.covered_since() is False
+    assert not store.path.exists()
+
+
+def test_merge_round_trips_every_column_and_dtype(store, fleet):
+    frame = sessions_frame(fleet.sessions[:500])
+    merged = store.merge(frame)
+    loaded = store.load()
+    pd.testing.assert_frame_equal(loaded, merged)
+    expected = frame.sort_values("start_time", ascending=False)
+    pd.testing.assert_frame_equal(loaded.sort_index(), expected.sort_index())
+
+
+def test_merge_keeps_the_most_updated_row(store):
+    [active] = make_records("m", 1)
+    ended = dict(active, endTime="2026-04-20T12:05:00Z", exitStatus="NORMAL_EXIT",
+                 updatedAt="2026-04-20T12:05:00Z")
+    store.merge(sessions_frame([ended]))
+    store.merge(sessions_frame([active]))  # a stale copy arriving later does not win
+    row = store.load().loc["m-00000"]
+    assert row.exit_status == "NORMAL_EXIT" and not row.is_active
+
+
+def test_file_name_is_a_hash_of_base_url_and_organisation(tmp_path):
+    a = SessionStore(tmp_path, base_url=BASE, organization_id="org-a")
+    b = SessionStore(tmp_path, base_url=BASE, organization_id="org-b")
+    c = SessionStore(tmp_path, base_url="http://localhost:8000/", organization_id="org-a")
+    assert len({a.path, b.path, c.path}) == 3
+    assert "org-a" not in a.path.name and a.path.suffix == ".parquet"
+
+
+def test_a_foreign_file_is_reported_and_rebuilt_never_mixed(tmp_path):
+    ours = SessionStore(tmp_path, base_url=BASE, organization_id="org-a")
+    theirs = SessionStore(tmp_path, base_url=BASE, organization_id="org-b")
+    theirs.merge(sessions_frame(make_records("theirs", 5)))
+    os.replace(theirs.path, ours.path)  # e.g. a file copied by hand
+    with pytest.warns(CacheFileWarning, match="another API or organisation"):
+        assert ours.load().empty
+    with pytest.warns(CacheFileWarning):
+        merged = ours.merge(sessions_frame(make_records("ours", 3)))
+    assert sorted(merged.index) == ["ours-00000", "ours-00001", "ours-00002"]
+    assert sorted(ours.load().index) == sorted(merged.index)  # rebuilt: no warning any more
+
+
+@pytest.mark.parametrize("content", [b"", b"not parquet at all", b"PAR1" + b"\0" * 100])
+def test_a_corrupt_file_is_reported_and_rebuilt(store, content):
+    store.directory.mkdir(parents=True)
+    store.path.write_bytes(content)
+    with pytest.warns(CacheFileWarning, match="could not be read"):
+        assert store.load().empty
+    with pytest.warns(CacheFileWarning):
+        store.merge(sessions_frame(make_records("x", 2)))
+    assert len(store.load()) == 2
+
+
+def test_another_schema_version_is_reported_and_rebuilt(store):
+    store.merge(sessions_frame(make_records("x", 2)))
+    table = pq.read_table(store.path)
+    metadata = dict(table.schema.metadata)
+    metadata[b"anam_notebooks.schema_version"] = b"0"
+    pq.write_table(table.replace_schema_metadata(metadata), store.path)
+    with pytest.warns(CacheFileWarning, match="schema version is '0'"):
+        assert store.load().empty
+
+
+def test_a_file_from_before_new_columns_loads_with_old_data_kept(store, fleet):
+    frame = sessions_frame(fleet.sessions[:200])
+    store.merge(frame)
+    table = pq.read_table(store.path)
+    older = table.drop_columns(["sdk_version", "engine_region", "engine_replicaset", "engine_pod",
+                                "duration"])
+    pq.write_table(older.replace_schema_metadata(table.schema.metadata), store.path)
+    loaded = store.load()
+    assert list(loaded.columns) == list(frame.columns)
+    assert loaded.sdk_version.isna().all()  # could not be known: null, not an error
+    for column in ("engine_region", "engine_replicaset", "engine_pod", "duration", "exit_status",
+                   "start_time", "persona_name"):
+        assert loaded[column].sort_index().equals(frame[column].sort_index()), column
+
+
+def test_a_writer_that_fails_midway_leaves_the_old_cache(store, monkeypatch):
+    store.merge(sessions_frame(make_records("old", 10)))
+    before = store.load()
+
+    def broken_write(table, sink, **kwargs):
+        sink.write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        store.merge(sessions_frame(make_records("new", 10)))
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(store.load(), before)
+    assert [p.name for p in store.directory.iterdir() if p.suffix == ".tmp"] == []
+
+
+KILLED_WRITER = """
+import sys, time
+import pyarrow.parquet as pq
+from anam_notebooks import sessions_frame
+from anam_notebooks.store import SessionStore
+
+real_write = pq.write_table
+def slow_write(table, sink, **kwargs):
+    sink.write(b"PAR1 partial")
+    sink.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+    real_write(table, sink, **kwargs)
+pq.write_table = slow_write
+
+store = SessionStore(sys.argv[1], base_url=sys.argv[2], organization_id=sys.argv[3])
+store.merge(sessions_frame([{"id": "from-killed-writer", "organizationId": sys.argv[3]}]))
+"""
+
+
+def test_a_writer_killed_with_sigkill_leaves_the_old_cache_readable(store):
+    store.merge(sessions_frame(make_records("old", 10)))
+    before = store.load()
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(store.directory), BASE, ORG],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    assert writer.returncode == -signal.SIGKILL
+    pd.testing.assert_frame_equal(store.load(), before)
+    # the lock died with the process; the next write goes through and sweeps the leftovers
+    store.merge(sessions_frame(make_records("after", 1)))
+    assert len(store.load()) == 11
+    assert [p.name for p in store.directory.iterdir() if p.suffix == ".tmp"] == []
+
+
+CONCURRENT_WRITER = """
+import sys
+from anam_notebooks import sessions_frame
+from anam_notebooks.store import SessionStore
+
+directory, base, org, prefix = sys.argv[1:5]
+store = SessionStore(directory, base_url=base, organization_id=org)
+for batch in range(12):
+    records = [{"id": f"{prefix}-{batch}-{i}", "organizationId": org,
+                "startTime": f"2026-04-20T10:{batch:02d}:{i:02d}Z"} for i in range(25)]
+    store.merge(sessions_frame(records))
+"""
+
+
+def test_two_processes_writing_through_the_lock_lose_nothing(store):
+    writers = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, str(store.directory), BASE,
+                                 ORG, prefix]) for prefix in ("left", "right")]
+    for writer in writers:
+        assert writer.wait(timeout=120) == 0
+    ids = set(store.load().index)
+    expected = {f"{p}-{b}-{i}" for p in ("left", "right") for b in range(12) for i in range(25)}
+    assert ids == expected
+
+
+def test_default_cache_dir_follows_the_platform_conventions(monkeypatch, tmp_path):
+    monkeypatch.delenv("ANAM_NOTEBOOKS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert default_cache_dir() == tmp_path / "xdg" / "anam-notebooks"
+    monkeypatch.setenv("ANAM_NOTEBOOKS_CACHE", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+
+
+def test_bad_store_arguments_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="base_url"):
+        SessionStore(tmp_path, base_url="")
+    with pytest.raises(ValueError, match="cache=3"):
+        open_store(3, client=None)
+
+
+# -- incremental refresh against the simulator --------------------------------------------------
+
+def end_session(simulator, session_id: str, status: str = "NORMAL_EXIT") -> None:
+    """Let an active session finish on the simulator (its served JSON is cached per id)."""
+    record = simulator.fleet.by_id[session_id]
+    start = pd.Timestamp(record["startTime"])
+    finished = max(start + pd.Timedelta(minutes=3), pd.Timestamp(record["updatedAt"]) + pd.Timedelta(seconds=1))
+    record.update(endTime=finished.isoformat().replace("+00:00", "Z"),
+                  sessionLengthMs=int((finished - start) / pd.Timedelta(milliseconds=1)),
+                  exitStatus=status, updatedAt=finished.isoformat())
+    simulator._encoded.pop(session_id, None)
+
+
+@pytest.fixture
+def live():
+    """A private fleet (its records get mutated) behind a simulator and a client."""
+    app = create_app(generate_fleet(seed=11, sessions=800, span="2d", end=END))
+    return app.state.simulator, demo_client(app)
+
+
+def full_fetch(client) -> pd.DataFrame:
+    return fetch_sessions(client, progress=False)
+
+
+@pytest.mark.parametrize("new_sessions", [0, 1, 99, 100, 150, 250])
+def test_refresh_after_new_and_ended_sessions_equals_a_full_fetch(tmp_path, live, new_sessions):
+    simulator, client = live
+    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
+    first = store.refresh(client)
+    assert len(first) == 800
+    was_active = list(first.index[first.is_active])
+    assert was_active
+    simulator.add_sessions(new_sessions)
+    for session_id in was_active:
+        end_session(simulator, session_id)
+    simulator.reset_stats()
+    refreshed = store.refresh(client)
+    list_requests = simulator.stats["list"]
+    assert list_requests <= math.ceil(new_sessions / 100) + 2
+    pd.testing.assert_frame_equal(refreshed, full_fetch(client))
+    pd.testing.assert_frame_equal(store.load(), refreshed)
+    assert not refreshed.loc[was_active, "is_active"].any()
+
+
+def test_refresh_rereads_active_sessions_that_the_head_does_not_reach(tmp_path, live):
+    simulator, client = live
+    deep = simulator.fleet.sessions[450]
+    deep.update(endTime=None, sessionLengthMs=None, exitStatus=None)  # still running, far down
+    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
+    assert store.refresh(client).loc[deep["id"], "is_active"]
+    end_session(simulator, deep["id"], status="BRAND_NEW_STATUS")
+    simulator.reset_stats()
+    refreshed = store.refresh(client)
+    assert simulator.stats["list"] <= 2 and simulator.stats["get"] == 1
+    row = refreshed.loc[deep["id"]]
+    assert not row.is_active and row.exit_status == "BRAND_NEW_STATUS"
+    pd.testing.assert_frame_equal(refreshed, full_fetch(client))
+
+
+def test_refresh_with_since_reads_back_only_as_far_as_needed(tmp_path, live):
+    simulator, client = live
+    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
+    since = END - pd.Timedelta(hours=6)
+    recent = store.refresh(client, since=since)
+    first_requests = simulator.stats["list"]
+    assert first_requests < 8  # 800 sessions are 8 pages; 6 hours of 2 days is far fewer
+    assert (recent.start_time >= since).sum() == (full_fetch(client).start_time >= since).sum()
+    assert store.covered_since() == pd.Timestamp(since)
+    simulator.reset_stats()
+    everything = store.refresh(client)  # reaches further back than the cache: reads it all
+    assert len(everything) == 800 and store.covered_since() is None
+
+
+def test_fetch_sessions_with_a_cache_directory(tmp_path, live):
+    simulator, client = live
+    first = fetch_sessions(client, cache=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(first, full_fetch(client))
+    simulator.add_sessions(30)
+    simulator.reset_stats()
+    second = fetch_sessions(client, cache=tmp_path, progress=False)
+    assert len(second) == 830
+    assert simulator.stats["list"] <= 1 + 3  # organisation look-up + the head
+    [cache_file] = [p for p in tmp_path.iterdir() if p.suffix == ".parquet"]
+    assert pq.read_schema(cache_file).metadata[b"anam_notebooks.key"].decode().endswith(
+        first.organization_id.iloc[0])
+
+
+def test_fetch_sessions_cache_true_uses_the_per_user_directory(tmp_path, live, monkeypatch):
+    simulator, client = live
+    monkeypatch.setenv("ANAM_NOTEBOOKS_CACHE", str(tmp_path / "user-cache"))
+    fetch_sessions(client, cache=True, progress=False, limit=3)
+    assert len(list((tmp_path / "user-cache").glob("sessions-*.parquet"))) == 1
