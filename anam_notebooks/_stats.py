@@ -32,13 +32,14 @@ def wilson_interval(failures: np.ndarray, sessions: np.ndarray, z: float = 1.959
     return low, high
 
 
-def bh_adjust(p_values: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg q-values; NaN p-values stay NaN and are not counted as tests."""
+def q_values(p_values: np.ndarray, method: str = "bh") -> np.ndarray:
+    """False-discovery-rate q-values, Benjamini–Hochberg ("bh") or Benjamini–Yekutieli ("by",
+    valid however the tests depend on each other); NaN p-values stay NaN and are not tests."""
     p = np.asarray(p_values, dtype=float)
     q = np.full_like(p, np.nan)
     tested = ~np.isnan(p)
     if tested.any():
-        q[tested] = stats.false_discovery_control(np.clip(p[tested], 0.0, 1.0), method="bh")
+        q[tested] = stats.false_discovery_control(np.clip(p[tested], 0.0, 1.0), method=method)
     return q
 
 
