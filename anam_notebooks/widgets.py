@@ -364,6 +364,10 @@ def _time_options(start: pd.Series) -> list[tuple[str, pd.Timestamp]]:
     return [(t.strftime("%Y-%m-%d %H:%M"), t) for t in edges]
 
 
+# The static rendering (reports) samples the timeline above this many sessions.
+STATIC_TIMELINE_SESSIONS = 5_000
+
+
 class SessionExplorer(W.VBox):
     """Filters (time range, exit statuses, region, version, pod, persona) over a sessions frame,
     linked to a table and a timeline; choosing a session opens it in an embedded lookup."""
@@ -489,7 +493,13 @@ class SessionExplorer(W.VBox):
         parts = [_html.style(), _html.card("Session explorer filters", filters),
                  self.summary.value, self.table.value]
         if self.figure is not None:
-            parts.append(_html.figure_div(self.figure))
+            figure = self.figure
+            if len(self.matching) > STATIC_TIMELINE_SESSIONS:
+                # A report must stay small: keep every failure and active session, sample the
+                # rest, and say so on the figure (session_timeline's max_sessions).
+                figure = session_timeline(self.matching, by=self.by, tz=self.tz,
+                                          max_sessions=STATIC_TIMELINE_SESSIONS)
+            parts.append(_html.figure_div(figure))
         if self.session_lookup.session is not None or self.session_lookup.message.value:
             parts.append(self.session_lookup._repr_html_())
         return "".join(parts)
