@@ -1,0 +1,34 @@
+"""Debian's Chromium for browser tests: found on PATH, never downloaded.
+
+On a developer's machine without it, browser tests skip with a clear message; under CI
+(`CI=true`, where `.ci/run` installs it) a missing browser is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+# Flags for a sandboxed, offline machine: no sandbox as root, no background traffic.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--enable-unsafe-swiftshader"]
+
+
+def chromium_path() -> str:
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    message = ("Debian's chromium is not installed: `make test` installs it with apt-get "
+               "(apt-get install chromium)")
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message + "; CI never skips the browser tests")
+    pytest.skip(message)
+
+
+def launch(playwright):
+    """A headless Chromium browser driven by Playwright."""
+    return playwright.chromium.launch(executable_path=chromium_path(), headless=True,
+                                      args=CHROMIUM_ARGS)
