@@ -576,8 +576,10 @@ def fetch_sessions(client: Any = None, since: TimeBound = None, until: TimeBound
                                        per_page=100, since=start.to_pydatetime() if start is not None else None,
                                        stop=_limit_stop(limit, start, end))
         frame = sessions_frame(iterate_with_progress(records, show))
-    return newest_first(_within(frame, start, end)).head(limit) if limit is not None else newest_first(
-        _within(frame, start, end))
+    frame = newest_first(_within(frame, start, end))
+    # Only the categories of the rows returned: the same sessions give the same frame,
+    # whether they were filtered by the server or from the cache.
+    return normalise_sessions_frame(frame if limit is None else frame.head(limit))
 
 
 def _limit_stop(limit: int | None, start: pd.Timestamp | None, end: pd.Timestamp | None
