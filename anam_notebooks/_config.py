@@ -20,3 +20,7 @@ def api_key_from_env(api_key: str | None = None) -> str | None:
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     key = key.strip() if key else None
     return key or None
+
+# The demo's simulated fleet: a day of traffic, so the notebooks' default window ("the last 24
+# hours") holds every rollout and planted incident of the simulator.
+DEMO_FLEET = {"sessions": 20_000, "span": "24h", "seed": 0}

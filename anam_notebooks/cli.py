@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from ._config import API_KEY_ENV, API_URL_ENV, DEMO_API_KEY
+from ._config import API_KEY_ENV, API_URL_ENV, DEMO_API_KEY, DEMO_FLEET, api_key_from_env
 
 
 def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
@@ -37,10 +39,32 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="new sessions arriving at the head on every list request")
     serve.set_defaults(run=serve_demo)
 
-    demo = commands.add_parser("demo", help="summarise the simulated fleet's newest sessions",
-                               description="Build the simulator in-process and summarise a page of sessions.")
-    _add_simulator_options(demo)
-    demo.set_defaults(run=demo_summary)
+    demo = commands.add_parser(
+        "demo", help="run the curated notebooks and write HTML reports",
+        description=("Execute every notebook in notebooks/ with papermill and render each to a "
+                     f"self-contained HTML report. With no {API_KEY_ENV} set, against the built-in "
+                     "simulator served on loopback; otherwise against the configured API."))
+    _add_report_options(demo)
+    demo.add_argument("--notebooks", type=Path, default=None,
+                      help="folder of notebooks to run (default: the project's notebooks/)")
+    demo.add_argument("--sessions", type=int, default=DEMO_FLEET["sessions"],
+                      help=f"simulated sessions (default {DEMO_FLEET['sessions']})")
+    demo.add_argument("--span", default=DEMO_FLEET["span"],
+                      help=f"time the simulated fleet covers (default {DEMO_FLEET['span']})")
+    demo.add_argument("--seed", type=int, default=DEMO_FLEET["seed"], help="seed of the simulated fleet")
+    demo.set_defaults(run=demo_reports)
+
+    report = commands.add_parser(
+        "report", help="run one notebook against the configured API and write its HTML report",
+        description=(f"Execute NOTEBOOK with papermill against the API named by {API_URL_ENV} / "
+                     f"{API_KEY_ENV} (the built-in simulator when no key is set) and render it "
+                     "to a self-contained HTML report."))
+    report.add_argument("notebook", type=Path, metavar="NOTEBOOK")
+    report.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"),
+                        help="set a notebook parameter, e.g. -p since 7d (repeatable)")
+    _add_report_options(report)
+    report.set_defaults(run=report_one)
     return parser
 
 
@@ -91,28 +115,76 @@ def serve_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0 if server.started else 1
 
 
-def demo_summary(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Fetch the newest page from an in-process simulator and print what is in it."""
-    from .demo import demo_client
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, default=Path("reports"),
+                        help="folder for the executed notebooks and HTML reports (default reports/)")
+    parser.add_argument("--keep-input", action="store_true",
+                        help="show the code cells in the reports (hidden by default)")
 
+
+def _parameter_value(text: str) -> Any:
+    """A -p value as papermill would read it: None, booleans and numbers typed; text otherwise."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _print_reports(reports: Sequence[Any]) -> int:
+    failed = 0
+    for report in reports:
+        if report.html is not None:
+            print(report.html)
+        if report.error:
+            failed += 1
+            print(f"{report.notebook.name} failed: {report.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def demo_reports(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run every curated notebook (against the simulator when no key is set) into HTML reports."""
+    from .report import make_reports, simulator_environment
+
+    folder = args.notebooks or Path(__file__).resolve().parent.parent / "notebooks"
+    notebooks = sorted(folder.glob("*.ipynb"))
+    if not notebooks:
+        parser.error(f"no notebooks in {folder}: give --notebooks DIR")
+    started = time.monotonic()
+    if api_key_from_env() is None:
+        print(f"{API_KEY_ENV} is not set: running against the built-in simulator "
+              f"({args.sessions:,} sessions over {args.span}).", flush=True)
+        try:
+            with simulator_environment(sessions=args.sessions, span=args.span, seed=args.seed) as (env, source):
+                reports = make_reports(notebooks, args.output, keep_input=args.keep_input,
+                                       environment=(env, source))
+        except ValueError as exc:
+            parser.error(str(exc))
+    else:
+        reports = make_reports(notebooks, args.output, keep_input=args.keep_input)
+    status = _print_reports(reports)
+    print(f"{len(reports)} reports in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return status
+
+
+def report_one(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run one notebook against the configured API into an HTML report."""
+    from .report import make_reports
+
+    if not args.notebook.is_file():
+        parser.error(f"notebook {str(args.notebook)!r} does not exist")
+    parameters = {name: _parameter_value(value) for name, value in args.parameter}
     try:
-        client = demo_client(seed=args.seed, sessions=args.sessions, span=args.span)
+        reports = make_reports([args.notebook], args.output, parameters, keep_input=args.keep_input)
     except ValueError as exc:
         parser.error(str(exc))
-    page = client.list_sessions(page=1, per_page=100)
-    records = page["data"]
-    statuses = Counter(r.get("exitStatus") or "active" for r in records)
-    regions = Counter(_region(r.get("engineHost")) for r in records)
-    print(f"Simulated fleet: {page['meta']['total']} sessions; the newest {len(records)}:")
-    print("  exit statuses: " + ", ".join(f"{k} {v}" for k, v in statuses.most_common()))
-    print("  regions:       " + ", ".join(f"{k} {v}" for k, v in regions.most_common()))
-    return 0
-
-
-def _region(host: object) -> str:
-    if isinstance(host, str) and host.startswith("connect-") and "." in host:
-        return host[len("connect-"):host.index(".")]
-    return "unknown"
+    return _print_reports(reports)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _paging
-from ._config import API_KEY_ENV, api_key_from_env, base_url_from_env
+from ._config import API_KEY_ENV, DEMO_FLEET, api_key_from_env, base_url_from_env
 from ._errors import AnamAPIError, ConfigurationError
 from ._http import HttpCore, check_base_url, make_timeout
 from ._ids import (
@@ -265,7 +265,7 @@ def connect(api_key: str | None = None, base_url: str | None = None, **kw: Any) 
             "(or pass api_key=...), or leave both out to use the built-in simulator")
     from .demo import demo_client
 
-    client = demo_client(**kw)
+    client = demo_client(**{**DEMO_FLEET, **kw})
     client.source = "simulator"
     message = (f"{API_KEY_ENV} is not set: using the built-in Anam simulator with generated "
                "demo data (set it to read your real sessions)")

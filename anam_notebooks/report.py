@@ -17,14 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._config import API_KEY_ENV, API_URL_ENV, api_key_from_env, base_url_from_env
+from ._config import API_KEY_ENV, API_URL_ENV, DEMO_FLEET, api_key_from_env, base_url_from_env
 from ._timespan import parse_window
 from .execute import notebook_parameters, run_notebook
 from .render import write_report
 
-# The demo's fleet: a day of traffic, so the notebooks' default "last 24 hours" holds every
-# rollout and planted incident of the simulator.
-DEMO_FLEET = {"sessions": 20_000, "span": "24h", "seed": 0}
 
 
 @dataclass(frozen=True)
@@ -122,18 +119,17 @@ def configured_source() -> str:
 
 def make_reports(notebooks: Sequence[str | Path], out_dir: str | Path,
                  parameters: Mapping[str, Any] | None = None, *, keep_input: bool = False,
-                 use_simulator: bool | None = None) -> list[Report]:
-    """Reports for several notebooks; with no API key configured, against the simulator."""
-    if use_simulator is None:
-        use_simulator = api_key_from_env() is None
-    reports = []
-    if use_simulator:
-        with simulator_environment() as (env, source):
-            for nb in notebooks:
-                reports.append(make_report(nb, out_dir, parameters, source=source, env=env,
-                                           keep_input=keep_input))
-    else:
-        for nb in notebooks:
-            reports.append(make_report(nb, out_dir, parameters, source=configured_source(),
-                                       keep_input=keep_input))
-    return reports
+                 environment: tuple[Mapping[str, str | None], str] | None = None) -> list[Report]:
+    """Reports for several notebooks, one after the other.
+
+    `environment` is (kernel environment, source description), e.g. from
+    `simulator_environment`; without it, the configured API when ANAM_API_KEY is set, else a
+    simulator served for the length of the call.
+    """
+    if environment is None and api_key_from_env() is None:
+        with simulator_environment() as environment:
+            return make_reports(notebooks, out_dir, parameters, keep_input=keep_input,
+                                environment=environment)
+    env, source = environment if environment is not None else ({}, configured_source())
+    return [make_report(nb, out_dir, parameters, source=source, env=env, keep_input=keep_input)
+            for nb in notebooks]

@@ -15,7 +15,8 @@ import pytest
 
 from anam_notebooks.demo import generate_fleet
 from anam_notebooks.render import render_html
-from anam_notebooks.report import DEMO_FLEET, make_report, simulator_environment
+from anam_notebooks._config import DEMO_FLEET
+from anam_notebooks.report import make_report, simulator_environment
 
 pytestmark = pytest.mark.notebook
 
