@@ -77,11 +77,15 @@ TRANSCRIPT_COLUMNS: dict[str, Any] = {
     "interrupted": pd.BooleanDtype(),
 }
 
-_CHUNK = 65_536
+# Records per extraction chunk: small enough that a chunk's records stay in the CPU cache
+# between the passes over them (measured ~2x faster than 16k), large enough to amortise Arrow calls.
+_CHUNK = 1024
 # Longest session length that still fits a microsecond timedelta (about 292,000 years).
 _MAX_LENGTH_MS = (2**63 - 1) // 1000
 _EMPTY: dict[str, Any] = {}
 _INT_TYPES = {int, type(None)}
+_OBJECT_TYPES = {dict, type(None)}
+_CATEGORIES_DTYPE = pd.Index([], dtype=object).astype(str).dtype
 
 
 class MalformedRecordWarning(UserWarning):
@@ -212,6 +216,8 @@ def _one_time(value: str | None) -> pd.Timestamp:
 
 def _report_non_objects(values: Iterable[Any], field: str, ids: list[str], problems: _Problems) -> None:
     """A nested object (personaConfig, ...) of another type was read as empty: say so."""
+    if set(map(type, values)) <= _OBJECT_TYPES:
+        return
     for record_id, value in zip(ids, values):
         if value is not None and type(value) is not dict:
             problems.add(field, record_id, "is not an object", "its fields were set to null")
@@ -253,17 +259,29 @@ def _nested_values(persona: Any, client_meta: Any) -> tuple[Any, ...]:
             meta.get("sdkVersion"))
 
 
-def _chunk_table(chunk: list[Any], problems: _Problems) -> pa.Table:
-    """One chunk of raw records → an Arrow table of the directly-read columns."""
+def _ids_are_valid(records: list[dict[str, Any]]) -> bool:
+    """Fast check that every record has a non-empty string id (the common case)."""
+    ids = [r.get("id") for r in records]
+    return set(map(type, ids)) == {str} and "" not in ids
+
+
+def _valid(chunk: list[Any], problems: _Problems) -> list[Mapping[str, Any]]:
+    """The records that can be keyed; the others are reported and skipped."""
     records: list[Mapping[str, Any]] = []
     for record in chunk:
-        if type(record) is not dict and not isinstance(record, dict):
+        if not isinstance(record, dict):
             problems.add("record", f"<item of type {type(record).__name__}>", "is not an object", "skipped")
-        elif type(record.get("id")) is not str or not record["id"]:
+        elif not isinstance(record.get("id"), str) or not record["id"]:
             problems.add("id", f"<id {_shorten(repr(record.get('id')), 40)}>",
                          "is missing or not a non-empty string", "record skipped")
         else:
             records.append(record)
+    return records
+
+
+def _chunk_table(chunk: list[Any], problems: _Problems) -> pa.Table:
+    """One chunk of raw records → an Arrow table of the directly-read columns."""
+    records = chunk if set(map(type, chunk)) == {dict} and _ids_are_valid(chunk) else _valid(chunk, problems)
     # One tuple per record, then transpose: each (large, scattered) record is visited once,
     # not once per field, which is what keeps this memory-bound step fast.
     top = list(zip(*[tuple(map(r.get, _TOP_KEYS)) for r in records])) or [()] * len(_TOP_KEYS)
@@ -375,13 +393,24 @@ def normalise_sessions_frame(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         values = frame[column]
         if dtype == CATEGORY:
-            cat = values.astype("category").array.remove_unused_categories()
-            categories = [str(c) for c in cat.categories]
-            out[column] = _sorted_categorical(np.asarray(cat.codes, dtype=np.int32), categories)
+            out[column] = _tidy_categorical(values)
         else:
             out[column] = values.astype(dtype).array
     index = pd.Index(frame.index, dtype=STRING, name="id")
     return pd.DataFrame(out, index=index)
+
+
+def _tidy_categorical(values: pd.Series) -> pd.Categorical:
+    """Sorted, used-only string categories (left as they are when already so: the usual case)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cat = values.array
+        codes = np.asarray(cat.codes)
+        used = np.bincount(codes + 1, minlength=len(cat.categories) + 1)[1:] > 0
+        if (used.all() and cat.categories.dtype == _CATEGORIES_DTYPE
+                and cat.categories.is_monotonic_increasing):
+            return cat
+    cat = values.astype("category").array.remove_unused_categories()
+    return _sorted_categorical(np.asarray(cat.codes, dtype=np.int32), [str(c) for c in cat.categories])
 
 
 def _null_column(dtype: Any, length: int) -> Any:
