@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._engine_host import parse_engine_host
+from ._ids import check_search, normalize_uuid_filter
 from ._timespan import TimeBound, parse_time_bound, parse_window
 
 __all__ = [
@@ -463,8 +464,8 @@ def sessions_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     problems = _Problems()
     iterator = iter(records)
     tables = []
-    with _gc_paused():
-        while chunk := list(itertools.islice(iterator, _CHUNK)):
+    while chunk := list(itertools.islice(iterator, _CHUNK)):  # may page over the network
+        with _gc_paused():
             tables.append(_chunk_table(chunk, problems))
     problems.emit("sessions_frame")
     if not tables or not sum(t.num_rows for t in tables):
@@ -592,6 +593,9 @@ def fetch_sessions(client: Any = None, since: TimeBound = None, until: TimeBound
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit={limit!r} is not valid: expected None or a whole number >= 0")
     show = _show_progress(progress)
+    persona_id = normalize_uuid_filter("persona_id", persona_id)
+    api_key_id = normalize_uuid_filter("api_key_id", api_key_id)
+    search = check_search(search)
     if client is None:
         from .client import connect
         client = connect()
@@ -616,14 +620,13 @@ def _limit_stop(limit: int | None, start: pd.Timestamp | None, end: pd.Timestamp
     """Stop paging once `limit` sessions inside the window were seen (pages come newest first)."""
     if limit is None:
         return None
-    seen = 0
+    seen: set[Any] = set()  # ids, so a record shown on two shifting pages counts once
 
     def stop(record: Mapping[str, Any]) -> bool:
-        nonlocal seen
         stamp = _one_time(record.get("startTime")) if isinstance(record.get("startTime"), str) else pd.NaT
         if not pd.isna(stamp) and (start is None or stamp >= start) and (end is None or stamp <= end):
-            seen += 1
-        return seen >= limit
+            seen.add(record.get("id"))
+        return len(seen) >= limit
 
     return stop
 
@@ -671,9 +674,9 @@ def _filter_locally(frame: pd.DataFrame, *, persona_id: str | None, api_key_id: 
     """The list endpoint's filters, applied to cached sessions."""
     mask = pd.Series(True, index=frame.index)
     if persona_id is not None:
-        mask &= (frame["persona_id"] == persona_id).fillna(False)
+        mask &= (frame["persona_id"].str.lower() == persona_id).fillna(False)
     if api_key_id is not None:
-        mask &= (frame["api_key_id"] == api_key_id).fillna(False)
+        mask &= (frame["api_key_id"].str.lower() == api_key_id).fillna(False)
     if search:
         needle = search.lower()
         in_id = pd.Series(frame.index.str.lower().str.contains(needle, regex=False), index=frame.index)
@@ -686,8 +689,7 @@ def newest_first(frame: pd.DataFrame) -> pd.DataFrame:
     """Sort by start time, newest first (unknown start last); ties by id for a stable order."""
     if frame.empty:
         return frame
-    order = np.lexsort((np.asarray(frame.index, dtype=object).astype(str),
-                        frame["start_time"].to_numpy(dtype="datetime64[us]").view(np.int64)))
-    missing = np.asarray(frame["start_time"].isna())[order[::-1]]
-    reverse = order[::-1]
-    return frame.iloc[np.concatenate([reverse[~missing], reverse[missing]])]
+    id_rank = np.empty(len(frame), dtype=np.int64)
+    id_rank[np.asarray(frame.index.argsort())] = np.arange(len(frame))
+    times = frame["start_time"].to_numpy(dtype="datetime64[us]").view(np.int64)  # NaT is the minimum
+    return frame.iloc[np.lexsort((id_rank, times))[::-1]]

@@ -100,7 +100,7 @@ def test_cached_fetch_applies_the_same_filters(tmp_path, client_and_sim, fleet):
     client, _ = client_and_sim
     label = fleet.sessions[0]["clientLabel"]
     persona = next(r["personaId"] for r in fleet.sessions if r.get("personaId"))
-    for kwargs in ({"search": label.upper()}, {"persona_id": persona},
+    for kwargs in ({"search": label.upper()}, {"persona_id": persona.upper()},
                    {"since": FLEET_END - timedelta(hours=20), "until": FLEET_END - timedelta(hours=2),
                     "limit": 40}):
         direct = fetch_sessions(client, progress=False, **kwargs)
@@ -117,6 +117,9 @@ def test_cached_fetch_applies_the_same_filters(tmp_path, client_and_sim, fleet):
     ({"limit": 2.5}, r"limit=2.5"),
     ({"limit": True}, r"limit=True"),
     ({"progress": "sometimes"}, r"progress='sometimes'"),
+    ({"persona_id": "not-a-uuid"}, r"persona_id='not-a-uuid' is not a UUID"),
+    ({"search": 5}, r"search=5"),
+    ({"persona_id": "nope", "cache": True}, r"persona_id='nope'"),
 ])
 def test_bad_arguments_are_clear_errors_before_any_request(client_and_sim, kwargs, message):
     client, simulator = client_and_sim
@@ -165,3 +168,11 @@ def test_without_a_client_it_connects_to_the_simulator(monkeypatch, capsys):
     df = fetch_sessions(limit=5, progress=False)
     assert len(df) == 5 and df.start_time.is_monotonic_decreasing
     assert "simulator" in capsys.readouterr().out
+
+
+def test_sessions_without_a_start_time_come_last(client_and_sim):
+    from anam_notebooks.frames import newest_first
+    from anam_notebooks import sessions_frame
+    records = [{"id": "b", "startTime": "2026-04-20T09:00:00Z"}, {"id": "none"},
+               {"id": "a", "startTime": "2026-04-20T09:00:00Z"}, {"id": "new", "startTime": "2026-04-20T10:00:00Z"}]
+    assert list(newest_first(sessions_frame(records)).index) == ["new", "b", "a", "none"]

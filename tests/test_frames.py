@@ -117,6 +117,7 @@ def test_empty_input_gives_every_column_and_dtype():
     ("2026-04-20T11:00:00.5+02:00", "2026-04-20T09:00:00.5"),
     ("2026-04-20T04:00:00-05:00", "2026-04-20T09:00:00"),
     ("2026-04-20T09:00:00.123456789Z", "2026-04-20T09:00:00.123456"),
+    ("2026-04-20T09:00:00", "2026-04-20T09:00:00"),
 ])
 def test_timestamps_in_any_offset_and_precision_become_utc(text, expected):
     df = sessions_frame([record(startTime=text)])
