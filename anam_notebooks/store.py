@@ -213,7 +213,11 @@ class SessionStore:
             fresh = sessions_frame(iterate_with_progress(records, progress))
             return self.merge(fresh, covered_since=since_ts)
         ended = set(stored.index[~stored["is_active"].to_numpy()])
-        records = client.iter_sessions(per_page=100, stop=lambda record: record.get("id") in ended)
+        # `since` adds the client's newest-first check: if the order does not hold it reads
+        # every page instead of trusting the stop record.
+        newest = stored["start_time"].max()
+        records = client.iter_sessions(per_page=100, stop=lambda record: record.get("id") in ended,
+                                       since=None if pd.isna(newest) else newest.to_pydatetime())
         fresh = sessions_frame(iterate_with_progress(records, progress))
         still_active = [sid for sid in stored.index[stored["is_active"].to_numpy()]
                         if sid not in fresh.index]
