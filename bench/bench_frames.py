@@ -7,6 +7,7 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -94,6 +95,17 @@ def _peak_rss_of_build(rows: int) -> tuple[int, int]:
     return int(peak), int(deep)
 
 
+def _store_round_trip(frame: pd.DataFrame) -> tuple[float, float, int]:
+    """Seconds to merge the frame into an empty store and to load it back; file size."""
+    from anam_notebooks.store import SessionStore
+
+    with tempfile.TemporaryDirectory() as directory:
+        store = SessionStore(directory, base_url="https://api.anam.ai", organization_id="bench")
+        write = _best_of(1, lambda: store.merge(frame))
+        read = _best_of(3, store.load)
+        return write, read, store.path.stat().st_size
+
+
 def _best_of(runs: int, func) -> float:
     best = float("inf")
     for _ in range(runs):
@@ -114,6 +126,10 @@ def main() -> None:
     print(f"100k records: json_normalize {baseline:.2f}s, sessions_frame {ours:.3f}s "
           f"(ratio {ours / baseline:.3f}, target <= 0.200)")
     print(f"deep memory: {per_row:.0f} bytes/row (target <= 700)")
+    store_write, store_read, size = _store_round_trip(frame)
+    print(f"store: write {store_write:.3f}s, load {store_read:.3f}s for 100k rows "
+          f"({size / 2**20:.1f} MiB on disk); load is {store_read / ours:.2f}x the time of "
+          "rebuilding the frame from records")
     del records, frame
     peak, deep = _peak_rss_of_build(1_000_000)
     print(f"1,000,000 rows from a record stream: peak RSS {peak / 2**30:.2f} GiB (target <= 1.5 GB), "
