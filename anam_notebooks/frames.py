@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.api.types import union_categoricals
 
 from ._engine_host import parse_engine_host
 from ._ids import check_search, normalize_uuid_filter
@@ -29,7 +30,7 @@ from ._timespan import TimeBound, parse_time_bound, parse_window
 __all__ = [
     "SESSION_COLUMNS", "TRANSCRIPT_COLUMNS", "MalformedRecordWarning",
     "sessions_frame", "transcript_frame", "fetch_sessions", "empty_sessions_frame",
-    "normalise_sessions_frame", "frame_from_arrow", "keep_latest", "newest_first",
+    "normalise_sessions_frame", "frame_from_arrow", "keep_latest", "newest_first", "concat_sessions",
 ]
 
 STRING = pd.StringDtype("pyarrow")
@@ -432,6 +433,22 @@ def keep_latest(frame: pd.DataFrame) -> pd.DataFrame:
     order = order.sort_values(["updated", "position"], na_position="first", kind="stable")
     keep = np.sort(order.drop_duplicates("id", keep="last")["position"].to_numpy())
     return frame.iloc[keep]
+
+
+def concat_sessions(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Stack session frames column by column (categoricals unioned), keeping the contract
+    dtypes even where one part is empty or all-null; duplicates are left to `keep_latest`."""
+    parts = [normalise_sessions_frame(f) for f in frames if len(f)]
+    if len(parts) < 2:
+        return parts[0] if parts else empty_sessions_frame()
+    data: dict[str, Any] = {}
+    for column, dtype in SESSION_COLUMNS.items():
+        if dtype == CATEGORY:
+            data[column] = union_categoricals([p[column].array for p in parts], ignore_order=True)
+        else:
+            data[column] = pd.concat([p[column] for p in parts], ignore_index=True).array
+    index = parts[0].index.append([p.index for p in parts[1:]])
+    return normalise_sessions_frame(pd.DataFrame(data, index=pd.Index(index, dtype=STRING, name="id")))
 
 
 def empty_sessions_frame() -> pd.DataFrame:

@@ -27,8 +27,8 @@ from filelock import FileLock
 
 from ._errors import AnamAPIError, AnamConnectionError
 from .frames import (
-    CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME, empty_sessions_frame, frame_from_arrow,
-    iterate_with_progress, keep_latest, newest_first, normalise_sessions_frame, sessions_frame,
+    CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME, concat_sessions, empty_sessions_frame,
+    frame_from_arrow, iterate_with_progress, keep_latest, newest_first, sessions_frame,
 )
 
 __all__ = ["SCHEMA_VERSION", "CacheFileWarning", "SessionStore", "default_cache_dir", "open_store"]
@@ -159,7 +159,7 @@ class SessionStore:
             stored, covered = self._read()
             if covered_since is not False:
                 covered = _wider(covered, covered_since)
-            merged = newest_first(normalise_sessions_frame(keep_latest(pd.concat([stored, frame]))))
+            merged = newest_first(keep_latest(concat_sessions([stored, frame])))
             self._write(merged, covered)
             return merged
 
@@ -222,7 +222,7 @@ class SessionStore:
         still_active = [sid for sid in stored.index[stored["is_active"].to_numpy()]
                         if sid not in fresh.index]
         updated = sessions_frame(self._reread(client, still_active))
-        return self.merge(pd.concat([fresh, updated]) if len(updated) else fresh)
+        return self.merge(concat_sessions([fresh, updated]))
 
     @staticmethod
     def _reread(client: Any, session_ids: Iterable[str]) -> list[dict[str, Any]]:

@@ -373,3 +373,15 @@ def test_fleet_transcript_builds(fleet):
     df = transcript_frame(fleet.transcripts[sid])
     assert len(df) > 0 and df.timestamp.is_monotonic_increasing
     assert set(df.role.dropna()) <= {"user", "persona"}
+
+
+def test_concat_sessions_unions_categories_and_keeps_dtypes():
+    from anam_notebooks.frames import concat_sessions
+    left = sessions_frame([record(id="l", exitStatus="ERROR")])
+    right = sessions_frame([{"id": "r", "exitStatus": "NEW_STATUS"}])  # mostly null columns
+    both = concat_sessions([left, sessions_frame([]), right])
+    assert list(both.index) == ["l", "r"] and list(both.columns) == list(left.columns)
+    assert list(both.exit_status) == ["ERROR", "NEW_STATUS"]
+    for column in left.columns:
+        assert type(both[column].dtype) is type(left[column].dtype), column
+    assert both.loc["l", "persona_name"] == "Cara" and pd.isna(both.loc["r", "persona_name"])
