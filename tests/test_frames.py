@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from anam_notebooks import sessions_frame, transcript_frame
-from anam_notebooks.frames import SESSION_COLUMNS, MalformedRecordWarning, empty_sessions_frame
+from anam_notebooks.frames import SESSION_COLUMNS, TRANSCRIPT_COLUMNS, MalformedRecordWarning, empty_sessions_frame
 
 SEED_RECORD = {
     "id": "00000000-0000-0000-0000-000000000000",
@@ -322,7 +322,8 @@ TRANSCRIPT = {
 
 def test_transcript_frame_one_row_per_message_with_typed_columns():
     df = transcript_frame(TRANSCRIPT)
-    assert list(df.columns) == ["role", "text", "timestamp", "offset", "speaking_duration", "interrupted"]
+    assert list(df.columns) == list(TRANSCRIPT_COLUMNS) == ["role", "text", "timestamp", "offset",
+                                                         "speaking_duration", "interrupted"]
     assert isinstance(df.role.dtype, pd.CategoricalDtype)
     assert df.text.dtype == pd.StringDtype("pyarrow")
     assert str(df.timestamp.dtype).endswith(", UTC]")
