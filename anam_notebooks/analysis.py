@@ -442,6 +442,8 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] = DEFAULT_LEVELS
         out["severity"] = np.where(out["flagged"], -out["lift"].fillna(0.0), 0.0)
         out = out.sort_values(["tier", "severity", "p_value", "z"],
                               ascending=[True, True, True, False], kind="stable")
+        for column in ("window_start", "window_end"):   # all-NaT columns arrive without a zone
+            out[column] = pd.to_datetime(out[column], utc=True)
         out = out[list(_SUSPECT_COLUMNS)].astype(_SUSPECT_COLUMNS).reset_index(drop=True)
     out.attrs.update(attrs)
     return out

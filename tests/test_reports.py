@@ -192,3 +192,17 @@ def test_cli_report_runs_one_notebook_against_the_configured_api(tmp_path, fleet
     text = html.read_text(encoding="utf-8")
     assert session["id"] in text and FAKE_KEY not in text
     assert "Anam API at http://127.0.0.1:" in text
+
+
+@pytest.mark.slow
+def test_notebooks_run_through_an_empty_window_and_a_tiny_one(tmp_path):
+    """No sessions, or too few to rank, still gives a report that says so, not a crash."""
+    with simulator_environment(sessions=500, span="24h", seed=3) as (env, source):
+        for stem, params in (("02_engine_hosts", {"since": "2020-01-01", "until": "2020-01-02"}),
+                             ("03_exit_statuses", {"since": "2020-01-01", "until": "2020-01-02"}),
+                             ("03_exit_statuses", {"limit": 30})):
+            report = make_report(ROOT / "notebooks" / f"{stem}.ipynb", tmp_path / f"{stem}-{len(params)}",
+                                 params, source=source, env=env)
+            assert report.error is None, (stem, params, report.error)
+            if "since" in params:
+                assert "No sessions in this window" in _stream_text(report.executed)
