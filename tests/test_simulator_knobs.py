@@ -9,8 +9,12 @@ from collections import Counter
 import httpx
 import pytest
 
-from anam_notebooks.demo import DEMO_API_KEY, create_app, demo_client
+from datetime import datetime, timezone
+
+from anam_notebooks.demo import DEMO_API_KEY, create_app, demo_client, generate_fleet
 from anam_notebooks.demo import app as app_module
+
+END = datetime(2026, 4, 20, 12, tzinfo=timezone.utc)
 
 AUTH = {"Authorization": f"Bearer {DEMO_API_KEY}"}
 
@@ -144,3 +148,20 @@ def test_add_sessions_validates_its_count(sim_app):
     for bad in (-1, 2.0, "3"):
         with pytest.raises(ValueError, match=re.escape(f"n={bad!r}")):
             sim.add_sessions(bad)
+
+
+async def test_end_session_finishes_an_active_session_on_the_wire():
+    app = create_app(generate_fleet(seed=2, sessions=300, span="6h", end=END))
+    sim = app.state.simulator
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim",
+                                 headers={"Authorization": f"Bearer {DEMO_API_KEY}"}) as client:
+        active = next(r for r in sim.fleet.sessions if r["endTime"] is None)
+        assert (await client.get(f"/v1/sessions/{active['id']}")).json()["endTime"] is None
+        ended = sim.end_session(active["id"], status="ERROR")
+        served = (await client.get(f"/v1/sessions/{active['id']}")).json()
+        assert served == ended and served["exitStatus"] == "ERROR"
+        assert served["sessionLengthMs"] >= 180_000 and served["endTime"].endswith("Z")
+        listed = (await client.get("/v1/sessions", params={"perPage": 100, "search": active["id"]})).json()
+        assert listed["data"] == [served]
+    with pytest.raises(ValueError, match="already ended"):
+        sim.end_session(active["id"])

@@ -218,17 +218,6 @@ def test_bad_store_arguments_are_clear_errors(tmp_path):
 
 # -- incremental refresh against the simulator --------------------------------------------------
 
-def end_session(simulator, session_id: str, status: str = "NORMAL_EXIT") -> None:
-    """Let an active session finish on the simulator (its served JSON is cached per id)."""
-    record = simulator.fleet.by_id[session_id]
-    start = pd.Timestamp(record["startTime"])
-    finished = max(start + pd.Timedelta(minutes=3), pd.Timestamp(record["updatedAt"]) + pd.Timedelta(seconds=1))
-    record.update(endTime=finished.isoformat().replace("+00:00", "Z"),
-                  sessionLengthMs=int((finished - start) / pd.Timedelta(milliseconds=1)),
-                  exitStatus=status, updatedAt=finished.isoformat())
-    simulator._encoded.pop(session_id, None)
-
-
 @pytest.fixture
 def live():
     """A private fleet (its records get mutated) behind a simulator and a client."""
@@ -250,7 +239,7 @@ def test_refresh_after_new_and_ended_sessions_equals_a_full_fetch(tmp_path, live
     assert was_active
     simulator.add_sessions(new_sessions)
     for session_id in was_active:
-        end_session(simulator, session_id)
+        simulator.end_session(session_id)
     simulator.reset_stats()
     refreshed = store.refresh(client)
     list_requests = simulator.stats["list"]
@@ -266,7 +255,7 @@ def test_refresh_rereads_active_sessions_that_the_head_does_not_reach(tmp_path, 
     deep.update(endTime=None, sessionLengthMs=None, exitStatus=None)  # still running, far down
     store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
     assert store.refresh(client).loc[deep["id"], "is_active"]
-    end_session(simulator, deep["id"], status="BRAND_NEW_STATUS")
+    simulator.end_session(deep["id"], status="BRAND_NEW_STATUS")
     simulator.reset_stats()
     refreshed = store.refresh(client)
     assert simulator.stats["list"] <= 2 and simulator.stats["get"] == 1

@@ -13,6 +13,7 @@ import math
 import random
 import re
 from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -27,6 +28,7 @@ from .fleet import Fleet, generate_fleet
 from .knobs import Knobs, TokenBucket
 from .listing import SessionIndex, page_of
 from .openapi import openapi_bytes
+from .timefmt import from_ms, parse_iso, to_ms
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 POSITIVE_INT = re.compile(r"^[0-9]{1,9}$")
@@ -103,6 +105,26 @@ class Simulator:
         fresh = self.fleet.add_sessions(n, seed=self._rng.getrandbits(32))
         self._index.extend(reversed(fresh))
         return fresh
+
+    def end_session(self, session_id: str, status: str = "NORMAL_EXIT",
+                    at: datetime | None = None) -> dict:
+        """Let an active session finish, as live traffic does: end time (default: three minutes
+        after it started, or just after its last update), length and exit status. Returns the
+        new record; the fleet the app was built from is left untouched."""
+        old = self.fleet.by_id[session_id]
+        if old.get("endTime") is not None:
+            raise ValueError(f"session {session_id} already ended at {old['endTime']}")
+        start = parse_iso(old["startTime"])
+        if at is None:
+            updated = parse_iso(old["updatedAt"]) if old.get("updatedAt") else start
+            at = max(start + timedelta(minutes=3), updated + timedelta(seconds=1))
+        end = from_ms(to_ms(at))
+        stamp = end.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        new = {**old, "endTime": stamp, "sessionLengthMs": to_ms(end) - to_ms(start),
+               "exitStatus": status, "updatedAt": stamp}
+        self.fleet.replace(new)
+        self._encoded.pop(session_id, None)
+        return new
 
     def encoded(self, session_id: str) -> bytes:
         """A record's JSON, serialised once (records are treated as immutable once served)."""

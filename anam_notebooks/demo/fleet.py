@@ -165,6 +165,12 @@ class Fleet:
         transcripts = None if isinstance(self.transcripts, Transcripts) else self.transcripts
         return Fleet(self.sessions, transcripts, self.incidents, seed=self.seed, _factory=self._factory)
 
+    def replace(self, record: dict) -> None:
+        """Swap in a new version of a record (same id), keeping its place in the order."""
+        old = self.by_id[record["id"]]
+        self.sessions[next(i for i, r in enumerate(self.sessions) if r is old)] = record
+        self.by_id[record["id"]] = record
+
     def add_sessions(self, n: int, *, seed: int = 0) -> list[dict]:
         """Insert `n` just-started sessions at the head (newest first) and return them.
 
