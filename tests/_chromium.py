@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 
 import pytest
 
@@ -28,7 +29,7 @@ def chromium_path() -> str:
     pytest.skip(message)
 
 
-def launch(playwright):
-    """A headless Chromium browser driven by Playwright."""
+def launch(playwright, extra_args: Sequence[str] = ()):
+    """A headless Chromium browser driven by Playwright (`extra_args` after CHROMIUM_ARGS)."""
     return playwright.chromium.launch(executable_path=chromium_path(), headless=True,
-                                      args=CHROMIUM_ARGS)
+                                      args=[*CHROMIUM_ARGS, *extra_args])
