@@ -75,6 +75,12 @@ def _show_figure(output: W.Output, fig: go.Figure | None) -> None:
                                 "text/plain": f"<Figure: {fig.layout.title.text or ''}>"}},)
 
 
+def _style_widget() -> W.HTML:
+    """The cards', tables' and messages' stylesheet for the live view (a hidden `<style>`):
+    without it JupyterLab shows an inline error as plain text and a card without its border."""
+    return W.HTML(_html.style(), layout=W.Layout(display="none"))
+
+
 def _error_text(exc: BaseException) -> str:
     """What the person reading the notebook should know about a failure, without a traceback."""
     if isinstance(exc, InvalidSessionId):
@@ -150,9 +156,9 @@ class SessionLookup(W.VBox):
         self.matches.observe(self._on_match, names="value")
         self.recording_button.on_click(lambda _: self.fetch_recording())
         super().__init__([
-            W.HBox([self.text, self.button]), self.message, self.matches, self.matches_table,
-            self.card, W.HBox([self.recording_button, self.recording]), self.config,
-            self.transcript, self.figure_output,
+            _style_widget(), W.HBox([self.text, self.button]), self.message, self.matches,
+            self.matches_table, self.card, W.HBox([self.recording_button, self.recording]),
+            self.config, self.transcript, self.figure_output,
         ])
 
     # -- actions
@@ -421,7 +427,8 @@ class SessionExplorer(W.VBox):
             control.observe(lambda _: self.refresh(), names="value")
         self.select.observe(self._on_select, names="value")
         super().__init__([
-            self.time_range, W.HBox([self.statuses, W.VBox(list(self.dropdowns.values()))]),
+            _style_widget(), self.time_range,
+            W.HBox([self.statuses, W.VBox(list(self.dropdowns.values()))]),
             self.summary, self.table, self.timeline_output, self.select, self.session_lookup,
         ])
         self.refresh()

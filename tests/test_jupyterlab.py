@@ -142,6 +142,7 @@ def test_lookup_shows_a_typed_session_and_an_inline_error(page, lab, simulator, 
     error = widget.locator(".anam-msg-error")
     expect(error).to_contain_text(f"'{NOT_AN_ID}' is not a session id")
     expect(error).to_be_visible()
+    expect(error).to_have_css("background-color", "rgb(253, 236, 234)")   # shown as an error
     expect(widget.locator(".anam-card")).to_have_count(0)
     expect(widget.locator(".widget-output svg.main-svg")).to_have_count(0)
     assert external_requests == []
