@@ -41,11 +41,10 @@ USER_SETTINGS = {
 
 @dataclass(frozen=True)
 class Lab:
-    """A running JupyterLab server: where it listens, its token, root directory and log file."""
+    """A running JupyterLab server: where it listens, its token and its log file."""
 
     url: str
     token: str
-    root: Path
     log: Path
 
     def notebook_url(self, name: str, workspace: str) -> str:
@@ -125,7 +124,7 @@ def running_lab(root: Path, home: Path, env: Mapping[str, str]) -> Iterator[Lab]
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         _wait_until_up(process, url, token, log)
-        yield Lab(url, token, root, log)
+        yield Lab(url, token, log)
     finally:
         process.terminate()
         try:
@@ -162,28 +161,24 @@ _RUN_STATE = """() => {
 }"""
 
 
-def answer_dialog(page) -> str:
+def answer_dialog(page) -> None:
     """Answer an open Lab dialog as a person would: accept a kernel choice (the notebook's own
-    kernel is preselected), dismiss anything else. Returns the dialog's title."""
+    kernel is preselected), dismiss anything else."""
     dialog = page.locator(".jp-Dialog").first
     title = dialog.locator(".jp-Dialog-header").inner_text().strip()
     button = ".jp-Dialog-button.jp-mod-accept" if "kernel" in title.lower() else \
         ".jp-Dialog-button.jp-mod-reject"
     dialog.locator(button).first.click()
     dialog.wait_for(state="detached")
-    return title
 
 
-def open_notebook(page, lab: Lab, name: str, workspace: str) -> list[str]:
-    """Open a notebook in Lab and wait until its kernel is started and idle, answering any dialog
-    on the way; returns the titles of the dialogs answered."""
+def open_notebook(page, lab: Lab, name: str, workspace: str) -> None:
+    """Open a notebook in Lab and wait until its kernel is started and idle, answering any
+    dialog (such as a kernel choice) on the way."""
     page.goto(lab.notebook_url(name, workspace), wait_until="domcontentloaded")
-    answered = []
-    while True:
-        state = page.wait_for_function(_KERNEL_STATE, timeout=KERNEL_TIMEOUT_MS, polling=250)
-        if state.json_value() != "dialog":
-            return answered
-        answered.append(answer_dialog(page))
+    while page.wait_for_function(_KERNEL_STATE, timeout=KERNEL_TIMEOUT_MS,
+                                 polling=250).json_value() == "dialog":
+        answer_dialog(page)
 
 
 def run_all_cells(page) -> None:
