@@ -101,12 +101,19 @@ def _error_text(exc: BaseException) -> str:
     return f"Unexpected error ({type(exc).__name__}): {exc}"
 
 
-def _mimebundle(widget: W.Widget, html: str, **kwargs: Any) -> dict[str, Any]:
-    """The live widget view plus a static HTML rendering for reports and non-widget frontends."""
-    data = W.Widget._repr_mimebundle_(widget, **kwargs) or {}
-    data = dict(data)
-    data["text/html"] = html
-    return data
+class _StaticRendering:
+    """The live widget view plus its static HTML (`_repr_html_`), so reports and frontends
+    without a widget manager never show a blank widget."""
+
+    @property
+    def html(self) -> str:
+        """The latest static rendering (same as `_repr_html_()`)."""
+        return self._repr_html_()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        data = dict(W.Widget._repr_mimebundle_(self, **kwargs) or {})
+        data["text/html"] = self._repr_html_()
+        return data
 
 
 def _frame_row(record: Mapping[str, Any]) -> pd.Series | None:
@@ -122,7 +129,7 @@ def _frame_row(record: Mapping[str, Any]) -> pd.Series | None:
 
 # ---------------------------------------------------------------- session lookup
 
-class SessionLookup(W.VBox):
+class SessionLookup(_StaticRendering, W.VBox):
     """Paste a session id, a URL containing one, or a client-label search; see the session.
 
     Shows a summary card, the redacted persona config, the transcript (table and figure) and,
@@ -339,13 +346,6 @@ class SessionLookup(W.VBox):
             parts.append(_html.message("No session looked up yet.", kind="info"))
         return "".join(parts)
 
-    @property
-    def html(self) -> str:
-        """The latest static rendering (same as `_repr_html_()`)."""
-        return self._repr_html_()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        return _mimebundle(self, self._repr_html_(), **kwargs)
 
 
 # ---------------------------------------------------------------- session explorer
@@ -374,7 +374,7 @@ def _time_options(start: pd.Series) -> list[tuple[str, pd.Timestamp]]:
 STATIC_TIMELINE_SESSIONS = 5_000
 
 
-class SessionExplorer(W.VBox):
+class SessionExplorer(_StaticRendering, W.VBox):
     """Filters (time range, exit statuses, region, version, pod, persona) over a sessions frame,
     linked to a table and a timeline; choosing a session opens it in an embedded lookup."""
 
@@ -511,10 +511,3 @@ class SessionExplorer(W.VBox):
             parts.append(self.session_lookup._repr_html_())
         return "".join(parts)
 
-    @property
-    def html(self) -> str:
-        """The latest static rendering (same as `_repr_html_()`)."""
-        return self._repr_html_()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        return _mimebundle(self, self._repr_html_(), **kwargs)
