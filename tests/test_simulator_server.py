@@ -104,3 +104,20 @@ def test_serve_demo_on_a_busy_port_says_so(capsys):
         port = taken.getsockname()[1]
         assert cli.main(["serve-demo", "--port", str(port), "--sessions", "10"]) == 1
     assert f"cannot serve the simulator on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_served_connections_send_small_responses_without_waiting_for_acks():
+    """Nagle's algorithm plus delayed ACKs would hold every small response ~40 ms: the
+    listening socket disables it, and accepted connections inherit the option."""
+    from anam_notebooks.demo.server import bind_socket
+
+    listener = bind_socket("127.0.0.1", 0)
+    try:
+        listener.listen()
+        peer = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        accepted.close()
+        peer.close()
+    finally:
+        listener.close()
