@@ -2,8 +2,11 @@
 
 Why a thread and not nest-asyncio on the caller's loop: an httpx.AsyncClient's pool is bound
 to the loop it first ran on, so every call must land on the same loop. A loop of our own works
-the same in plain Python, in a Jupyter kernel whose loop is already running, in a cell that
-also uses top-level `await`, and under papermill, without patching anyone's event loop.
+the same in plain Python, in other threads, in a Jupyter kernel whose loop is already running, in
+a cell that also uses top-level `await`, and under papermill. nest-asyncio also works in a kernel,
+but it patches asyncio for every library in the process, and while a request waits the nested
+loop goes on handling other kernel messages (a second widget click, say) re-entrantly; here the
+kernel simply waits for the answer.
 """
 
 from __future__ import annotations
