@@ -37,6 +37,7 @@ class Page:
     size: int  # items in `data`, odd ones included: positions count them
     total: int | None
     last_page: int | None
+    per_page: int | None = None  # the page size the server says it used
 
 
 def parse_page(number: int, body: Any, path: str = "/v1/sessions") -> Page:
@@ -50,7 +51,8 @@ def parse_page(number: int, body: Any, path: str = "/v1/sessions") -> Page:
         logger.warning("page %d: skipped %d items that are not session objects",
                        number, len(data) - len(records))
     meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
-    return Page(number, records, len(data), _count(meta.get("total")), _count(meta.get("lastPage")))
+    return Page(number, records, len(data), _count(meta.get("total")), _count(meta.get("lastPage")),
+                _count(meta.get("perPage")) or None)
 
 
 def _count(value: Any) -> int | None:
@@ -182,6 +184,7 @@ class Pager:
         yield self._accept(first)
         if not first.size:
             return
+        self._adopt_server_page_size(first)
         last = first.last_page
         if last is None and first.total is not None:
             last = math.ceil(first.total / self.per_page)
@@ -203,6 +206,18 @@ class Pager:
             return
         async for batch in self._repair():
             yield batch
+
+    def _adopt_server_page_size(self, first: Page) -> None:
+        """A server that pages by fewer records than asked (a lower cap, or perPage ignored)
+        says so in `meta.perPage`, or shows it by a short first page of a longer list; page
+        numbers and tail positions must then use its size, or whole stretches are skipped."""
+        served = first.per_page
+        if served is None and first.total is not None and first.size < min(first.total, self.per_page):
+            served = first.size
+        if served is not None and 0 < served < self.per_page:
+            logger.info("GET /v1/sessions: the server pages by %d records, not the %d asked for",
+                        served, self.per_page)
+            self.per_page = served
 
     async def _in_order(self, tasks: list[asyncio.Task[Page | AnamError]]) -> AsyncIterator[list[Record]]:
         """Yield pages in page order; an empty page ends the list whatever meta says."""

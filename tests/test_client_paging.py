@@ -252,3 +252,26 @@ def test_drift_repair_reads_little_more_than_a_pass(fleet):
 def test_since_must_be_aware(sim_app):
     with sim_client(sim_app) as client, pytest.raises(ValueError, match="timezone-aware"):
         client.iter_sessions(since=datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize("says_per_page", [True, False])
+def test_a_server_that_pages_by_fewer_records_than_asked_is_read_whole(api, caplog, says_per_page):
+    """Asked for 100 a page, this server serves 50 (and may or may not say so in meta)."""
+    records = _records(237)
+    calls: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        calls.append(page)
+        meta = {"total": len(records), "lastPage": math.ceil(len(records) / 50)}
+        if says_per_page:
+            meta["perPage"] = 50
+        return httpx.Response(200, json={"data": records[(page - 1) * 50: page * 50], "meta": meta})
+
+    api.get("/v1/sessions").mock(side_effect=answer)
+    caplog.set_level(logging.INFO, logger="anam_notebooks")
+    with fake_client() as client:
+        ids = [r["id"] for r in client.iter_sessions()]
+    assert ids == [r["id"] for r in records]
+    assert sorted(calls) == [1, 2, 3, 4, 5]   # one read per page, no repair rounds
+    assert "pages by 50 records" in caplog.text
