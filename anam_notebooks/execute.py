@@ -20,22 +20,23 @@ SECRET_PARAMETER_NAMES = {"api_key", "apikey", "key", "token", "secret", "passwo
                           API_KEY_ENV.lower()}
 
 
+def _apply(values: Mapping[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @contextmanager
 def _environment(overrides: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (None unsets) environment variables for the block, then restore them."""
     saved = {name: os.environ.get(name) for name in overrides}
     try:
-        for name, value in overrides.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _apply(overrides)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _apply(saved)
 
 
 def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
