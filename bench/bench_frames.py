@@ -8,12 +8,13 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
+
+from . import best_of
 
 _OFFSETS = ["Z", "+00:00", "+02:00"]
 _STATUSES = ["NORMAL_EXIT", "NORMAL_EXIT", "NORMAL_EXIT", "ERROR", "CLOSED_BY_ENGINE", "TIMEOUT"]
@@ -101,26 +102,17 @@ def _store_round_trip(frame: pd.DataFrame) -> tuple[float, float, int]:
 
     with tempfile.TemporaryDirectory() as directory:
         store = SessionStore(directory, base_url="https://api.anam.ai", organization_id="bench")
-        write = _best_of(1, lambda: store.merge(frame))
-        read = _best_of(3, store.load)
+        write = best_of(1, lambda: store.merge(frame))
+        read = best_of(3, store.load)
         return write, read, store.path.stat().st_size
-
-
-def _best_of(runs: int, func) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        began = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - began)
-    return best
 
 
 def main() -> None:
     from anam_notebooks.frames import sessions_frame
 
     records = list(seed_shaped_records(100_000))
-    baseline = _best_of(1, lambda: pd.json_normalize(records))
-    ours = _best_of(3, lambda: sessions_frame(records))
+    baseline = best_of(1, lambda: pd.json_normalize(records))
+    ours = best_of(3, lambda: sessions_frame(records))
     frame = sessions_frame(records)
     per_row = frame.memory_usage(deep=True).sum() / len(frame)
     print(f"100k records: json_normalize {baseline:.2f}s, sessions_frame {ours:.3f}s "

@@ -106,29 +106,17 @@ async def test_retry_after_seconds_is_honoured(api, clock):
     assert clock.waits == [7.0]
 
 
-async def test_retry_after_http_date_is_honoured(api, clock):
-    when = email.utils.formatdate(NOW + 12, usegmt=True)
-    api.get(PATH).mock(side_effect=[err(503, headers={"Retry-After": when}),
+@pytest.mark.parametrize("status, retry_after, waited", [
+    (503, email.utils.formatdate(NOW + 12, usegmt=True), 12.0),   # an HTTP date
+    (429, "86400", 60.0),                                         # capped
+    (429, "soon-ish", 0.5),                                       # unreadable: the backoff instead
+], ids=["http-date", "capped", "unreadable"])
+async def test_retry_after_forms_set_the_wait(api, clock, status, retry_after, waited):
+    api.get(PATH).mock(side_effect=[err(status, headers={"Retry-After": retry_after}),
                                     httpx.Response(200, json={"id": SID})])
     async with make(clock) as client:
         await client.get_session(SID)
-    assert clock.waits == [12.0]
-
-
-async def test_retry_after_is_capped(api, clock):
-    api.get(PATH).mock(side_effect=[err(429, headers={"Retry-After": "86400"}),
-                                    httpx.Response(200, json={"id": SID})])
-    async with make(clock) as client:
-        await client.get_session(SID)
-    assert clock.waits == [60.0]
-
-
-async def test_unreadable_retry_after_falls_back_to_backoff(api, clock):
-    api.get(PATH).mock(side_effect=[err(429, headers={"Retry-After": "soon-ish"}),
-                                    httpx.Response(200, json={"id": SID})])
-    async with make(clock) as client:
-        await client.get_session(SID)
-    assert clock.waits == [0.5]
+    assert clock.waits == [waited]
 
 
 def test_parse_retry_after_forms():
