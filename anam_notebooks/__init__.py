@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._errors import (
+from .api.config import __version__
+from .api.errors import (
     AnamAPIError,
     AnamConnectionError,
     AnamError,
@@ -22,28 +23,26 @@ from ._errors import (
     ServerError,
 )
 
-__version__ = "0.1.0"
-
 _LAZY = {
-    "AnamClient": "client",
-    "AsyncAnamClient": "client",
-    "connect": "client",
-    "fetch_sessions": "frames",
-    "sessions_frame": "frames",
-    "transcript_frame": "frames",
-    "SessionStore": "store",
-    "SessionLookup": "widgets",
-    "SessionExplorer": "widgets",
+    "AnamClient": "api.client",
+    "AsyncAnamClient": "api.client",
+    "connect": "fetch",
+    "fetch_sessions": "fetch",
+    "sessions_frame": "data.sessions",
+    "transcript_frame": "data.transcripts",
+    "SessionStore": "data.store",
+    "SessionLookup": "views.lookup",
+    "SessionExplorer": "views.explorer",
     "analysis": None,
     "plots": None,
     "widgets": None,
-    "demo": None,
+    "simulator": None,
 }
 
 __all__ = [
     "AnamAPIError", "AnamConnectionError", "AnamError", "AuthenticationError",
     "BadRequestError", "ConfigurationError", "InvalidSessionId", "NotFoundError",
-    "PaginationError", "RateLimitError", "ServerError", *_LAZY,
+    "PaginationError", "RateLimitError", "ServerError", "__version__", *_LAZY,
 ]
 
 

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._config import API_KEY_ENV, API_URL_ENV, DEMO_API_KEY, DEMO_FLEET, api_key_from_env
+from .api.config import API_KEY_ENV, API_URL_ENV, api_key_from_env
+from .simulator.settings import DEMO_API_KEY, DEMO_FLEET
 
 
 def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
@@ -74,8 +75,8 @@ def serve_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
     import uvicorn
 
-    from .demo import create_app
-    from .demo.server import bind_socket
+    from .simulator import create_app
+    from .simulator.server import bind_socket
 
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is not valid: give 0..65535")
@@ -150,7 +151,7 @@ def _print_reports(reports: Sequence[Any]) -> int:
 
 def demo_reports(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run every curated notebook (against the simulator when no key is set) into HTML reports."""
-    from .report import make_reports, simulator_environment
+    from .reports.report import make_reports, simulator_environment
 
     folder = args.notebooks or Path(__file__).resolve().parent.parent / "notebooks"
     notebooks = sorted(folder.glob("*.ipynb"))
@@ -175,7 +176,7 @@ def demo_reports(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 def report_one(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run one notebook against the configured API into an HTML report."""
-    from .report import make_reports
+    from .reports.report import make_reports
 
     if not args.notebook.is_file():
         parser.error(f"notebook {str(args.notebook)!r} does not exist")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from anam_notebooks import analysis
-from anam_notebooks.demo.fleet import generate_fleet
-from anam_notebooks.frames import sessions_frame
+from anam_notebooks.simulator.fleet import generate_fleet
+from anam_notebooks.data.sessions import sessions_frame
 
 from . import best_of
 

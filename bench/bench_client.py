@@ -17,8 +17,8 @@ from contextlib import contextmanager
 
 import httpx
 
-from anam_notebooks.client import AnamClient
-from anam_notebooks.demo import DEMO_API_KEY, create_app, running_server
+from anam_notebooks.api.client import AnamClient
+from anam_notebooks.simulator import DEMO_API_KEY, create_app, running_server
 
 SESSIONS = 20_000
 LATENCY = 0.05

@@ -82,7 +82,7 @@ _BIG_BUILD = """
 import resource, sys
 sys.path[:0] = {paths!r}
 from bench.bench_frames import seed_shaped_records
-from anam_notebooks.frames import sessions_frame
+from anam_notebooks.data.sessions import sessions_frame
 frame = sessions_frame(seed_shaped_records({rows}))
 assert len(frame) == {rows}
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, frame.memory_usage(deep=True).sum())
@@ -98,7 +98,7 @@ def _peak_rss_of_build(rows: int) -> tuple[int, int]:
 
 def _store_round_trip(frame: pd.DataFrame) -> tuple[float, float, int]:
     """Seconds to merge the frame into an empty store and to load it back; file size."""
-    from anam_notebooks.store import SessionStore
+    from anam_notebooks.data.store import SessionStore
 
     with tempfile.TemporaryDirectory() as directory:
         store = SessionStore(directory, base_url="https://api.anam.ai", organization_id="bench")
@@ -108,7 +108,7 @@ def _store_round_trip(frame: pd.DataFrame) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    from anam_notebooks.frames import sessions_frame
+    from anam_notebooks.data.sessions import sessions_frame
 
     records = list(seed_shaped_records(100_000))
     baseline = best_of(1, lambda: pd.json_normalize(records))

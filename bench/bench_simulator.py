@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import httpx
 from starlette.requests import Request
 
-from anam_notebooks.demo import DEMO_API_KEY, create_app, generate_fleet, running_server
+from anam_notebooks.simulator import DEMO_API_KEY, create_app, generate_fleet, running_server
 
 SESSIONS = 20_000
 REQUESTS = 200

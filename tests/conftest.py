@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from anam_notebooks.demo import Fleet, create_app, generate_fleet, running_server
+from anam_notebooks.simulator import Fleet, create_app, generate_fleet, running_server
 
 FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
 FLEET_SEED = 7

@@ -140,8 +140,8 @@ def test_exit_status_shift_by_rollout_column_or_mask_and_small_counts():
 
 def test_rank_suspects_on_a_handful_of_sessions_returns_typed_rows_without_windows():
     """Too few failures for any window: the rows still come back, with NaT windows in UTC."""
-    from anam_notebooks.demo import generate_fleet
-    from anam_notebooks.frames import sessions_frame
+    from anam_notebooks.simulator import generate_fleet
+    from anam_notebooks.data.sessions import sessions_frame
 
     df = sessions_frame(generate_fleet(seed=0, sessions=2000, span="24h").sessions[:30])
     ranked = analysis.rank_suspects(df)

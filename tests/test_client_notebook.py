@@ -17,7 +17,7 @@ CELLS = [
 import asyncio, json
 import httpx
 from anam_notebooks import AsyncAnamClient
-from anam_notebooks.demo import create_app, demo_client, DEMO_API_KEY
+from anam_notebooks.simulator import create_app, demo_client, DEMO_API_KEY
 app = create_app(sessions=300, seed=11, drift=1)
 client = demo_client(app)
 ids = [s["id"] for s in client.iter_sessions()]

@@ -12,8 +12,8 @@ import pytest
 import respx
 
 from anam_notebooks import AuthenticationError, PaginationError
-from anam_notebooks.client import AnamClient, AsyncAnamClient, Backoff
-from anam_notebooks.demo import DEMO_API_KEY, create_app
+from anam_notebooks.api.client import AnamClient, AsyncAnamClient, Backoff
+from anam_notebooks.simulator import DEMO_API_KEY, create_app
 
 FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)  # the shared fleet ends here
 

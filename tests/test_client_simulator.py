@@ -9,8 +9,9 @@ import random
 import httpx
 import pytest
 
-from anam_notebooks.client import AnamClient, Backoff, connect
-from anam_notebooks.demo import DEMO_API_KEY, create_app
+from anam_notebooks import connect
+from anam_notebooks.api.client import AnamClient, Backoff
+from anam_notebooks.simulator import DEMO_API_KEY, create_app
 
 
 class Resets(httpx.AsyncBaseTransport):

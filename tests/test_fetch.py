@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from anam_notebooks import fetch_sessions
-from anam_notebooks._timespan import parse_time_bound, parse_window
-from anam_notebooks.demo import create_app, demo_client, generate_fleet
+from anam_notebooks.data.timespan import parse_time_bound, parse_window
+from anam_notebooks.simulator import create_app, demo_client, generate_fleet
 
 FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
 
@@ -171,7 +171,7 @@ def test_without_a_client_it_connects_to_the_simulator(monkeypatch, capsys):
 
 
 def test_sessions_without_a_start_time_come_last(client_and_sim):
-    from anam_notebooks.frames import newest_first
+    from anam_notebooks.data.sessions import newest_first
     from anam_notebooks import sessions_frame
     records = [{"id": "b", "startTime": "2026-04-20T09:00:00Z"}, {"id": "none"},
                {"id": "a", "startTime": "2026-04-20T09:00:00Z"}, {"id": "new", "startTime": "2026-04-20T10:00:00Z"}]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import copy
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from anam_notebooks import sessions_frame, transcript_frame
-from anam_notebooks.frames import SESSION_COLUMNS, TRANSCRIPT_COLUMNS, MalformedRecordWarning, empty_sessions_frame
+from anam_notebooks.data.columns import SESSION_COLUMNS, TRANSCRIPT_COLUMNS
+from anam_notebooks.data.fields import MalformedRecordWarning
+from anam_notebooks.data.sessions import empty_sessions_frame
 
 SEED_RECORD = {
     "id": "00000000-0000-0000-0000-000000000000",
@@ -278,7 +279,7 @@ def test_lone_surrogates_are_escaped_not_fatal():
 
 
 def test_generator_input_and_more_than_one_chunk(monkeypatch):
-    import anam_notebooks.frames as frames
+    import anam_notebooks.data.sessions as frames
     monkeypatch.setattr(frames, "_CHUNK", 7)
     statuses = ["A", "B", "C", "D"]
     records = (record(id=f"r{i}", exitStatus=statuses[i % 4], engineVersion=f"v{i % 3}") for i in range(30))
@@ -377,7 +378,7 @@ def test_fleet_transcript_builds(fleet):
 
 
 def test_concat_sessions_unions_categories_and_keeps_dtypes():
-    from anam_notebooks.frames import concat_sessions
+    from anam_notebooks.data.sessions import concat_sessions
     left = sessions_frame([record(id="l", exitStatus="ERROR")])
     right = sessions_frame([{"id": "r", "exitStatus": "NEW_STATUS"}])  # mostly null columns
     both = concat_sessions([left, sessions_frame([]), right])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from anam_notebooks._engine_host import EngineHost, parse_engine_host
+from anam_notebooks.data.engine_host import EngineHost, parse_engine_host
 from anam_notebooks import sessions_frame
 
 POD = "anam-engine-7dddcb9ccd-db8v9"

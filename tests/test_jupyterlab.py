@@ -22,8 +22,8 @@ from _chromium import chromium_path, launch  # noqa: E402
 from _jupyterlab import (ARTIFACTS, OFFLINE_ARGS, drawn_marks, failed,  # noqa: E402
                          open_notebook, run_all_cells, running_lab, save_screenshot)
 from anam_notebooks import AnamClient, NotFoundError, transcript_frame  # noqa: E402
-from anam_notebooks._config import API_KEY_ENV, API_URL_ENV  # noqa: E402
-from anam_notebooks.report import simulator_environment  # noqa: E402
+from anam_notebooks.api.config import API_KEY_ENV, API_URL_ENV  # noqa: E402
+from anam_notebooks.reports.report import simulator_environment  # noqa: E402
 
 pytest_plugins = ["_jupyterlab"]   # keeps each phase's report so failures get a screenshot
 pytestmark = pytest.mark.browser

@@ -11,7 +11,7 @@ import papermill as pm
 import pytest
 
 import anam_notebooks
-from anam_notebooks.execute import run_notebook
+from anam_notebooks.reports.execute import run_notebook
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 PUBLIC_MODULES = {"anam_notebooks", "anam_notebooks.analysis", "anam_notebooks.plots",
@@ -62,8 +62,8 @@ def test_uses_only_the_public_api(path):
 
 
 def test_public_api_check_catches_private_use():
-    assert _public_api_violations("from anam_notebooks._config import DEMO_API_KEY")
-    assert _public_api_violations("import anam_notebooks.demo")
+    assert _public_api_violations("from anam_notebooks.api.config import API_KEY_ENV")
+    assert _public_api_violations("import anam_notebooks.simulator")
     assert _public_api_violations("an._private()")
     assert not _public_api_violations("from anam_notebooks import analysis, plots")
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from anam_notebooks.demo import generate_fleet
-from anam_notebooks.render import render_html
-from anam_notebooks._config import DEMO_FLEET
-from anam_notebooks.report import make_report, simulator_environment
+from anam_notebooks.simulator import generate_fleet
+from anam_notebooks.reports.render import render_html
+from anam_notebooks.simulator import DEMO_FLEET
+from anam_notebooks.reports.report import make_report, simulator_environment
 
 pytestmark = pytest.mark.notebook
 

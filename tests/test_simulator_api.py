@@ -10,9 +10,9 @@ import httpx
 import jsonschema
 import pytest
 
-from anam_notebooks.demo import DEMO_API_KEY, Fleet, create_app
-from anam_notebooks.demo.openapi import openapi_document
-from anam_notebooks.demo.timefmt import parse_iso
+from anam_notebooks.simulator import DEMO_API_KEY, Fleet, create_app
+from anam_notebooks.simulator.openapi import openapi_document
+from anam_notebooks.simulator.timefmt import parse_iso
 
 AUTH = {"Authorization": f"Bearer {DEMO_API_KEY}"}
 

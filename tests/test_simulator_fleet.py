@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from scipy.stats import chi2_contingency
 
-from anam_notebooks.demo import Incident, generate_fleet
-from anam_notebooks.demo.timefmt import parse_iso
+from anam_notebooks.simulator import Incident, generate_fleet
+from anam_notebooks.simulator.timefmt import parse_iso
 
 HASH = "[bcdfghjklmnpqrstvwxz2456789]"
 HOST = re.compile(rf"^connect-(eu|us|ap)\.anam\.ai/v1/webrtc/engines/(anam-engine-{HASH}{{10}})-{HASH}{{5}}$")

@@ -11,8 +11,8 @@ import pytest
 
 from datetime import datetime, timezone
 
-from anam_notebooks.demo import DEMO_API_KEY, create_app, demo_client, generate_fleet
-from anam_notebooks.demo import app as app_module
+from anam_notebooks.simulator import DEMO_API_KEY, create_app, demo_client, generate_fleet
+from anam_notebooks.simulator import app as app_module
 
 END = datetime(2026, 4, 20, 12, tzinfo=timezone.utc)
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from anam_notebooks import cli
-from anam_notebooks.demo import DEMO_API_KEY, create_app, running_server
+from anam_notebooks.simulator import DEMO_API_KEY, create_app, running_server
 
 AUTH = {"Authorization": f"Bearer {DEMO_API_KEY}"}
 
@@ -109,7 +109,7 @@ def test_serve_demo_on_a_busy_port_says_so(capsys):
 def test_served_connections_send_small_responses_without_waiting_for_acks():
     """Nagle's algorithm plus delayed ACKs would hold every small response ~40 ms: the
     listening socket disables it, and accepted connections inherit the option."""
-    from anam_notebooks.demo.server import bind_socket
+    from anam_notebooks.simulator.server import bind_socket
 
     listener = bind_socket("127.0.0.1", 0)
     try:

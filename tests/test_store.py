@@ -8,19 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from anam_notebooks import fetch_sessions, sessions_frame
-from anam_notebooks.demo import create_app, demo_client, generate_fleet
-from anam_notebooks.store import CacheFileWarning, SessionStore, default_cache_dir, open_store
+from anam_notebooks.simulator import create_app, demo_client, generate_fleet
+from anam_notebooks.data.store import CacheFileWarning, SessionStore, default_cache_dir, open_store
 
 END = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
 BASE = "https://api.anam.ai"
@@ -142,7 +139,7 @@ KILLED_WRITER = """
 import sys, time
 import pyarrow.parquet as pq
 from anam_notebooks import sessions_frame
-from anam_notebooks.store import SessionStore
+from anam_notebooks.data.store import SessionStore
 
 real_write = pq.write_table
 def slow_write(table, sink, **kwargs):
@@ -179,7 +176,7 @@ def test_a_writer_killed_with_sigkill_leaves_the_old_cache_readable(store):
 CONCURRENT_WRITER = """
 import sys
 from anam_notebooks import sessions_frame
-from anam_notebooks.store import SessionStore
+from anam_notebooks.data.store import SessionStore
 
 directory, base, org, prefix = sys.argv[1:5]
 store = SessionStore(directory, base_url=base, organization_id=org)

@@ -9,10 +9,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from anam_notebooks.client import AnamClient
-from anam_notebooks.demo import DEMO_API_KEY, Fleet, create_app, demo_client
-from anam_notebooks.demo.artifacts import has_recording, keeps_transcript
-from anam_notebooks.frames import sessions_frame
+from anam_notebooks.api.client import AnamClient
+from anam_notebooks.simulator import DEMO_API_KEY, Fleet, create_app, demo_client
+from anam_notebooks.simulator.artifacts import has_recording, keeps_transcript
+from anam_notebooks.data.sessions import sessions_frame
 from anam_notebooks.widgets import REDACTED, SessionExplorer, SessionLookup, redact
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -322,7 +322,7 @@ def test_explorer_on_an_empty_frame_shows_no_sessions(df):
 
 
 def test_recording_links_only_for_http_urls():
-    from anam_notebooks._html import link
+    from anam_notebooks.views.html import link
 
     assert "<a" not in link("javascript:alert(1)", "x")
     assert link('https://h/r?a=1&b="', "x").startswith('<a href="https://h/r?a=1&amp;b=&quot;"')

@@ -15,21 +15,21 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _paging
-from ._config import API_KEY_ENV, DEMO_FLEET, api_key_from_env, base_url_from_env
-from ._errors import AnamAPIError, ConfigurationError
-from ._http import HttpCore, check_base_url, make_timeout
-from ._ids import (
+from . import paging as _paging
+from .config import API_KEY_ENV, api_key_from_env, base_url_from_env
+from .errors import AnamAPIError, ConfigurationError
+from .http import HttpCore, check_base_url, make_timeout
+from .ids import (
     check_page,
     check_per_page,
     check_search,
     normalize_session_id,
     normalize_uuid_filter,
 )
-from ._retry import Backoff
-from ._runner import RUNNER
+from .retry import Backoff
+from .runner import RUNNER
 
-__all__ = ["AnamClient", "AsyncAnamClient", "Backoff", "connect"]
+__all__ = ["AnamClient", "AsyncAnamClient", "Backoff"]
 
 logger = logging.getLogger("anam_notebooks")
 
@@ -251,24 +251,3 @@ def _list_params(per_page: Any, search: Any, persona_id: Any, api_key_id: Any) -
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(f"{name}={value!r} is not valid: expected an integer >= {minimum}")
-
-
-def connect(api_key: str | None = None, base_url: str | None = None, **kw: Any) -> AnamClient:
-    """A client for the real API when a key is given or ANAM_API_KEY is set; otherwise the
-    built-in simulator with generated demo data (one line says so). `client.source` tells
-    reports where the data came from: the base URL, or "simulator"."""
-    if api_key_from_env(api_key) is not None:
-        return AnamClient(api_key, base_url, **kw)
-    if base_url is not None:
-        raise ConfigurationError(
-            f"base_url={base_url!r} was given without an API key: set {API_KEY_ENV} "
-            "(or pass api_key=...), or leave both out to use the built-in simulator")
-    from .demo import demo_client
-
-    client = demo_client(**{**DEMO_FLEET, **kw})
-    client.source = "simulator"
-    message = (f"{API_KEY_ENV} is not set: using the built-in Anam simulator with generated "
-               "demo data (set it to read your real sessions)")
-    logger.info(message)
-    print(message)
-    return client

@@ -10,9 +10,8 @@ from urllib.parse import urlencode
 
 import httpx
 
-from . import __version__
-from ._config import API_KEY_ENV
-from ._errors import (
+from .config import API_KEY_ENV, __version__
+from .errors import (
     AnamAPIError,
     AnamConnectionError,
     AuthenticationError,
@@ -22,8 +21,8 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
-from ._limiter import AdaptiveLimiter
-from ._retry import RETRYABLE_ERRORS, Backoff, is_retryable_status
+from .limiter import AdaptiveLimiter
+from .retry import RETRYABLE_ERRORS, Backoff, is_retryable_status
 
 logger = logging.getLogger("anam_notebooks")
 

@@ -6,12 +6,12 @@ import re
 import uuid
 from typing import Any
 
-from ._errors import InvalidSessionId
+from .errors import InvalidSessionId
 
-_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_BARE = re.compile(rf"\{{?({_UUID}|[0-9a-fA-F]{{32}})\}}?")
-_URN = re.compile(rf"urn:uuid:({_UUID})", re.IGNORECASE)
-_IN_TEXT = re.compile(rf"(?<![0-9a-fA-F-])({_UUID})(?![0-9a-fA-F-])")
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_BARE = re.compile(rf"\{{?({UUID_PATTERN}|[0-9a-fA-F]{{32}})\}}?")
+_URN = re.compile(rf"urn:uuid:({UUID_PATTERN})", re.IGNORECASE)
+_IN_TEXT = re.compile(rf"(?<![0-9a-fA-F-])({UUID_PATTERN})(?![0-9a-fA-F-])")
 _MAX_PER_PAGE = 100
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ._errors import AnamAPIError, AnamError, PaginationError
+from .errors import AnamAPIError, AnamError, PaginationError
 
 logger = logging.getLogger("anam_notebooks")
 

@@ -25,10 +25,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from ._errors import AnamAPIError, AnamConnectionError
-from .frames import (
-    CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME, concat_sessions, empty_sessions_frame,
-    frame_from_arrow, iterate_with_progress, keep_latest, newest_first, sessions_frame,
+from ..api.errors import AnamAPIError, AnamConnectionError
+from .columns import CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME
+from .progress import iterate_with_progress
+from .sessions import (
+    concat_sessions, empty_sessions_frame, frame_from_arrow, keep_latest, newest_first, sessions_frame,
 )
 
 __all__ = ["SCHEMA_VERSION", "CacheFileWarning", "SessionStore", "default_cache_dir", "open_store"]

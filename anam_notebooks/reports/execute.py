@@ -14,10 +14,9 @@ from typing import Any
 
 import nbformat
 
-from ._config import API_KEY_ENV
+from ..api.config import API_KEY_ENV
+from ..views.redact import is_secret_name
 
-SECRET_PARAMETER_NAMES = {"api_key", "apikey", "key", "token", "secret", "password",
-                          API_KEY_ENV.lower()}
 
 
 def _apply(values: Mapping[str, str | None]) -> None:
@@ -57,7 +56,7 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[s
     import papermill as pm
 
     parameters = dict(parameters or {})
-    secret = sorted(n for n in parameters if n.lower() in SECRET_PARAMETER_NAMES)
+    secret = sorted(n for n in parameters if is_secret_name(n) or n.lower() == API_KEY_ENV.lower())
     if secret:
         raise ValueError(f"refusing parameter(s) {secret}: the API key is read from the "
                          f"{API_KEY_ENV} environment variable, never from a notebook parameter "

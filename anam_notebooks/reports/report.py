@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._config import API_KEY_ENV, API_URL_ENV, DEMO_FLEET, api_key_from_env, base_url_from_env
-from ._timespan import parse_window
+from ..api.config import API_KEY_ENV, API_URL_ENV, api_key_from_env, base_url_from_env
+from ..data.timespan import parse_window
 from .execute import notebook_parameters, run_notebook
 from .render import write_report
 
@@ -101,7 +101,7 @@ def simulator_environment(fleet: Any = None, *, api_key: str | None = None,
     """Serve the simulator on loopback for the length of the block (a fresh random key unless
     `api_key` is given); yields the kernel environment pointing at it and a source description.
     """
-    from .demo import create_app, generate_fleet, running_server
+    from ..simulator import DEMO_FLEET, create_app, generate_fleet, running_server
 
     if fleet is None:
         fleet = generate_fleet(**{**DEMO_FLEET, **fleet_options})

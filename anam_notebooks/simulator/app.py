@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._config import DEMO_API_KEY
+from .settings import DEMO_API_KEY
 from .artifacts import has_recording, recording_url
 from .fleet import Fleet, generate_fleet
 from .knobs import Knobs, TokenBucket

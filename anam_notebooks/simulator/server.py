@@ -14,7 +14,7 @@ import uvicorn
 from .app import create_app
 
 if TYPE_CHECKING:
-    from ..client import AnamClient
+    from ..api.client import AnamClient
 
 IN_PROCESS_URL = "http://anam-simulator"
 CLIENT_OPTIONS = ("timeout", "max_retries", "concurrency", "backoff")
@@ -71,7 +71,7 @@ def demo_client(app: Any = None, **options: Any) -> AnamClient:
     Pass an `app` from `create_app`, or fleet and knob options to build one; `timeout`,
     `max_retries`, `concurrency` and `backoff` go to the client.
     """
-    from ..client import AnamClient
+    from ..api.client import AnamClient
 
     client_options = {name: options.pop(name) for name in CLIENT_OPTIONS if name in options}
     if app is None:

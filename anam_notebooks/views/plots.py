@@ -18,9 +18,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._colors import ACTIVE_LABEL, MISSING_LABEL, KNOWN_STATUS_COLORS, hashed_color, status_color
-from ._html import format_duration
-from .analysis import FailureSpec, is_failure
+from .colors import ACTIVE_LABEL, MISSING_LABEL, KNOWN_STATUS_COLORS, hashed_color, status_color
+from .html import format_duration
+from ..analysis.failures import FailureSpec, is_failure
 
 __all__ = [
     "session_timeline", "exit_status_over_time", "host_health", "session_detail",

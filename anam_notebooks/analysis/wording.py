@@ -1,0 +1,71 @@
+"""Findings in plain words: one sentence per suspect, and the headline summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ..data.checks import check_count, check_frame
+
+_LABELS = {"engine_pod": "pod", "engine_replicaset": "replicaset",
+           "engine_version": "version", "engine_region": "region"}
+
+
+def unit_label(column: str) -> str:
+    return _LABELS.get(column, column)
+
+
+def percent(value: float) -> str:
+    if value is None or pd.isna(value):
+        return "n/a"
+    share = 100 * float(value)
+    if share != 0 and abs(share) < 1:
+        return f"{share:.1f} %"
+    return f"{share:.0f} %"
+
+
+def between(start: pd.Timestamp, end: pd.Timestamp) -> str:
+    if start.date() == (end - pd.Timedelta(1, "ns")).date() and end - start < pd.Timedelta(1, "D"):
+        return f"between {start:%Y-%m-%d %H:%M} and {end:%H:%M} UTC"
+    return f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC"
+
+
+def finding_sentence(row: Any) -> str:
+    """One plain-English sentence for a row of rank_suspects."""
+    who = f"{unit_label(row.level)} {row.unit}"
+    if row.region is not None and not pd.isna(row.region) and row.level != "engine_region":
+        who += f" in region {row.region}"
+    q = f"q = {row.q_value:.2g}"
+    if row.window_sessions and not pd.isna(row.window_start):
+        text = (f"{who} failed {percent(row.window_rate)} of sessions ({row.window_failures} of "
+                f"{row.window_sessions}) {between(row.window_start, row.window_end)} vs "
+                f"{percent(row.window_baseline)} on the rest of the fleet at the same time "
+                f"({percent(row.rate)} of {row.sessions} sessions overall vs {percent(row.baseline)}, {q})")
+    else:
+        text = (f"{who} failed {percent(row.rate)} of {row.sessions} sessions vs "
+                f"{percent(row.baseline)} on the rest of the fleet at the same time ({q})")
+    if row.explained_by is not None and not pd.isna(row.explained_by):
+        text += f"; explained by {row.explained_by}"
+    return text + "."
+
+
+def summarize_suspects(ranked: pd.DataFrame, q: float = 0.01, top: int = 3) -> str:
+    """The top headline findings of `rank_suspects` as text, or "No unit stands out ..."."""
+    check_frame(ranked, ["flagged", "q_value", "finding", "explained_by", "level", "unit"])
+    if not 0 < q <= 1:
+        raise ValueError(f"q={q!r} must be between 0 and 1, e.g. 0.01")
+    top = check_count(top, "top")
+    heads = ranked[ranked["flagged"] & (ranked["q_value"] < q)].head(top)
+    if heads.empty:
+        return f"No unit stands out (no unit has q < {q:g} after reconciling levels)."
+    noun = "unit stands" if len(heads) == 1 else "units stand"
+    lines = [f"{len(heads)} {noun} out (q < {q:g}):"]
+    for n, row in enumerate(heads.itertuples(index=False), start=1):
+        lines.append(f"{n}. {row.finding}")
+        own = f"{unit_label(row.level)} {row.unit}"
+        covered = ranked.loc[ranked["explained_by"] == own]
+        if len(covered):
+            names = ", ".join(f"{unit_label(l)} {u}" for l, u in zip(covered["level"], covered["unit"]))
+            lines.append(f"   It also accounts for the excess of {names}.")
+    return "\n".join(lines)

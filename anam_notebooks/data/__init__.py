@@ -1,0 +1,2 @@
+"""Records → typed frames: the column contract, session and transcript frames, the Parquet
+store, and the parsing of engine hosts and time spans."""

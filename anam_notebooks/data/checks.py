@@ -1,0 +1,61 @@
+"""Checks every layer applies to the frames and arguments it is given, with errors that name
+the bad value and what would be valid; and the one definition of an ended session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+
+def check_frame(df: object, needs: Sequence[str]) -> pd.DataFrame:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a sessions DataFrame (from sessions_frame), got {type(df).__name__}")
+    missing = [c for c in needs if c not in df.columns]
+    if missing:
+        have = ", ".join(map(str, df.columns)) or "no columns at all"
+        raise ValueError(f"the sessions frame lacks column(s) {missing} (it has: {have}); "
+                         "build it with sessions_frame(records)")
+    return df
+
+
+def check_columns(df: pd.DataFrame, names: str | Sequence[str], arg: str) -> list[str]:
+    cols = [names] if isinstance(names, str) else list(names)
+    if not cols:
+        raise ValueError(f"{arg} is empty: name at least one column, e.g. {arg}='engine_pod'")
+    unknown = [c for c in cols if c not in df.columns]
+    if unknown:
+        raise ValueError(f"{arg} names unknown column(s) {unknown}; valid columns: "
+                         f"{', '.join(map(str, df.columns))}")
+    if len(set(cols)) != len(cols):
+        raise ValueError(f"{arg}={cols!r} repeats a column")
+    return cols
+
+
+def check_freq(freq: str | pd.Timedelta) -> pd.Timedelta:
+    try:
+        offset = to_offset(freq)
+        step = pd.Timedelta(offset)
+    except (ValueError, TypeError):
+        raise ValueError(f"freq={freq!r} is not a fixed-length pandas offset; use e.g. "
+                         "'15min', '1h', '6h' or '1D'") from None
+    if step <= pd.Timedelta(0):
+        raise ValueError(f"freq={freq!r} must be a positive duration such as '1h'")
+    return step
+
+
+def check_count(value: object, arg: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{arg}={value!r} must be a whole number ≥ 0")
+    return int(value)
+
+
+def ended_mask(df: pd.DataFrame) -> np.ndarray:
+    """Sessions with an outcome: not active (by is_active, else by end_time, else by status)."""
+    if "is_active" in df.columns:
+        return ~df["is_active"].fillna(False).to_numpy(dtype=bool)
+    if "end_time" in df.columns:
+        return df["end_time"].notna().to_numpy()
+    return df["exit_status"].notna().to_numpy()
