@@ -10,7 +10,8 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pandas as pd
 
@@ -37,7 +38,7 @@ def seed_shaped_records(count: int, seed: int = 1) -> Iterator[dict]:
 
 def _records(count: int, seed: int) -> Iterator[dict]:
     rng = random.Random(seed)
-    end = datetime(2026, 4, 20, tzinfo=timezone.utc)
+    end = datetime(2026, 4, 20, tzinfo=UTC)
     personas = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(20)] + [None] * 5
     keys = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(5)]
     org = str(uuid.UUID(int=rng.getrandbits(128)))
@@ -111,8 +112,8 @@ def main() -> None:
     from anam_notebooks.data.sessions import sessions_frame
 
     records = list(seed_shaped_records(100_000))
-    baseline = best_of(1, lambda: pd.json_normalize(records))
-    ours = best_of(3, lambda: sessions_frame(records))
+    baseline = best_of(1, partial(pd.json_normalize, records))
+    ours = best_of(3, partial(sessions_frame, records))
     frame = sessions_frame(records)
     per_row = frame.memory_usage(deep=True).sum() / len(frame)
     print(f"100k records: json_normalize {baseline:.2f}s, sessions_frame {ours:.3f}s "

@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.express as px
 
 from anam_notebooks import plots
-from anam_notebooks.simulator import generate_fleet
 from anam_notebooks.data.sessions import sessions_frame
+from anam_notebooks.simulator import generate_fleet
 
 SESSIONS = 20_000
 TARGET_SECONDS = 2.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from starlette.requests import Request
@@ -16,7 +16,7 @@ from anam_notebooks.simulator import DEMO_API_KEY, create_app, generate_fleet, r
 
 SESSIONS = 20_000
 REQUESTS = 200
-END = datetime(2026, 4, 20, 12, tzinfo=timezone.utc)
+END = datetime(2026, 4, 20, 12, tzinfo=UTC)
 HEADERS = {"Authorization": f"Bearer {DEMO_API_KEY}"}
 
 

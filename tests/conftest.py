@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from anam_notebooks.simulator import Fleet, create_app, generate_fleet, running_server
 
-FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
+FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 FLEET_SEED = 7
 FLEET_SIZE = 3000
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from anam_notebooks import analysis
-from anam_notebooks.simulator.fleet import generate_fleet
 from anam_notebooks.data.sessions import sessions_frame
+from anam_notebooks.simulator.fleet import generate_fleet
 
 
 @pytest.mark.parametrize("sessions", [3000, 20000])

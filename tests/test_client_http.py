@@ -18,9 +18,9 @@ from anam_notebooks import (
     RateLimitError,
     ServerError,
 )
+from anam_notebooks.api.client import AnamClient, AsyncAnamClient, Backoff
 from anam_notebooks.api.limiter import AdaptiveLimiter
 from anam_notebooks.api.retry import parse_retry_after
-from anam_notebooks.api.client import AnamClient, AsyncAnamClient, Backoff
 
 BASE = "https://api.test"
 SID = "8f6c2f2e-1c1a-4b7e-9f5e-2d3c4b5a6978"

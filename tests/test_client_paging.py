@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -15,7 +15,7 @@ from anam_notebooks import AuthenticationError, PaginationError
 from anam_notebooks.api.client import AnamClient, AsyncAnamClient, Backoff
 from anam_notebooks.simulator import DEMO_API_KEY, create_app
 
-FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)  # the shared fleet ends here
+FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)  # the shared fleet ends here
 
 SIM = "http://simulator"
 BASE = "https://api.test"

@@ -17,10 +17,10 @@ from anam_notebooks import (
     InvalidSessionId,
     NotFoundError,
     ServerError,
+    connect,
 )
-from anam_notebooks.api.ids import normalize_session_id
-from anam_notebooks import connect
 from anam_notebooks.api.client import AnamClient, AsyncAnamClient, Backoff
+from anam_notebooks.api.ids import normalize_session_id
 
 SID = "8f6c2f2e-1c1a-4b7e-9f5e-2d3c4b5a6978"
 KEY = "sk-live-4f9c2b7e1d0a8c3b"

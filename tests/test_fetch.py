@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -11,7 +11,7 @@ from anam_notebooks import fetch_sessions
 from anam_notebooks.data.timespan import parse_time_bound, parse_window
 from anam_notebooks.simulator import create_app, demo_client, generate_fleet
 
-FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
+FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_bad_cache_argument(client_and_sim):
 @pytest.mark.parametrize("text, hours", [("90m", 1.5), ("24h", 24), ("7d", 168), ("2w", 336),
                                          ("45s", 45 / 3600), (" 24H ", 24)])
 def test_relative_spans_count_back_from_now(text, hours):
-    now = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
     assert parse_time_bound(text, name="since", now=now) == pd.Timestamp(now) - timedelta(hours=hours)
 
 
@@ -171,8 +171,8 @@ def test_without_a_client_it_connects_to_the_simulator(monkeypatch, capsys):
 
 
 def test_sessions_without_a_start_time_come_last(client_and_sim):
-    from anam_notebooks.data.sessions import newest_first
     from anam_notebooks import sessions_frame
+    from anam_notebooks.data.sessions import newest_first
     records = [{"id": "b", "startTime": "2026-04-20T09:00:00Z"}, {"id": "none"},
                {"id": "a", "startTime": "2026-04-20T09:00:00Z"}, {"id": "new", "startTime": "2026-04-20T10:00:00Z"}]
     assert list(newest_first(sessions_frame(records)).index) == ["new", "b", "a", "none"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from anam_notebooks.data.engine_host import EngineHost, parse_engine_host
 from anam_notebooks import sessions_frame
+from anam_notebooks.data.engine_host import EngineHost, parse_engine_host
 
 POD = "anam-engine-7dddcb9ccd-db8v9"
 RS = "anam-engine-7dddcb9ccd"

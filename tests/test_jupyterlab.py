@@ -19,8 +19,17 @@ import pytest
 pytest.register_assert_rewrite("_jupyterlab")   # it is also loaded as a plugin, below
 
 from _chromium import chromium_path, launch  # noqa: E402
-from _jupyterlab import (ARTIFACTS, OFFLINE_ARGS, drawn_marks, failed,  # noqa: E402
-                         open_notebook, run_all_cells, running_lab, save_screenshot)
+from _jupyterlab import (  # noqa: E402
+    ARTIFACTS,
+    OFFLINE_ARGS,
+    drawn_marks,
+    failed,
+    open_notebook,
+    run_all_cells,
+    running_lab,
+    save_screenshot,
+)
+
 from anam_notebooks import AnamClient, NotFoundError, transcript_frame  # noqa: E402
 from anam_notebooks.api.config import API_KEY_ENV, API_URL_ENV  # noqa: E402
 from anam_notebooks.reports.report import simulator_environment  # noqa: E402
@@ -29,7 +38,7 @@ pytest_plugins = ["_jupyterlab"]   # keeps each phase's report so failures get a
 pytestmark = pytest.mark.browser
 
 if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    from playwright import sync_api   # CI never skips the browser tests
+    from playwright import sync_api  # CI never skips the browser tests
 else:
     sync_api = pytest.importorskip("playwright.sync_api",
                                    reason="playwright is not installed: pip install -e '.[test]'")

@@ -10,10 +10,10 @@ import plotly.graph_objects as go
 import pytest
 
 from anam_notebooks import plots
-from anam_notebooks.views.colors import KNOWN_STATUS_COLORS, PALETTE, hashed_color, status_color
 from anam_notebooks.analysis import is_failure
 from anam_notebooks.data.sessions import sessions_frame
 from anam_notebooks.data.transcripts import transcript_frame
+from anam_notebooks.views.colors import KNOWN_STATUS_COLORS, PALETTE, hashed_color, status_color
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 NOW = pd.Timestamp("2026-04-20T12:00Z")

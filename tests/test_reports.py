@@ -13,10 +13,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from anam_notebooks.simulator import generate_fleet
 from anam_notebooks.reports.render import render_html
-from anam_notebooks.simulator import DEMO_FLEET
 from anam_notebooks.reports.report import make_report, simulator_environment
+from anam_notebooks.simulator import DEMO_FLEET, generate_fleet
 
 pytestmark = pytest.mark.notebook
 
@@ -141,6 +140,21 @@ def test_payloads_are_shown_as_text(reports):
         assert payload not in html
 
 
+def _only_local_files(requests: list[str]):
+    """A route handler that records every URL asked for and lets only file: URLs through."""
+    def handle(route):
+        requests.append(route.request.url)
+        return route.continue_() if route.request.url.startswith("file:") else route.abort()
+    return handle
+
+
+def _dismiss_into(dialogs: list[str]):
+    def handle(dialog):
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+    return handle
+
+
 @pytest.mark.browser
 def test_reports_draw_every_figure_offline_and_run_no_payload(reports):
     playwright = pytest.importorskip("playwright.sync_api")
@@ -152,12 +166,10 @@ def test_reports_draw_every_figure_offline_and_run_no_payload(reports):
             for report in reports.values():
                 context = browser.new_context(offline=True)
                 requests: list[str] = []
-                context.route("**/*", lambda route: (requests.append(route.request.url),
-                                                     route.continue_() if route.request.url.startswith("file:")
-                                                     else route.abort()))
+                context.route("**/*", _only_local_files(requests))
                 page = context.new_page()
                 dialogs: list[str] = []
-                page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+                page.on("dialog", _dismiss_into(dialogs))
                 page.goto(report.html.as_uri(), wait_until="load")
                 figures = page.locator("div.plotly-graph-div")
                 count = figures.count()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from scipy.stats import chi2_contingency
@@ -15,7 +15,7 @@ from anam_notebooks.simulator.timefmt import parse_iso
 HASH = "[bcdfghjklmnpqrstvwxz2456789]"
 HOST = re.compile(rf"^connect-(eu|us|ap)\.anam\.ai/v1/webrtc/engines/(anam-engine-{HASH}{{10}})-{HASH}{{5}}$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-END = datetime(2026, 4, 20, 12, tzinfo=timezone.utc)
+END = datetime(2026, 4, 20, 12, tzinfo=UTC)
 
 
 def pod_of(record: dict) -> str | None:
@@ -44,7 +44,7 @@ def test_size_order_span_and_lookup(fleet):
 @pytest.mark.parametrize("span", ["90m", "24h", timedelta(hours=6)])
 def test_spans_and_end_now(span):
     fleet = generate_fleet(seed=1, sessions=400, span=span)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     width = span if isinstance(span, timedelta) else {"90m": timedelta(minutes=90), "24h": timedelta(hours=24)}[span]
     starts = [parse_iso(r["startTime"]) for r in fleet.sessions]
     assert now - width - timedelta(seconds=5) <= min(starts) and max(starts) <= now
@@ -148,7 +148,7 @@ def test_transcripts_follow_their_sessions(fleet):
         assert transcript["durationMs"] == record["sessionLengthMs"]
         assert transcript["personaName"] == record["personaConfig"]["name"]
         start = parse_iso(record["startTime"])
-        end = parse_iso(record["endTime"]) if record["endTime"] else datetime.max.replace(tzinfo=timezone.utc)
+        end = parse_iso(record["endTime"]) if record["endTime"] else datetime.max.replace(tzinfo=UTC)
         for i, message in enumerate(messages):
             assert message["role"] == ("persona" if i % 2 == 0 else "user")
             assert ("wasInterrupted" in message) == (message["role"] == "persona")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from datetime import datetime, timezone
-
 from anam_notebooks.simulator import DEMO_API_KEY, create_app, demo_client, generate_fleet
 from anam_notebooks.simulator import app as app_module
 
-END = datetime(2026, 4, 20, 12, tzinfo=timezone.utc)
+END = datetime(2026, 4, 20, 12, tzinfo=UTC)
 
 AUTH = {"Authorization": f"Bearer {DEMO_API_KEY}"}
 

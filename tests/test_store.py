@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from anam_notebooks import fetch_sessions, sessions_frame
-from anam_notebooks.simulator import create_app, demo_client, generate_fleet
 from anam_notebooks.data.store import CacheFileWarning, SessionStore, default_cache_dir, open_store
+from anam_notebooks.simulator import create_app, demo_client, generate_fleet
 
-END = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
+END = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 BASE = "https://api.anam.ai"
 ORG = "o42dp8vwWJeMNFFhH6CUY"
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from anam_notebooks.api.client import AnamClient
+from anam_notebooks.data.sessions import sessions_frame
 from anam_notebooks.simulator import DEMO_API_KEY, Fleet, create_app, demo_client
 from anam_notebooks.simulator.artifacts import has_recording, keeps_transcript
-from anam_notebooks.data.sessions import sessions_frame
 from anam_notebooks.widgets import REDACTED, SessionExplorer, SessionLookup, redact
 
 HOSTILE = "<img src=x onerror=alert(1)>"

@@ -14,7 +14,6 @@ from ..data.checks import check_frame, ended_mask
 from .failures import FailureSpec, is_failure
 from .stats import monte_carlo_chi2, q_values
 
-
 _SHIFT_COLUMNS = {"before": "int64", "after": "int64", "before_share": "float64",
                   "after_share": "float64", "difference": "float64", "p_value": "float64",
                   "q_value": "float64", "failure": "bool"}

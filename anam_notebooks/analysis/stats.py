@@ -152,9 +152,10 @@ def max_llr_window(observed: np.ndarray, expected: np.ndarray, exhaustive_limit:
     co = np.concatenate([[0.0], np.cumsum(o)])
     ce = np.concatenate([[0.0], np.cumsum(e)])
     i, j = np.triu_indices(len(o))
-    O, E = co[j + 1] - co[i], ce[j + 1] - ce[i]
+    observed, expected = co[j + 1] - co[i], ce[j + 1] - ce[i]
     with np.errstate(divide="ignore", invalid="ignore"):
-        llr = np.where((O > E) & (E > 0), O * np.log(O / E) - (O - E), 0.0)
+        llr = np.where((observed > expected) & (expected > 0),
+                       observed * np.log(observed / expected) - (observed - expected), 0.0)
     best = int(np.argmax(llr))
     if llr[best] <= 0:
         return -1, -1

@@ -102,7 +102,8 @@ def _sessions(df: pd.DataFrame, levels: list[str], failures: FailureSpec,
     for col in levels:
         c, u = pd.factorize(df[col][keep], use_na_sentinel=True)
         codes[col], names[col] = c.astype(np.int64), np.array([str(v) for v in u], dtype=object)
-    return _Sessions(bucket, _strata(bucket, fail, stratum_failures), fail, origin, step, int(bucket.max()) + 1 if len(bucket) else 0,
+    n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
+    return _Sessions(bucket, _strata(bucket, fail, stratum_failures), fail, origin, step, n_buckets,
                      codes, names, np.zeros(len(bucket), dtype=bool))
 
 
@@ -237,7 +238,9 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] = DEFAULT_LEVELS
                              "strata": int(len(np.unique(s.stratum))),
                              "min_failures": min_failures, "sessions": int(len(s.bucket))}
     headlines: frozenset[tuple[str, int]] = frozenset()
-    for passes in range(1, 5):
+    passes = 0
+    while passes < 4:  # exclude the headlines found and test again, until they settle
+        passes += 1
         out = _one_pass(s, cols, min_sessions, min_failures, alpha)
         if out.empty:
             break

@@ -66,6 +66,6 @@ def summarize_suspects(ranked: pd.DataFrame, q: float = 0.01, top: int = 3) -> s
         own = f"{unit_label(row.level)} {row.unit}"
         covered = ranked.loc[ranked["explained_by"] == own]
         if len(covered):
-            names = ", ".join(f"{unit_label(l)} {u}" for l, u in zip(covered["level"], covered["unit"]))
+            names = ", ".join(f"{unit_label(lv)} {u}" for lv, u in zip(covered["level"], covered["unit"]))
             lines.append(f"   It also accounts for the excess of {names}.")
     return "\n".join(lines)

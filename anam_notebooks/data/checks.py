@@ -11,17 +11,20 @@ from pandas.tseries.frequencies import to_offset
 
 
 def check_frame(df: object, needs: Sequence[str]) -> pd.DataFrame:
+    """`df` itself when it is a DataFrame holding every column in `needs`; else a clear error."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"expected a sessions DataFrame (from sessions_frame), got {type(df).__name__}")
     missing = [c for c in needs if c not in df.columns]
     if missing:
-        have = ", ".join(map(str, df.columns)) or "no columns at all"
-        raise ValueError(f"the sessions frame lacks column(s) {missing} (it has: {have}); "
-                         "build it with sessions_frame(records)")
+        have = ", ".join(repr(c) for c in df.columns) or "no columns at all"
+        named = ", ".join(repr(c) for c in missing)
+        raise ValueError(f"column {named} is not in the frame; valid columns: {have} "
+                         "(a sessions frame comes from sessions_frame or fetch_sessions)")
     return df
 
 
 def check_columns(df: pd.DataFrame, names: str | Sequence[str], arg: str) -> list[str]:
+    """The column names given as `arg` (one or several), each checked to exist, none repeated."""
     cols = [names] if isinstance(names, str) else list(names)
     if not cols:
         raise ValueError(f"{arg} is empty: name at least one column, e.g. {arg}='engine_pod'")
@@ -35,6 +38,7 @@ def check_columns(df: pd.DataFrame, names: str | Sequence[str], arg: str) -> lis
 
 
 def check_freq(freq: str | pd.Timedelta) -> pd.Timedelta:
+    """A fixed bucket size ('15min', '1h', '1D') as a Timedelta; calendar offsets are refused."""
     try:
         offset = to_offset(freq)
         step = pd.Timedelta(offset)

@@ -21,8 +21,17 @@ from pandas.api.types import union_categoricals
 
 from .columns import CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME
 from .engine_host import parse_engine_host
-from .fields import (MalformedRecordWarning, Problems, bool_array, categorical, int_array, shorten,
-                     sorted_categorical, string_array, timestamp_array)
+from .fields import (
+    MalformedRecordWarning,
+    Problems,
+    bool_array,
+    categorical,
+    int_array,
+    shorten,
+    sorted_categorical,
+    string_array,
+    timestamp_array,
+)
 
 __all__ = [
     "MalformedRecordWarning", "sessions_frame", "empty_sessions_frame", "normalise_sessions_frame",

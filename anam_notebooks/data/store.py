@@ -16,7 +16,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,12 @@ from ..api.errors import AnamAPIError, AnamConnectionError
 from .columns import CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME
 from .progress import iterate_with_progress
 from .sessions import (
-    concat_sessions, empty_sessions_frame, frame_from_arrow, keep_latest, newest_first, sessions_frame,
+    concat_sessions,
+    empty_sessions_frame,
+    frame_from_arrow,
+    keep_latest,
+    newest_first,
+    sessions_frame,
 )
 
 __all__ = ["SCHEMA_VERSION", "CacheFileWarning", "SessionStore", "default_cache_dir", "open_store"]
@@ -176,7 +181,7 @@ class SessionStore:
         table = table.replace_schema_metadata({
             _META_KEY: self.key.encode("utf-8"), _META_VERSION: SCHEMA_VERSION.encode(),
             _META_COVERED: mark.encode(),
-            _META_REFRESHED: datetime.now(timezone.utc).isoformat().encode(),
+            _META_REFRESHED: datetime.now(UTC).isoformat().encode(),
         })
         self.directory.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temp_files()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -30,7 +30,7 @@ def parse_time_bound(value: TimeBound, *, name: str, now: datetime | None = None
     span = _SPAN.fullmatch(text.lower())
     if span:
         seconds = float(span.group("amount")) * _UNIT_SECONDS[span.group("unit")]
-        return pd.Timestamp(now or datetime.now(timezone.utc)).tz_convert("UTC") - timedelta(seconds=seconds)
+        return pd.Timestamp(now or datetime.now(UTC)).tz_convert("UTC") - timedelta(seconds=seconds)
     try:
         stamp = pd.Timestamp(text) if text else None
     except (ValueError, OverflowError):
@@ -43,7 +43,7 @@ def parse_time_bound(value: TimeBound, *, name: str, now: datetime | None = None
 def parse_window(since: TimeBound, until: TimeBound, *, now: datetime | None = None
                  ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
     """Both bounds at once, against one `now`, refusing a window that ends before it starts."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     start = parse_time_bound(since, name="since", now=now)
     end = parse_time_bound(until, name="until", now=now)
     if start is not None and end is not None and start > end:

@@ -19,11 +19,11 @@ With `incidents=False` ERROR is equally likely everywhere (the baseline, 4 %), s
 statistical search should find nothing. Other exit statuses are never affected.
 """
 
-from .settings import DEMO_API_KEY, DEMO_FLEET
 from .app import Simulator, create_app
 from .fleet import Fleet, generate_fleet
 from .incidents import Incident
 from .server import demo_client, running_server
+from .settings import DEMO_API_KEY, DEMO_FLEET
 
 __all__ = ["DEMO_API_KEY", "DEMO_FLEET", "Fleet", "Incident", "Simulator", "create_app", "demo_client",
            "generate_fleet", "running_server"]

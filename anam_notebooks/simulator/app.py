@@ -13,8 +13,9 @@ import math
 import random
 import re
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,12 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .settings import DEMO_API_KEY
 from .artifacts import has_recording, recording_url
 from .fleet import Fleet, generate_fleet
 from .knobs import Knobs, TokenBucket
 from .listing import SessionIndex, page_of
 from .openapi import openapi_bytes
+from .settings import DEMO_API_KEY
 from .timefmt import from_ms, parse_iso, to_ms
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

@@ -11,7 +11,7 @@ import hmac
 import random
 import zlib
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .timefmt import parse_iso
 
@@ -37,7 +37,7 @@ def keeps_transcript(record: Mapping) -> bool:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def build_transcript(record: Mapping, seed: int) -> dict:
@@ -48,7 +48,7 @@ def build_transcript(record: Mapping, seed: int) -> dict:
         end = parse_iso(record["endTime"]) if record.get("endTime") else None
         horizon = end or max(start, parse_iso(record.get("updatedAt") or record["startTime"]))
     except (KeyError, TypeError, ValueError):  # a hand-made record with odd times: no messages
-        start = horizon = datetime.now(timezone.utc)
+        start = horizon = datetime.now(UTC)
     seconds = (horizon - start).total_seconds()
     count = max(0, min(60, int(seconds / rnd.uniform(8, 16))))
     offsets = sorted(rnd.uniform(0.5, max(seconds - 0.5, 0.5)) for _ in range(count))
@@ -116,7 +116,7 @@ def has_recording(record: Mapping) -> bool:
 
 def recording_url(record: Mapping, now: datetime | None = None) -> str:
     """A presigned-style S3 URL valid for an hour from `now`."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     key = f"sessions/{record['id']}/recording.mp4"
     credential = f"ASIADEMOSIMULATOR000%2F{now:%Y%m%d}%2Feu-west-1%2Fs3%2Faws4_request"

@@ -14,8 +14,16 @@ import numpy as np
 
 from .artifacts import Transcripts
 from .incidents import Incident, pod_incident, replicaset_incident
-from .personas import (CLIENT_LABELS, LABEL_WEIGHTS, SDK_VERSIONS, USER_AGENTS, Cast, build_cast,
-                       client_metadata, persona_config)
+from .personas import (
+    CLIENT_LABELS,
+    LABEL_WEIGHTS,
+    SDK_VERSIONS,
+    USER_AGENTS,
+    Cast,
+    build_cast,
+    client_metadata,
+    persona_config,
+)
 from .timefmt import STYLE_WEIGHTS, format_many, parse_iso, parse_span, to_ms, utc_end
 from .topology import Topology, build_topology, engine_host
 

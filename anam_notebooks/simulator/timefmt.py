@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -34,12 +34,12 @@ def parse_span(span: timedelta | str) -> timedelta:
 def utc_end(end: datetime | None) -> datetime:
     """The fleet's end instant: now (UTC) when None; naive datetimes are taken as UTC."""
     if end is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     if not isinstance(end, datetime):
         raise ValueError(f"end={end!r} is not a datetime: give a datetime or None for now")
     if end.tzinfo is None:
-        return end.replace(tzinfo=timezone.utc)
-    return end.astimezone(timezone.utc)
+        return end.replace(tzinfo=UTC)
+    return end.astimezone(UTC)
 
 
 def to_ms(moment: datetime) -> int:
@@ -48,7 +48,7 @@ def to_ms(moment: datetime) -> int:
 
 
 def from_ms(ms: float) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def format_many(ms: np.ndarray, styles: np.ndarray, micros: np.ndarray) -> list[str]:
@@ -75,4 +75,4 @@ def format_many(ms: np.ndarray, styles: np.ndarray, micros: np.ndarray) -> list[
 
 def parse_iso(text: str) -> datetime:
     """Parse any of the API's ISO-8601 forms into an aware UTC datetime."""
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
+    return datetime.fromisoformat(text).astimezone(UTC)

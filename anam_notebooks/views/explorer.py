@@ -15,7 +15,6 @@ from .colors import MISSING_LABEL, status_label
 from .lookup import SessionLookup
 from .plots import session_timeline
 
-
 _ALL = "(all)"
 _MISSING_VALUE = object()
 _FILTERS = {"region": "engine_region", "version": "engine_version", "pod": "engine_pod",

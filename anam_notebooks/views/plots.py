@@ -16,11 +16,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from pandas.tseries.frequencies import to_offset
 from plotly.subplots import make_subplots
 
-from .colors import ACTIVE_LABEL, MISSING_LABEL, KNOWN_STATUS_COLORS, hashed_color, status_color
-from .html import format_duration
 from ..analysis.failures import FailureSpec, is_failure
+from ..data.checks import check_frame, check_freq
+from .colors import ACTIVE_LABEL, KNOWN_STATUS_COLORS, MISSING_LABEL, hashed_color, status_color
+from .html import format_duration
 
 __all__ = [
     "session_timeline", "exit_status_over_time", "host_health", "session_detail",
@@ -34,16 +36,6 @@ _ROLE_COLORS = {"user": "#1f77b4", "persona": "#9467bd"}
 
 
 # ---------------------------------------------------------------- shared helpers
-
-def _require(df: pd.DataFrame, *columns: str) -> None:
-    """Raise a ValueError naming the missing column and the frame's valid columns."""
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
-    for column in columns:
-        if column not in df.columns:
-            valid = ", ".join(repr(c) for c in df.columns)
-            raise ValueError(f"column {column!r} is not in the frame; valid columns: {valid}")
-
 
 def _zone(tz: str | None) -> ZoneInfo:
     """The display zone (UTC when None); an unknown name raises naming the bad value."""
@@ -124,17 +116,6 @@ def _note(fig: go.Figure, text: str) -> None:
                        y=1.0, xanchor="left", yanchor="bottom", font={"size": 11, "color": "#a33"})
 
 
-def _fixed_freq(freq: str) -> pd.DateOffset:
-    """The bucket size as a fixed offset; a bad or calendar-sized `freq` raises naming it."""
-    try:
-        offset = pd.tseries.frequencies.to_offset(freq)
-        offset.nanos  # raises for calendar offsets (months, business days) that floor cannot use
-    except (ValueError, TypeError) as exc:
-        raise ValueError(
-            f"freq {freq!r} is not a fixed time span; use e.g. '15min', '1h' or '1D'") from exc
-    return offset
-
-
 def _group_colors(labels: Sequence[str], by: str) -> dict[str, str]:
     if by == "exit_status":
         return {label: status_color(label) for label in labels}
@@ -177,7 +158,7 @@ def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exi
     responsive; past `max_sessions`, failures and active sessions are all kept, the rest are
     sampled, and a note on the figure says so.
     """
-    _require(df, "start_time", "exit_status", by, color)
+    check_frame(df, ["start_time", "exit_status", by, color])
     if max_sessions < 1:
         raise ValueError(f"max_sessions must be a positive integer, got {max_sessions!r}")
     zone = _zone(tz)
@@ -292,8 +273,8 @@ def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureS
                           tz: str | None = None) -> go.Figure:
     """Stacked session counts per exit status per bucket, the failure rate beneath, and a dotted
     line where each engine version first appears (a rollout)."""
-    _require(df, "start_time", "exit_status")
-    zone, offset = _zone(tz), _fixed_freq(freq)
+    check_frame(df, ["start_time", "exit_status"])
+    zone, offset = _zone(tz), to_offset(check_freq(freq))
     title = f"Exit statuses per {freq}"
     placed = df[df["start_time"].notna()]
     if placed.empty:
@@ -355,10 +336,10 @@ def host_health(df: pd.DataFrame, by: str = "engine_pod", freq: str = "1h",
     one failure in two sessions is not an outage); every cell's hover gives n and failures, and
     the session count is written in the cells when the grid is small enough to read.
     """
-    _require(df, "start_time", "exit_status", by)
+    check_frame(df, ["start_time", "exit_status", by])
     if min_sessions < 1:
         raise ValueError(f"min_sessions must be a positive integer, got {min_sessions!r}")
-    zone, offset = _zone(tz), _fixed_freq(freq)
+    zone, offset = _zone(tz), to_offset(check_freq(freq))
     title = f"Failure rate by {by} per {freq}"
     done = df[df["start_time"].notna() & df["exit_status"].notna()]
     if done.empty:
@@ -418,7 +399,7 @@ def session_detail(transcript_df: pd.DataFrame, session: Any = None, tz: str | N
     `session` is the session record (API dict) or its row of the sessions frame; without it the
     lifecycle is inferred from the transcript's own times.
     """
-    _require(transcript_df, "role", "text", "timestamp", "speaking_duration", "interrupted")
+    check_frame(transcript_df, ["role", "text", "timestamp", "speaking_duration", "interrupted"])
     zone = _zone(tz)
     life = _lifecycle(session)
     title = "Session " + _esc(life["id"]) if life["id"] else "Session transcript"
@@ -514,11 +495,11 @@ def _lifecycle(session: Any) -> dict[str, Any]:
 
 def duration_distribution(df: pd.DataFrame, by: str = "engine_version") -> go.Figure:
     """Box plot of finished sessions' durations (minutes) per value of `by`, with n in names."""
-    _require(df, by)
+    check_frame(df, [by])
     if "duration" in df.columns:
         minutes = pd.to_timedelta(df["duration"]).dt.total_seconds() / 60
     else:
-        _require(df, "session_length_ms")
+        check_frame(df, ["session_length_ms"])
         minutes = pd.to_numeric(df["session_length_ms"], errors="coerce").astype(float) / 60000
     title = f"Session duration by {by}"
     keep = minutes.notna()
