@@ -79,9 +79,8 @@ def prepare_notebook(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, 
 def render_html(nb: nbformat.NotebookNode | str | Path, *, title: str,
                 facts: Iterable[tuple[str, str]] = (), keep_input: bool = False) -> str:
     """HTML of an executed notebook: header with `facts`, inputs hidden unless `keep_input`."""
-    if not isinstance(nb, nbformat.NotebookNode):
-        nb = nbformat.read(str(nb), as_version=4)
-    nb, figures = prepare_notebook(nb)
+    node = nb if isinstance(nb, nbformat.NotebookNode) else nbformat.read(str(nb), as_version=4)
+    nb, figures = prepare_notebook(node)
     plotlyjs = ""
     if figures:
         from plotly.offline import get_plotlyjs

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from ..api.config import API_KEY_ENV, API_URL_ENV, api_key_from_env, base_url_from_env
 from ..data.timespan import parse_window
 from .execute import notebook_parameters, run_notebook
@@ -82,13 +84,14 @@ def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[s
     facts = header_facts(notebook, parameters, source, generated)
     executed = out_dir / f"{notebook.stem}.ipynb"
     error = None
+    nb: nbformat.NotebookNode | Path
     try:
         nb = run_notebook(notebook, executed, parameters, env=env)
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"
         if not executed.exists():
             return Report(notebook, executed, None, error)
-        nb = executed
+        nb = executed  # the partly executed notebook still renders, error cell included
     title = notebook.stem.split("_", 1)[-1].replace("_", " ").capitalize()
     html = write_report(nb, out_dir / f"{notebook.stem}.html", title=title, facts=facts,
                         keep_input=keep_input)

@@ -247,7 +247,8 @@ def create_app(fleet: Fleet | None = None, *, api_key: str = DEMO_API_KEY, laten
     async def unrouted(request: Request, exc: HTTPException) -> Response:
         return error(exc.status_code, f"No route for {request.method} {request.url.path}")
 
-    app = Starlette(exception_handlers={404: unrouted, 405: unrouted}, routes=[
+    handlers: dict[Any, Any] = {404: unrouted, 405: unrouted}
+    app = Starlette(exception_handlers=handlers, routes=[
         route("/v1/sessions", "list", simulator.list_sessions),
         route("/v1/sessions/{id}", "get", simulator.get_session),
         route("/v1/sessions/{id}/transcript", "transcript", simulator.get_transcript),

@@ -21,6 +21,7 @@ from plotly.subplots import make_subplots
 
 from ..analysis.failures import FailureSpec, is_failure
 from ..data.checks import check_frame, check_freq
+from ..data.timespan import as_utc
 from .colors import ACTIVE_LABEL, KNOWN_STATUS_COLORS, MISSING_LABEL, hashed_color, status_color
 from .html import format_duration
 
@@ -182,9 +183,7 @@ def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exi
                      f"active session, the rest sampled (max_sessions={max_sessions})")
         placed, failed, active = placed[keep], failed[keep], active[keep]
 
-    now_ts = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    if now_ts.tzinfo is None:
-        now_ts = now_ts.tz_localize("UTC")
+    now_ts = pd.Timestamp.now(tz="UTC") if now is None else as_utc(now)
     start_utc = pd.to_datetime(placed["start_time"], utc=True)
     end_utc = pd.to_datetime(placed["end_time"], utc=True) if "end_time" in placed else None
     if end_utc is None:
