@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..api.ids import UUID_PATTERN
 from .artifacts import has_recording, recording_url
 from .fleet import Fleet, generate_fleet
 from .knobs import Knobs, TokenBucket
@@ -31,7 +32,7 @@ from .openapi import openapi_bytes
 from .settings import DEMO_API_KEY
 from .timefmt import from_ms, parse_iso, to_ms
 
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(rf"^{UUID_PATTERN}$")
 POSITIVE_INT = re.compile(r"^[0-9]{1,9}$")
 REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
            429: "Too Many Requests",

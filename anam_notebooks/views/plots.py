@@ -20,7 +20,7 @@ from pandas.tseries.frequencies import to_offset
 from plotly.subplots import make_subplots
 
 from ..analysis.failures import FailureSpec, is_failure
-from ..data.checks import check_frame, check_freq
+from ..data.checks import active_mask, check_frame, check_freq
 from ..data.timespan import as_utc
 from .colors import ACTIVE_LABEL, KNOWN_STATUS_COLORS, MISSING_LABEL, hashed_color, status_color
 from .html import format_duration
@@ -85,14 +85,6 @@ def _status_labels(series: pd.Series) -> pd.Series:
 def _failure_mask(statuses: pd.Series, failures: FailureSpec) -> np.ndarray:
     """Which sessions failed, per `analysis.is_failure`; active sessions never count."""
     return np.asarray(is_failure(statuses, failures), dtype=bool) & statuses.notna().to_numpy()
-
-
-def _active_mask(df: pd.DataFrame) -> np.ndarray:
-    """Still running: the frame's `is_active`, else no end time and no exit status."""
-    if "is_active" in df.columns:
-        return df["is_active"].fillna(False).astype(bool).to_numpy()
-    ended = df["end_time"].notna() if "end_time" in df.columns else pd.Series(False, df.index)
-    return (~ended & df["exit_status"].isna()).to_numpy()
 
 
 def _status_order(labels: Iterable[str], failed: set[str]) -> list[str]:
@@ -203,7 +195,7 @@ def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exi
         return _empty(title)
 
     failed = _failure_mask(placed["exit_status"], failures)
-    active = _active_mask(placed)
+    active = active_mask(placed)
     if len(placed) > max_sessions:
         keep = failed | active
         rest = np.flatnonzero(~keep)
