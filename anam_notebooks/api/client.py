@@ -237,9 +237,16 @@ class AsyncAnamClient:
     def iter_sessions(self, *, search: str | None = None, persona_id: Any = None,
                       api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
                       stop: StopWhen | None = None) -> AsyncIterator[Record]:
-        """Every session of every page, each id once, as an async iterator.
+        """Every session of every page, each id once, newest first page by page.
 
-        See `AnamClient.iter_sessions` for how paging stays exact while sessions arrive.
+        Use it as ``async for session in client.iter_sessions(): ...`` (the blocking
+        `AnamClient.iter_sessions` is a plain iterator). Pages 2..N are read concurrently;
+        sessions that arrive meanwhile are picked up by re-reading the pages that shifted.
+        `since` (tz-aware) stops after the first page whose sessions all started earlier
+        (older ones may still be yielded: filter them yourself); `stop(record) -> bool` stops
+        after the page holding a record it accepts. Both read pages a couple at a time. If
+        pages still fail after retries, the iterator ends with
+        PaginationError, whose `.records` holds everything read.
 
         Parameters
         ----------
@@ -369,82 +376,11 @@ class AnamClient:
 
     def list_sessions(self, page: int = 1, per_page: int = 100, search: str | None = None,
                       persona_id: Any = None, api_key_id: Any = None) -> Record:
-        """One raw page of sessions, exactly as the API answered.
-
-        Parameters
-        ----------
-        page : int
-            The page number, from 1.
-        per_page : int
-            Sessions per page, 1 to 100.
-        search : str, optional
-            Matches session ids and client labels.
-        persona_id : str or uuid.UUID, optional
-            Only this persona's sessions.
-        api_key_id : str or uuid.UUID, optional
-            Only sessions started with this API key.
-
-        Returns
-        -------
-        dict
-            ``{"data": [Session, ...], "meta": {"total", "lastPage", "currentPage", ...}}``.
-
-        Raises
-        ------
-        BadRequestError
-            The API refused the query (400).
-        ValueError
-            Before any request, for a page below 1, a per_page outside 1..100 or a filter that
-            is not a UUID.
-        AnamAPIError
-            Any other error answer after retries.
-        AnamConnectionError
-            The API could not be reached.
-        """
         return self._run(self._async.list_sessions, page, per_page, search, persona_id, api_key_id)
 
     def iter_sessions(self, *, search: str | None = None, persona_id: Any = None,
                       api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
                       stop: StopWhen | None = None) -> Iterator[Record]:
-        """Every session of every page, each id once, newest first page by page.
-
-        Pages 2..N are read concurrently; sessions that arrive meanwhile are picked up by
-        re-reading the pages that shifted. `since` (tz-aware) stops after the first page whose
-        sessions all started earlier (older ones may still be yielded: filter them yourself);
-        `stop(record) -> bool` stops after the page holding a record it accepts. Both read
-        pages a couple at a time. If pages still fail after retries, the iterator ends with
-        PaginationError, whose `.records` holds everything read.
-
-        Parameters
-        ----------
-        search : str, optional
-            Matches session ids and client labels.
-        persona_id : str or uuid.UUID, optional
-            Only this persona's sessions.
-        api_key_id : str or uuid.UUID, optional
-            Only sessions started with this API key.
-        per_page : int
-            Sessions per request, 1 to 100.
-        since : datetime, optional
-            Timezone-aware: stop after the first page whose sessions all started earlier
-            (older ones may still be yielded: filter them yourself).
-        stop : callable, optional
-            ``stop(record) -> bool``: stop after the page holding a record it accepts.
-
-        Yields
-        ------
-        dict
-            Each session record once, newest first page by page.
-
-        Raises
-        ------
-        ValueError
-            Before any request, for a bad filter, `per_page`, `since` or `stop`.
-        PaginationError
-            When pages still fail after retries; it carries everything already read.
-        AnamAPIError
-            An error answer on the first page (401 is `AuthenticationError`).
-        """
         batches = self._async._session_batches(search=search, persona_id=persona_id,
                                                api_key_id=api_key_id, per_page=per_page,
                                                since=since, stop=stop)
@@ -455,7 +391,7 @@ class AnamClient:
 
 
 # The blocking methods behave exactly like the coroutines they run: one text documents both.
-for _name in ("get_session", "get_transcript", "get_recording_url"):
+for _name in ("get_session", "get_transcript", "get_recording_url", "list_sessions", "iter_sessions"):
     getattr(AnamClient, _name).__doc__ = getattr(AsyncAnamClient, _name).__doc__
 
 
