@@ -211,3 +211,23 @@ def response_gaps(session_id: pd.Series, turn_index: np.ndarray, role: pd.Series
     after = np.flatnonzero(ok) + 1
     gaps[after] = (micros[after] - micros[after - 1] - spoken[after - 1]) / 1e6
     return gaps
+
+
+def empty_turns() -> pd.DataFrame:
+    """A typed turns frame with no rows."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in TURN_COLUMNS.items()},
+                        index=pd.RangeIndex(0, name="turn"))
+
+
+def concat_turns(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Turns frames stacked, dtypes kept (roles re-encoded with sorted categories)."""
+    parts = [f for f in frames if len(f)]
+    if not parts:
+        return empty_turns()
+    if len(parts) == 1:
+        return parts[0]
+    frame = pd.concat([f.astype({"role": object}) for f in parts], ignore_index=True)
+    roles = sorted({r for r in frame["role"].dropna().unique()})
+    frame["role"] = pd.Categorical(frame["role"], categories=pd.Index(roles, dtype=object).astype(str))
+    return frame.astype({name: dtype for name, dtype in TURN_COLUMNS.items() if name != "role"}
+                        ).rename_axis("turn")
