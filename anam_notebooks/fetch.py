@@ -231,7 +231,7 @@ def fetch_transcripts(client: Any, sessions_df: pd.DataFrame, sample: int | None
     counts["zero_data_retention"] = int(zdr.sum())
 
     store = None
-    cached_turns, outcomes = empty_turns(), {}
+    cached_turns, outcomes = empty_turns(), dict[str, str]()
     if cache is not None and cache is not False:
         orgs = frame["organization_id"].dropna() if "organization_id" in frame.columns else pd.Series([])
         store = open_transcript_store(cache, client.base_url, str(orgs.iloc[0]) if len(orgs) else None)

@@ -105,7 +105,7 @@ def response_latency(turns: pd.DataFrame, sessions: pd.DataFrame, by: str = "eng
     known = pd.Index(labels.index.astype(str)).get_indexer(pd.Index(sid, dtype=object).astype(str))
     matched = known >= 0
     group_of = pd.Series(labels.astype(object).to_numpy(), dtype=object).reindex(known).to_numpy()
-    group_of = np.where(pd.isna(group_of), None, group_of)
+    group_of = np.asarray(np.where(pd.isna(group_of), None, group_of), dtype=object)
     role = turns["role"].astype(object).map(lambda r: r.strip().lower() if isinstance(r, str) else None)
     persona = (role == "persona").to_numpy(dtype=bool) & matched
     gap = turns["response_gap"].to_numpy(dtype=float, na_value=np.nan)
