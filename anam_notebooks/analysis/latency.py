@@ -166,10 +166,31 @@ def response_latency(turns: pd.DataFrame, sessions: pd.DataFrame, by: str = "eng
 
 
 def summarize_latency(table: pd.DataFrame, q: float = 0.01, slower_only: bool = True) -> str:
-    """The findings of `response_latency` in words: one sentence per group answering slower
-    (or, with `slower_only=False`, also faster) than the rest at q < `q`; else a sentence saying
-    none does. When one group is slow, the others look faster than "the rest" that includes it:
-    `slower_only` keeps the headline on the slow one."""
+    """The findings of `response_latency` in words.
+
+    One sentence per group answering slower (or, with `slower_only=False`, also faster) than the
+    rest at q < `q`, else one sentence saying none does. When one group is slow, the others look
+    faster than a "rest" that includes it: `slower_only` keeps the headline on the slow one.
+
+    Parameters
+    ----------
+    table
+        The frame `response_latency` returned.
+    q
+        Report groups whose q-value is below this (0 < q <= 1).
+    slower_only
+        Leave out groups that answer faster than the rest.
+
+    Returns
+    -------
+    str
+        The sentences, one per line.
+
+    Raises
+    ------
+    ValueError
+        When `table` lacks the latency columns or `q` is out of range.
+    """
     check_frame(table, ["sessions", "turns", "shift", "p50", "q_value"])
     if not 0 < q <= 1:
         raise ValueError(f"q={q!r} must be between 0 and 1, e.g. 0.01")

@@ -104,6 +104,27 @@ def plant_latency_regression(fleet: Fleet, *, extra_seconds: float = REGRESSION_
 
     The session records are shared and unchanged: only the transcripts' timing differs, so the
     exit-status analysis sees the same fleet. Listed in `fleet.latency_regressions`.
+
+    Parameters
+    ----------
+    fleet
+        The fleet to copy (from `generate_fleet`).
+    extra_seconds
+        Seconds added to every persona answer of the matching sessions.
+    engine_version, llm_model
+        Which sessions are slow (at least one is needed; both must match when both are given).
+    start, end
+        Optional tz-aware window of session starts.
+
+    Returns
+    -------
+    Fleet
+        A new fleet; the one given is left untouched.
+
+    Raises
+    ------
+    ValueError
+        When neither target is given or `extra_seconds` is not a number.
     """
     target = f"engine version {engine_version}" if engine_version else f"LLM {llm_model}"
     planted = LatencyRegression(extra_seconds=extra_seconds, engine_version=engine_version,

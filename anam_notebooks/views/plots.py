@@ -547,6 +547,25 @@ def response_gap_distribution(turns: pd.DataFrame, sessions: pd.DataFrame,
 
     A curve to the right is a slower group; negative gaps (overlaps) sit left of the dotted zero
     line. Names carry answers and sessions, so a curve drawn from few sessions shows it.
+
+    Parameters
+    ----------
+    turns
+        A turns frame from `fetch_transcripts`.
+    sessions
+        The sessions frame holding `by`, indexed by session id.
+    by
+        The session attribute to split by; missing values are drawn as "(missing)".
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One step line per group (labels escaped), or a figure saying there is nothing to draw.
+
+    Raises
+    ------
+    ValueError
+        When a frame lacks the needed columns.
     """
     title = f"Response gap by {by}"
     answers = _gaps_with(turns, sessions, by)
@@ -575,7 +594,29 @@ def response_gap_distribution(turns: pd.DataFrame, sessions: pd.DataFrame,
 def latency_over_time(turns: pd.DataFrame, sessions: pd.DataFrame | None = None, freq: str = "1h",
                       tz: str | None = None) -> go.Figure:
     """p50 and p90 of the response gap per time bucket (by answer time), with a dotted line
-    where each engine version first served a session (a rollout; needs `sessions`)."""
+    where each engine version first served a session (a rollout).
+
+    Parameters
+    ----------
+    turns
+        A turns frame from `fetch_transcripts`.
+    sessions
+        The sessions frame, for the rollout markers (None: no markers).
+    freq
+        The bucket, a fixed pandas offset such as "15min", "1h" or "1D".
+    tz
+        Display time zone (an IANA name), None for UTC.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The p50 and p90 lines, hover showing how many answers each point rests on.
+
+    Raises
+    ------
+    ValueError
+        For a bad `freq` or `tz`, or a frame lacking the needed columns.
+    """
     zone, offset = _zone(tz), to_offset(check_freq(freq))
     title = f"Response gap p50 / p90 per {freq}"
     answers = _gaps_with(turns, sessions, None)
