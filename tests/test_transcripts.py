@@ -233,3 +233,55 @@ def test_a_real_loopback_server_gives_the_same_turns(demo, loopback_server):
     over_http = an.fetch_transcripts(real, sessions, sample=50, progress=False)
     in_process = an.fetch_transcripts(client, sessions, sample=50, progress=False)
     pd.testing.assert_frame_equal(over_http, in_process)
+
+
+def test_an_async_client_takes_the_same_path(demo):
+    app, client, sessions = demo
+    aclient = an.AsyncAnamClient(api_key=app.state.simulator.api_key, base_url="http://anam-simulator",
+                                 transport=httpx.ASGITransport(app=app))
+    from_async = an.fetch_transcripts(aclient, sessions, sample=40, progress=False)
+    pd.testing.assert_frame_equal(from_async, an.fetch_transcripts(client, sessions, sample=40, progress=False))
+
+
+def test_a_corrupt_or_foreign_cache_part_is_reported_and_skipped(demo, tmp_path):
+    from anam_notebooks.data.store import CacheFileWarning
+    from anam_notebooks.data.transcript_store import TranscriptStore
+
+    app, client, sessions = demo
+    ended = sessions[~sessions["is_active"]]
+    first = an.fetch_transcripts(client, ended, sample=30, cache=tmp_path, progress=False)
+    org = ended["organization_id"].dropna().iloc[0]
+    store = TranscriptStore(tmp_path, base_url=client.base_url, organization_id=org)
+    # Another API's part, forged to sort first (it would win), and a file that is not Parquet.
+    other = TranscriptStore(tmp_path, base_url="https://elsewhere.example", organization_id=org)
+    other.save(first.assign(text="forged"), dict.fromkeys(first["session_id"], "transcript"))
+    other.parts()[0].rename(store.folder / "part-0-foreign.parquet")
+    (store.folder / "part-1-zzz-broken.parquet").write_bytes(b"not parquet at all")
+    stats = app.state.simulator.stats
+    stats.clear()
+    with pytest.warns(CacheFileWarning) as caught:
+        again = an.fetch_transcripts(client, ended, sample=30, cache=tmp_path, progress=False)
+    text = " ".join(str(w.message) for w in caught)
+    assert "part-0-foreign.parquet" in text and "another API" in text
+    assert "part-1-zzz-broken.parquet" in text and "could not be read" in text
+    assert stats["total"] == 0
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_many_saves_are_merged_into_one_part(demo, tmp_path):
+    from anam_notebooks.data.transcript_store import COMPACT_AFTER, TranscriptStore
+
+    _, client, sessions = demo
+    ended = sessions[~sessions["is_active"] & ~sessions["zero_data_retention"].fillna(False)]
+    for n in range(COMPACT_AFTER + 1):
+        an.fetch_transcripts(client, ended.iloc[n * 3:(n + 1) * 3], cache=tmp_path, progress=False)
+    store = TranscriptStore(tmp_path, base_url=client.base_url,
+                            organization_id=ended["organization_id"].dropna().iloc[0])
+    assert len(store.parts()) == 1
+    turns, outcomes = store.load()
+    assert len(outcomes) == 3 * (COMPACT_AFTER + 1)
+    assert set(turns["session_id"]) <= set(outcomes)
+    fresh = an.fetch_transcripts(client, ended.iloc[:3 * (COMPACT_AFTER + 1)], progress=False)
+    cached = an.fetch_transcripts(client, ended.iloc[:3 * (COMPACT_AFTER + 1)], cache=tmp_path, progress=False)
+    assert cached.attrs["requests"] == 0
+    pd.testing.assert_frame_equal(fresh, cached)
