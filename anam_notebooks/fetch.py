@@ -144,7 +144,6 @@ def _filter_locally(frame: pd.DataFrame, *, persona_id: str | None, api_key_id: 
 # ------------------------------------------------------------------------------ transcripts
 
 TRANSCRIPT_STRATA = ("engine_version", "llm_model")
-_TRANSCRIPT_BATCH = 32  # requests per slot of concurrency handed to the event loop at a time
 
 
 def fetch_transcripts(client: Any, sessions_df: pd.DataFrame, sample: int | None = None,
@@ -297,9 +296,9 @@ def _fetch_each(client: Any, ids: list[str], out: dict[str, tuple[str, Any]], sh
     aclient = client if isinstance(client, AsyncAnamClient) else getattr(client, "_async", None)
     try:
         if isinstance(aclient, AsyncAnamClient):
-            step = max(1, aclient.concurrency * _TRANSCRIPT_BATCH)
-            for first in range(0, len(ids), step):
-                RUNNER.run(_gather(aclient, ids[first:first + step], out, bar))
+            # One run for all: the client's limiter keeps `concurrency` requests in flight the
+            # whole time; answers land in `out` as they come, so an interruption keeps them.
+            RUNNER.run(_gather(aclient, ids, out, bar))
         else:  # any object with a blocking get_transcript(id)
             workers = max(1, int(getattr(client, "concurrency", 8)))
             with ThreadPoolExecutor(max_workers=workers) as threads:
