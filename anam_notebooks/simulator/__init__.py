@@ -26,7 +26,8 @@ statistical search should find nothing. Other exit statuses are never affected.
 from .app import Simulator, create_app
 from .fleet import Fleet, generate_fleet
 from .incidents import Incident
-from .latency import LatencyRegression, plant_latency_regression
+from .latency import LatencyRegression
+from .latency_scenario import plant_latency_regression
 from .server import demo_client, running_server
 from .settings import DEMO_API_KEY, DEMO_FLEET
 

@@ -14,10 +14,6 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .fleet import Fleet
 
 # The fleet-wide answer gap: median seconds, spread of a session's pace, spread of one turn.
 GAP_MEDIAN = 0.95
@@ -95,41 +91,3 @@ def demo_regression(engine_version: str) -> LatencyRegression:
                      f"{REGRESSION_SECONDS:g} s slower than the rest of the fleet: every persona "
                      "answer starts that much later after the user stops speaking."))
 
-
-def plant_latency_regression(fleet: Fleet, *, extra_seconds: float = REGRESSION_SECONDS,
-                             engine_version: str | None = None, llm_model: str | None = None,
-                             start: datetime | None = None, end: datetime | None = None) -> Fleet:
-    """A copy of `fleet` whose transcripts answer `extra_seconds` slower on the sessions of
-    `engine_version` and/or `llm_model` (optionally only those started in [start, end)).
-
-    The session records are shared and unchanged: only the transcripts' timing differs, so the
-    exit-status analysis sees the same fleet. Listed in `fleet.latency_regressions`.
-
-    Parameters
-    ----------
-    fleet
-        The fleet to copy (from `generate_fleet`).
-    extra_seconds
-        Seconds added to every persona answer of the matching sessions.
-    engine_version, llm_model
-        Which sessions are slow (at least one is needed; both must match when both are given).
-    start, end
-        Optional tz-aware window of session starts.
-
-    Returns
-    -------
-    Fleet
-        A new fleet; the one given is left untouched.
-
-    Raises
-    ------
-    ValueError
-        When neither target is given or `extra_seconds` is not a number.
-    """
-    target = f"engine version {engine_version}" if engine_version else f"LLM {llm_model}"
-    planted = LatencyRegression(extra_seconds=extra_seconds, engine_version=engine_version,
-                                llm_model=llm_model, start=start, end=end,
-                                description=f"Sessions on {target} answer {extra_seconds:g} s slower.")
-    return type(fleet)(fleet.sessions, None, fleet.incidents, seed=fleet.seed,
-                       latency_regressions=(*fleet.latency_regressions, planted),
-                       _factory=fleet._factory)
