@@ -20,7 +20,8 @@ PUBLIC_MODULES = {"anam_notebooks", "anam_notebooks.analysis", "anam_notebooks.p
 
 def test_the_three_curated_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == [
-        "01_session_lookup.ipynb", "02_engine_hosts.ipynb", "03_exit_statuses.ipynb"]
+        "01_session_lookup.ipynb", "02_engine_hosts.ipynb", "03_exit_statuses.ipynb",
+        "05_conversation_quality.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

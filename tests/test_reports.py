@@ -218,3 +218,11 @@ def test_notebooks_run_through_an_empty_window_and_a_tiny_one(tmp_path):
             assert report.error is None, (stem, params, report.error)
             if "since" in params:
                 assert "No sessions in this window" in _stream_text(report.executed)
+
+
+def test_conversation_quality_opens_with_the_planted_slowdown(reports, fleet):
+    regression, = fleet.latency_regressions
+    text = _stream_text(reports["05_conversation_quality"].executed)
+    first = next(line for line in text.splitlines() if line.startswith(("Sessions on", "No ")))
+    assert first.startswith(f"Sessions on engine_version {regression.engine_version} answer 0."), first
+    assert "s slower at the median" in first and "q = " in first

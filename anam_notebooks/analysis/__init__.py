@@ -39,6 +39,7 @@ when the parent is itself significant. `flagged` marks the remaining headlines.
 """
 
 from .failures import DEFAULT_FAILURES, FailureSpec, is_failure
+from .latency import response_latency, summarize_latency
 from .rates import failure_rates
 from .shifts import exit_status_shift
 from .suspects import DEFAULT_LEVELS, MIN_FAILURES, MIN_SESSIONS, rank_suspects
@@ -54,5 +55,7 @@ __all__ = [
     "failure_rates",
     "is_failure",
     "rank_suspects",
+    "response_latency",
+    "summarize_latency",
     "summarize_suspects",
 ]

@@ -18,7 +18,6 @@ from ..api.config import API_KEY_ENV
 from ..views.redact import is_secret_name
 
 
-
 def _apply(values: Mapping[str, str | None]) -> None:
     for name, value in values.items():
         if value is None:

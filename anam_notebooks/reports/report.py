@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from ..api.config import API_KEY_ENV, API_URL_ENV, api_key_from_env, base_url_fr
 from ..data.timespan import parse_window
 from .execute import notebook_parameters, run_notebook
 from .render import write_report
-
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[s
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     parameters = dict(parameters or {})
-    generated = datetime.now(timezone.utc)
+    generated = datetime.now(UTC)
     facts = header_facts(notebook, parameters, source, generated)
     executed = out_dir / f"{notebook.stem}.ipynb"
     error = None
