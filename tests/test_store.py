@@ -1,4 +1,5 @@
-"""The Parquet session store: round trips, foreign/corrupt files, schema evolution, atomic
+"""The Parquet session store: a hive-partitioned dataset (read by DuckDB too), round trips,
+foreign/corrupt files, the single-file cache of earlier versions, schema evolution, atomic
 writes (a killed writer), two writing processes, and incremental refresh against the simulator."""
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import json
+
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -43,6 +47,14 @@ def test_empty_store_loads_a_typed_empty_frame(store):
     assert not store.path.exists()
 
 
+def part_files(store: SessionStore) -> list[Path]:
+    return sorted(store.path.glob("start_date=*/part-*.parquet"))
+
+
+def temp_files(store: SessionStore) -> list[str]:
+    return [p.name for p in store.directory.rglob("*.tmp")]
+
+
 def test_merge_round_trips_every_column_and_dtype(store, fleet):
     frame = sessions_frame(fleet.sessions[:500])
     merged = store.merge(frame)
@@ -67,7 +79,7 @@ def test_file_name_is_a_hash_of_base_url_and_organisation(tmp_path):
     b = SessionStore(tmp_path, base_url=BASE, organization_id="org-b")
     c = SessionStore(tmp_path, base_url="http://localhost:8000/", organization_id="org-a")
     assert len({a.path, b.path, c.path}) == 3
-    assert "org-a" not in a.path.name and a.path.suffix == ".parquet"
+    assert "org-a" not in str(a.path) and a.path.parent == tmp_path and a.path.name.startswith("sessions-")
 
 
 def test_a_foreign_file_is_reported_and_rebuilt_never_mixed(tmp_path):
@@ -83,34 +95,102 @@ def test_a_foreign_file_is_reported_and_rebuilt_never_mixed(tmp_path):
     assert sorted(ours.load().index) == sorted(merged.index)  # rebuilt: no warning any more
 
 
+def test_the_store_is_a_dataset_partitioned_by_start_date(store, fleet):
+    frame = sessions_frame(fleet.sessions[:1500])
+    store.merge(frame)
+    days = sorted({str(t.date()) for t in frame.start_time.dropna()})
+    assert store.partitions() == days and len(days) > 1
+    for file in part_files(store):
+        day = file.parent.name.removeprefix("start_date=")
+        dates = pq.read_table(file, columns=["start_time"]).column("start_time").to_pandas().dt.date
+        assert {str(d) for d in dates} == {day}  # each session in the folder of its start date
+    assert len(part_files(store)) == len(days)  # one file per partition after a merge
+
+
+def test_duckdb_reads_the_cache_directly(store, fleet):
+    duckdb = pytest.importorskip("duckdb")
+    frame = sessions_frame(fleet.sessions[:1500])
+    store.merge(frame)
+    # The query shown in the README.
+    by_day = duckdb.sql(f"""
+        SELECT start_date, count(*) AS sessions, count(*) FILTER (exit_status = 'ERROR') AS errors
+        FROM read_parquet('{store.path}/*/*.parquet', hive_partitioning = true)
+        GROUP BY start_date ORDER BY start_date""").df()
+    expected = frame.groupby(frame.start_time.dt.strftime("%Y-%m-%d")).agg(
+        sessions=("exit_status", "size"), errors=("exit_status", lambda s: int((s == "ERROR").sum())))
+    assert [str(d)[:10] for d in by_day.start_date] == list(expected.index)
+    assert by_day.sessions.tolist() == expected.sessions.tolist()
+    assert by_day.errors.tolist() == expected.errors.tolist()
+
+
+def test_a_merge_rewrites_only_the_partitions_it_touches(store, fleet):
+    store.merge(sessions_frame(fleet.sessions[:1500]))
+    before = {p.parent.name: (p.name, p.stat().st_mtime_ns) for p in part_files(store)}
+    [newest] = fleet.sessions[:1]
+    ended = dict(newest, endTime=newest["startTime"], exitStatus="NORMAL_EXIT", sessionLengthMs=0,
+                 updatedAt="2027-01-01T00:00:00Z")
+    store.merge(sessions_frame([ended]))
+    after = {p.parent.name: (p.name, p.stat().st_mtime_ns) for p in part_files(store)}
+    changed = {day for day in after if after[day] != before.get(day)}
+    assert changed == {"start_date=" + str(pd.Timestamp(newest["startTime"]).date())}
+    assert store.load().loc[newest["id"], "exit_status"] == "NORMAL_EXIT"
+
+
 @pytest.mark.parametrize("content", [b"", b"not parquet at all", b"PAR1" + b"\0" * 100])
 def test_a_corrupt_file_is_reported_and_rebuilt(store, content):
-    store.directory.mkdir(parents=True)
-    store.path.write_bytes(content)
+    store.merge(sessions_frame(make_records("x", 2)))
+    assert store.covered_since() is False
+    store.merge(sessions_frame(make_records("x", 2)), covered_since=None)
+    [part] = part_files(store)
+    part.write_bytes(content)
     with pytest.warns(CacheFileWarning, match="could not be read"):
         assert store.load().empty
-    with pytest.warns(CacheFileWarning):
-        store.merge(sessions_frame(make_records("x", 2)))
+    assert store.covered_since() is False  # rows were lost: the next refresh reads everything
+    store.merge(sessions_frame(make_records("x", 2)))
     assert len(store.load()) == 2
 
 
 def test_another_schema_version_is_reported_and_rebuilt(store):
     store.merge(sessions_frame(make_records("x", 2)))
-    table = pq.read_table(store.path)
-    metadata = dict(table.schema.metadata)
-    metadata[b"anam_notebooks.schema_version"] = b"0"
-    pq.write_table(table.replace_schema_metadata(metadata), store.path)
+    meta = json.loads((store.path / "_store.json").read_text())
+    (store.path / "_store.json").write_text(json.dumps({**meta, "schema_version": "0"}))
     with pytest.warns(CacheFileWarning, match="schema version is '0'"):
         assert store.load().empty
+    with pytest.warns(CacheFileWarning):
+        store.merge(sessions_frame(make_records("y", 3)))
+    assert sorted(store.load().index) == ["y-00000", "y-00001", "y-00002"]
+
+
+def test_a_single_file_cache_of_an_earlier_version_is_migrated(store, fleet):
+    frame = sessions_frame(fleet.sessions[:300])
+    table = pa.Table.from_pandas(frame.drop(columns=["stale_active"]).reset_index(), preserve_index=False)
+    store.directory.mkdir(parents=True)
+    pq.write_table(table.replace_schema_metadata({
+        b"anam_notebooks.key": store.key.encode(), b"anam_notebooks.schema_version": b"1",
+        b"anam_notebooks.covered_since": b"all"}), store.path.with_suffix(".parquet"))
+    with pytest.warns(CacheFileWarning, match="single-file cache from an earlier version; its 300 sessions"):
+        loaded = store.load()
+    pd.testing.assert_frame_equal(loaded.sort_index(), frame.sort_index())
+    assert store.covered_since() is None and not store.path.with_suffix(".parquet").exists()
+    assert part_files(store)
+
+
+def test_an_unreadable_single_file_cache_is_reported_and_rebuilt(store):
+    store.directory.mkdir(parents=True)
+    store.path.with_suffix(".parquet").write_bytes(b"not parquet")
+    with pytest.warns(CacheFileWarning, match="earlier version, but it could not be read"):
+        assert store.load().empty
+    assert not store.path.with_suffix(".parquet").exists() and store.covered_since() is False
 
 
 def test_a_file_from_before_new_columns_loads_with_old_data_kept(store, fleet):
     frame = sessions_frame(fleet.sessions[:200])
     store.merge(frame)
-    table = pq.read_table(store.path)
-    older = table.drop_columns(["sdk_version", "engine_region", "engine_replicaset", "engine_pod",
-                                "duration"])
-    pq.write_table(older.replace_schema_metadata(table.schema.metadata), store.path)
+    for part in part_files(store):
+        table = pq.read_table(part)
+        older = table.drop_columns(["sdk_version", "engine_region", "engine_replicaset", "engine_pod",
+                                    "duration"])
+        pq.write_table(older.replace_schema_metadata(table.schema.metadata), part)
     loaded = store.load()
     assert list(loaded.columns) == list(frame.columns)
     assert loaded.sdk_version.isna().all()  # could not be known: null, not an error
@@ -132,7 +212,7 @@ def test_a_writer_that_fails_midway_leaves_the_old_cache(store, monkeypatch):
         store.merge(sessions_frame(make_records("new", 10)))
     monkeypatch.undo()
     pd.testing.assert_frame_equal(store.load(), before)
-    assert [p.name for p in store.directory.iterdir() if p.suffix == ".tmp"] == []
+    assert temp_files(store) == []
 
 
 KILLED_WRITER = """
@@ -170,7 +250,7 @@ def test_a_writer_killed_with_sigkill_leaves_the_old_cache_readable(store):
     # the lock died with the process; the next write goes through and sweeps the leftovers
     store.merge(sessions_frame(make_records("after", 1)))
     assert len(store.load()) == 11
-    assert [p.name for p in store.directory.iterdir() if p.suffix == ".tmp"] == []
+    assert temp_files(store) == []
 
 
 CONCURRENT_WRITER = """
@@ -248,7 +328,7 @@ def test_refresh_after_new_and_ended_sessions_equals_a_full_fetch(tmp_path, live
 
 def test_refresh_rereads_active_sessions_that_the_head_does_not_reach(tmp_path, live):
     simulator, client = live
-    deep = simulator.fleet.sessions[450]
+    deep = simulator.fleet.sessions[300]  # about 18 hours before the newest session
     deep.update(endTime=None, sessionLengthMs=None, exitStatus=None)  # still running, far down
     store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
     assert store.refresh(client).loc[deep["id"], "is_active"]
@@ -284,13 +364,13 @@ def test_fetch_sessions_with_a_cache_directory(tmp_path, live):
     second = fetch_sessions(client, cache=tmp_path, progress=False)
     assert len(second) == 830
     assert simulator.stats["list"] <= 1 + 3  # organisation look-up + the head
-    [cache_file] = [p for p in tmp_path.iterdir() if p.suffix == ".parquet"]
-    assert pq.read_schema(cache_file).metadata[b"anam_notebooks.key"].decode().endswith(
-        first.organization_id.iloc[0])
+    [dataset] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    meta = json.loads((dataset / "_store.json").read_text())
+    assert meta["key"].endswith(first.organization_id.iloc[0]) and meta["covered_since"] == "all"
 
 
 def test_fetch_sessions_cache_true_uses_the_per_user_directory(tmp_path, live, monkeypatch):
     simulator, client = live
     monkeypatch.setenv("ANAM_NOTEBOOKS_CACHE", str(tmp_path / "user-cache"))
     fetch_sessions(client, cache=True, progress=False, limit=3)
-    assert len(list((tmp_path / "user-cache").glob("sessions-*.parquet"))) == 1
+    assert len(list((tmp_path / "user-cache").glob("sessions-*/_store.json"))) == 1

@@ -1,8 +1,9 @@
 """Session records → the typed sessions frame (the contract is in `columns`).
 
-`sessions_frame` reads records in chunks into compact Arrow columns (so a million records
-never sit in memory twice), converts each column in one vectorised step, parses engine hosts
-once per distinct host, and reports malformed fields as warnings instead of failing.
+`sessions_frame` reads records in chunks into compact Arrow columns as they arrive (records
+are dropped chunk by chunk, so a million of them never sit in memory at once), converts each
+column in one vectorised step, parses engine hosts once per distinct host, and reports
+malformed fields as warnings instead of failing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import union_categoricals
 
+from ..api.errors import PaginationError
 from .columns import CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME
 from .engine_host import parse_engine_host
 from .fields import (
@@ -45,6 +47,10 @@ _CHUNK = 1024
 _MAX_LENGTH_MS = (2**63 - 1) // 1000
 _EMPTY: dict[str, Any] = {}
 _CATEGORIES_DTYPE = pd.Index([], dtype=object).astype(str).dtype
+# An "active" session that started this long before the newest session of the frame is not
+# running any more: no Anam session lasts a day (the platform caps sessions far below it), so
+# its end was lost. `stale_active` marks it; a cache refresh stops re-reading it.
+STALE_AFTER = pd.Timedelta(hours=24)
 
 
 _OBJECT_TYPES = {dict, type(None)}
@@ -293,14 +299,25 @@ def sessions_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     problems = Problems()
     iterator = iter(records)
     tables = []
-    while chunk := list(itertools.islice(iterator, _CHUNK)):  # may page over the network
-        with _gc_paused():
-            tables.append(_chunk_table(chunk, problems))
+    try:
+        while chunk := list(itertools.islice(iterator, _CHUNK)):  # may page over the network
+            with _gc_paused():
+                tables.append(_chunk_table(chunk, problems))
+            del chunk
+    except PaginationError as exc:
+        # The records read before the failure were consumed here: keep them on the error.
+        problems.emit("sessions_frame")
+        exc.frame = _tables_frame(tables)
+        raise
     problems.emit("sessions_frame")
+    return _tables_frame(tables)
+
+
+def _tables_frame(tables: list[pa.Table]) -> pd.DataFrame:
     if not tables or not sum(t.num_rows for t in tables):
         return empty_sessions_frame()
     table = pa.concat_tables(tables)
-    del tables
+    tables.clear()
     return frame_from_arrow(table)
 
 
@@ -324,7 +341,23 @@ def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
     if "engine_host" in frame.columns and not all(p in frame.columns for p in parts):
         for column, values in _engine_parts(frame["engine_host"].array).items():
             frame[column] = values
-    return normalise_sessions_frame(keep_latest(frame))
+    frame = keep_latest(frame)
+    frame["stale_active"] = stale_active(frame)
+    return normalise_sessions_frame(frame)
+
+
+def stale_active(frame: pd.DataFrame) -> np.ndarray:
+    """Active sessions that started more than STALE_AFTER before the newest session in the
+    frame (the server's "now", whatever the local clock says): their end was never recorded."""
+    if "is_active" not in frame.columns or "start_time" not in frame.columns or frame.empty:
+        return np.zeros(len(frame), dtype=bool)
+    start = frame["start_time"].to_numpy(dtype="datetime64[us]")
+    known = ~np.isnat(start)
+    if not known.any():
+        return np.zeros(len(frame), dtype=bool)
+    cutoff = start[known].max() - STALE_AFTER.to_timedelta64()
+    active = frame["is_active"].fillna(False).to_numpy(dtype=bool)
+    return active & known & (start < cutoff)
 
 
 def newest_first(frame: pd.DataFrame) -> pd.DataFrame:
