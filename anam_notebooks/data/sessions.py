@@ -299,13 +299,21 @@ def sessions_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     problems = Problems()
     iterator = iter(records)
     tables = []
+    chunk: list[Any] = []
     try:
-        while chunk := list(itertools.islice(iterator, _CHUNK)):  # may page over the network
+        while True:
+            chunk.extend(itertools.islice(iterator, _CHUNK))  # may page over the network
+            if not chunk:
+                break
             with _gc_paused():
                 tables.append(_chunk_table(chunk, problems))
-            del chunk
+            chunk.clear()
     except PaginationError as exc:
-        # The records read before the failure were consumed here: keep them on the error.
+        # The records read before the failure were consumed here (`extend` keeps the ones of
+        # an unfinished chunk): they go on the error as a frame.
+        if chunk:
+            tables.append(_chunk_table(chunk, problems))
+            chunk.clear()
         problems.emit("sessions_frame")
         exc.frame = _tables_frame(tables)
         raise
