@@ -4,16 +4,15 @@ writes (a killed writer), two writing processes, and incremental refresh against
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
-import time
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-import json
 
 import pandas as pd
 import pyarrow as pa
@@ -406,8 +405,8 @@ def test_a_first_read_killed_with_sigkill_resumes_where_it_stopped(tmp_path, fle
     sessions keep arriving; the next run reads only the rest and ends with exactly the server's
     sessions."""
     from anam_notebooks.api.client import AnamClient
-    from anam_notebooks.simulator import DEMO_API_KEY
     from anam_notebooks.data.sessions import newest_first
+    from anam_notebooks.simulator import DEMO_API_KEY
 
     app = create_app(fleet, latency=0.02, drift=1, seed=3)
     simulator = app.state.simulator

@@ -242,7 +242,7 @@ class Pager:
         return len(self.seen) + len(self.prior)
 
     # -- the pass -------------------------------------------------------------------------
-    async def run(self) -> AsyncIterator[list[Record]]:
+    async def run(self) -> AsyncIterator[Batch]:
         first = await self._read(1)
         if isinstance(first, AnamError):
             raise first
@@ -315,7 +315,7 @@ class Pager:
                 return
             yield self._accept(page)
 
-    async def _blind(self, start: int) -> AsyncIterator[list[Record]]:
+    async def _blind(self, start: int) -> AsyncIterator[Batch]:
         """No total in the answers: read waves of pages until an empty or short page."""
         number = start
         while True:
@@ -332,7 +332,7 @@ class Pager:
                     return
             number += self.concurrency
 
-    async def _towards_stop(self, first: Page, last: int) -> AsyncIterator[list[Record]]:
+    async def _towards_stop(self, first: Page, last: int) -> AsyncIterator[Batch]:
         """Page in small waves until the `since`/`stop` condition holds, then set `self.floor`
         to the lowest tail position the stopping page covered (it stays 0 when read to the end).
         If the newest-first order does not hold, read every remaining page instead."""
@@ -398,7 +398,7 @@ class Pager:
         remaining = order.pages_until(self.since, self.per_page)
         return max(1, min(self.concurrency, remaining or STOP_WAVE))
 
-    async def _repair(self) -> AsyncIterator[list[Record]]:
+    async def _repair(self) -> AsyncIterator[Batch]:
         """Re-read where tail positions were missed until the coverage is whole and (for a full
         read) the id count equals the server's total; give up when rounds stop making progress."""
         floor = self.floor

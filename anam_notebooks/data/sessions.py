@@ -365,7 +365,8 @@ def stale_active(frame: pd.DataFrame) -> np.ndarray:
         return np.zeros(len(frame), dtype=bool)
     cutoff = start[known].max() - STALE_AFTER.to_timedelta64()
     active = frame["is_active"].fillna(False).to_numpy(dtype=bool)
-    return active & known & (start < cutoff)
+    stale: np.ndarray = active & known & (start < cutoff)
+    return stale
 
 
 def newest_first(frame: pd.DataFrame) -> pd.DataFrame:

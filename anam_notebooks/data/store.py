@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import pandas as pd
@@ -115,7 +115,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / _APP_DIR
 
 
-Covered = pd.Timestamp | None | bool
+Covered: TypeAlias = pd.Timestamp | None | bool
 
 
 class SessionStore:
@@ -181,7 +181,7 @@ class SessionStore:
             return None
         if not covered:
             return False
-        return pd.Timestamp(covered)
+        return cast(pd.Timestamp, pd.Timestamp(covered))
 
     def _meta(self) -> dict[str, Any] | None:
         """The dataset's `_store.json`, or None (with a warning) when it is missing or foreign."""
@@ -206,7 +206,7 @@ class SessionStore:
         if problem is not None:
             self._warn(problem)
             return None
-        return meta
+        return cast(dict[str, Any], meta)
 
     def _foreign(self, key: Any, version: Any) -> str | None:
         if key != self.key:
@@ -263,7 +263,9 @@ class SessionStore:
         if self.path.exists():
             self._legacy.unlink(missing_ok=True)
             return
-        frame, covered, problem = None, False, None
+        frame: pd.DataFrame | None = None
+        covered: Covered = False
+        problem: str | None = None
         try:
             parquet = pq.ParquetFile(self._legacy)
             metadata = parquet.schema_arrow.metadata or {}
@@ -358,7 +360,8 @@ class SessionStore:
                       lambda sink: pq.write_table(table, sink, compression="zstd"))
 
     def _write_meta(self, covered: Covered) -> None:
-        mark = _ALL_HISTORY if covered is None else (covered.isoformat() if covered is not False else "")
+        mark = _ALL_HISTORY if covered is None else (
+            covered.isoformat() if isinstance(covered, pd.Timestamp) else "")
         body = {"key": self.key, "schema_version": SCHEMA_VERSION, "covered_since": mark,
                 "refreshed_at": datetime.now(UTC).isoformat(), "partitioned_by": _PARTITION}
         data = json.dumps(body, indent=1).encode()
