@@ -376,4 +376,7 @@ def newest_first(frame: pd.DataFrame) -> pd.DataFrame:
     id_rank = np.empty(len(frame), dtype=np.int64)
     id_rank[np.asarray(frame.index.argsort())] = np.arange(len(frame))
     times = frame["start_time"].to_numpy(dtype="datetime64[us]").view(np.int64)  # NaT is the minimum
-    return frame.iloc[np.lexsort((id_rank, times))[::-1]]
+    order = np.lexsort((id_rank, times))[::-1]
+    if (order == np.arange(len(order))).all():
+        return frame  # already in order (a loaded cache): no copy of a million rows
+    return frame.iloc[order]
