@@ -326,6 +326,17 @@ def test_refresh_after_new_and_ended_sessions_equals_a_full_fetch(tmp_path, live
     assert not refreshed.loc[was_active, "is_active"].any()
 
 
+def test_a_long_new_head_is_read_in_full_whatever_the_page_budget(tmp_path, live, monkeypatch):
+    import anam_notebooks.data.store as store_module
+
+    simulator, client = live
+    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
+    store.refresh(client)
+    monkeypatch.setattr(store_module, "HEAD_PAGES", 1)
+    simulator.add_sessions(450)  # a long weekend without a refresh
+    pd.testing.assert_frame_equal(store.refresh(client), full_fetch(client))
+
+
 def test_refresh_rereads_active_sessions_that_the_head_does_not_reach(tmp_path, live):
     simulator, client = live
     deep = simulator.fleet.sessions[300]  # about 18 hours before the newest session

@@ -480,15 +480,18 @@ class SessionStore:
         oldest_live = by_pages["start_time"].min() if len(by_pages) else pd.NaT
         since = newest if pd.isna(oldest_live) else min(newest, oldest_live)
         pending = set(by_pages.index)
-        state = {"records": 0, "joined": False}
+        state = {"after_join": 0, "joined": False}
 
         def stop(record: Mapping[str, Any]) -> bool:
-            """Past the stored head and every active session (or out of page budget)."""
-            state["records"] += 1
+            """Past the stored head and then every active session, or HEAD_PAGES past the
+            stored head (new sessions are always read in full, however many arrived)."""
             rid = record.get("id")
             pending.discard(rid)
             state["joined"] = state["joined"] or rid in ended
-            return state["records"] >= HEAD_PAGES * PER_PAGE or bool(state["joined"] and not pending)
+            if not state["joined"]:
+                return False
+            state["after_join"] += 1
+            return not pending or state["after_join"] >= HEAD_PAGES * PER_PAGE
 
         # `since` also adds the client's newest-first check: if the order does not hold it
         # reads every page instead of trusting the stop record.
