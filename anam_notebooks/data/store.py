@@ -127,6 +127,11 @@ class SessionStore:
     `path` is the dataset directory (hive-partitioned by `start_date`), readable by any engine::
 
         duckdb.sql(f"SELECT * FROM read_parquet('{store.path}/*/*.parquet', hive_partitioning=true)")
+        polars.scan_parquet(f"{store.path}/*/*.parquet", hive_partitioning=True)
+
+    Engines type `start_date` as a date, or as text when some sessions have no start time
+    (their folder is `start_date=unknown`). Columns are the frame's, minus the derived
+    `stale_active`; the id is the column `id`. Read it while no refresh is writing, or copy it.
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, base_url: str,
