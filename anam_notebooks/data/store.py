@@ -476,12 +476,16 @@ class SessionStore:
         stored = self.load()  # newest first: a row's rank is about its place in the list
         active = stored["is_active"].to_numpy(dtype=bool)
         stale = stored["stale_active"].to_numpy(dtype=bool)
-        live = stored[active & ~stale]
-        ended = set(stored.index[~active])
+        live = stored[active & ~stale][["start_time", "updated_at"]]
+        # The head joins the stored sessions at the newest of them: only those need looking up.
+        head = slice(0, (HEAD_PAGES + STRAGGLERS + 10) * PER_PAGE)
+        ended = set(stored.index[head][~active[head]])
         newest = stored["start_time"].max()
-        depth = _head_depth(np.flatnonzero(active & ~stale) // PER_PAGE + 1)
-        by_pages = live.iloc[:int(np.searchsorted(np.flatnonzero(active & ~stale) // PER_PAGE + 1,
-                                                  depth, side="right"))]
+        stale_count = int(stale.sum())
+        live_pages = np.flatnonzero(active & ~stale) // PER_PAGE + 1
+        del stored, active, stale  # the merge below loads the cache again: never hold two
+        depth = _head_depth(live_pages)
+        by_pages = live.iloc[:int(np.searchsorted(live_pages, depth, side="right"))]
         oldest_live = by_pages["start_time"].min() if len(by_pages) else pd.NaT
         since = newest if pd.isna(oldest_live) else min(newest, oldest_live)
         pending = set(by_pages.index)
@@ -513,13 +517,13 @@ class SessionStore:
         chosen = list(missed.sort_values("updated_at", na_position="first").index[:STRAGGLERS])
         updated = sessions_frame(self._reread(client, chosen))
         self.last_refresh = {"head_sessions": len(fresh), "rereads": len(chosen),
-                             "deferred": len(missed) - len(chosen), "stale_active": int(stale.sum())}
+                             "deferred": len(missed) - len(chosen), "stale_active": stale_count}
         if len(missed) > len(chosen):
             logger.info("%d sessions still marked active were not re-read this time (at most %d per "
                         "refresh); later refreshes re-read them", len(missed) - len(chosen), STRAGGLERS)
-        if stale.any():
+        if stale_count:
             logger.info("%d sessions have been 'active' for longer than any session lasts; they are "
-                        "flagged stale_active and no longer re-read", int(stale.sum()))
+                        "flagged stale_active and no longer re-read", stale_count)
         return self.merge(concat_sessions([fresh, updated]))
 
     @staticmethod
