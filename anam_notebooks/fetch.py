@@ -88,11 +88,42 @@ def fetch_sessions(client: Any = None, since: TimeBound = None, until: TimeBound
                    cache: bool | str | Path | None = None, progress: Progress = True) -> pd.DataFrame:
     """Sessions in [since, until] as the typed frame, newest first.
 
-    since/until: datetime (naive = UTC), ISO-8601 string, or a span before now ("90m", "24h",
-    "7d", "2w"). Paging starts at the newest end and stops once past `since`. `limit` keeps the
-    newest N. cache: None/False = none, True = the per-user cache directory, or a directory path;
-    cached sessions are refreshed incrementally. progress: True shows a bar in Jupyter or on a
-    terminal and stays quiet when headless; "always" forces it; False hides it.
+    Records stream from the pages into the frame chunk by chunk; nothing holds all raw
+    records at once, so memory follows the frame (about 240 B a session).
+
+    Parameters
+    ----------
+    client : AnamClient, optional
+        The client to read with; None means `connect()` (the simulator without a key).
+    since, until : datetime, str or None
+        datetime (naive = UTC), ISO-8601 string, or a span before now ("90m", "24h", "7d",
+        "2w"). Paging starts at the newest end and stops once past `since`.
+    persona_id, api_key_id, search : str, optional
+        The list endpoint's filters (applied locally to a cache).
+    limit : int, optional
+        Keep the newest N sessions in the window.
+    cache : bool, str or Path, optional
+        None/False: no cache; True: the per-user cache directory; or a directory. The cache is
+        a Parquet dataset partitioned by start date (see `SessionStore.path`); a first read
+        checkpoints as it goes and resumes after an interruption, later calls refresh it
+        incrementally.
+    progress : bool or "always"
+        True shows a bar in Jupyter or on a terminal and stays quiet when headless; "always"
+        forces it; False hides it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by session id, with the contract columns (`stale_active` marks sessions
+        "active" for longer than any session lasts).
+
+    Raises
+    ------
+    ValueError
+        For a bad window, limit, filter or cache argument.
+    PaginationError
+        When pages still fail after retries; its `.frame` holds every session that was read
+        (with a cache: the whole cache, the partial read already stored in it).
     """
     start, end = parse_window(since, until)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
@@ -149,6 +180,8 @@ def _within(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp |
 def _filter_locally(frame: pd.DataFrame, *, persona_id: str | None, api_key_id: str | None,
                     search: str | None) -> pd.DataFrame:
     """The list endpoint's filters, applied to cached sessions."""
+    if persona_id is None and api_key_id is None and not search:
+        return frame
     mask = pd.Series(True, index=frame.index)
     if persona_id is not None:
         mask &= (frame["persona_id"].str.lower() == persona_id).fillna(False)
