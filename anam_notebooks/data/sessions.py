@@ -21,6 +21,7 @@ from pandas.api.types import union_categoricals
 
 from .columns import CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME
 from .engine_host import parse_engine_host
+from .user_agent import UA_COLUMNS, user_agent_parts
 from .fields import (
     MalformedRecordWarning,
     Problems,
@@ -70,12 +71,13 @@ _TOP_KEYS = (*_TOP_STRINGS.values(), *_TOP_TIMES.values(), "sessionLengthMs", "p
              "clientMetadata")
 # Nested values read per record, in the order `_nested_values` returns them.
 _NESTED = ("persona_name", "avatar_version", "avatar_key", "language_code", "tts_provider",
-           "declared_type", "zero_data_retention", "llm_config", "llm_model", "user_agent", "sdk_version")
+           "declared_type", "zero_data_retention", "llm_config", "llm_model", "user_agent", "sdk_version", "tts_model")
 _NESTED_FIELDS = {
     "persona_name": "personaConfig.name", "avatar_version": "personaConfig.avatarVersion",
     "avatar_key": "personaConfig.avatarEngineKey", "language_code": "personaConfig.languageCode",
     "tts_provider": "personaConfig.ttsProvider", "llm_model": "personaConfig.llmConfig.modelName",
     "user_agent": "clientMetadata.userAgent", "sdk_version": "clientMetadata.sdkVersion",
+    "tts_model": "personaConfig.ttsProviderModelId",
 }
 
 
@@ -92,7 +94,7 @@ def _nested_values(persona: Any, client_meta: Any) -> tuple[Any, ...]:
             avatar_key if avatar_key is not None else p.get("avatarId"), p.get("languageCode"),
             p.get("ttsProvider"), p.get("type"), p.get("zeroDataRetention"), llm,
             model if model is not None else llm_dict.get("model"), meta.get("userAgent"),
-            meta.get("sdkVersion"))
+            meta.get("sdkVersion"), p.get("ttsProviderModelId"))
 
 
 def _ids_are_valid(records: list[dict[str, Any]]) -> bool:
@@ -323,6 +325,9 @@ def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
     parts = ("engine_region", "engine_replicaset", "engine_pod")
     if "engine_host" in frame.columns and not all(p in frame.columns for p in parts):
         for column, values in _engine_parts(frame["engine_host"].array).items():
+            frame[column] = values
+    if "user_agent" in frame.columns and not all(c in frame.columns for c in UA_COLUMNS):
+        for column, values in user_agent_parts(frame["user_agent"].array).items():
             frame[column] = values
     return normalise_sessions_frame(keep_latest(frame))
 
