@@ -321,6 +321,29 @@ def _narrowest(s: _Sessions, key: tuple[str, int], candidates: list[tuple[str, i
         key = step
 
 
+def _confirm(s: _Sessions, headlines: list[tuple[str, int]], alpha: float) -> list[tuple[str, int]]:
+    """Headlines that still show an excess on their sessions outside every other headline.
+
+    Catches what comparing within time buckets cannot: a rollout ramping up inside the very
+    hour a provider went down carries more of the outage's sessions than its bucket-mates.
+    """
+    kept = list(headlines)
+    for key in reversed(headlines):
+        others = [k for k in kept if k != key]
+        if not others:
+            break
+        elsewhere = np.zeros(len(s.bucket), dtype=bool)
+        for other in others:
+            elsewhere |= s.unit(*other)
+        saved = s.cause, s.causes
+        s.cause, s.causes = np.zeros(len(s.bucket), dtype=np.int64), 1
+        p = _masked_p(s, s.unit(*key) & ~elsewhere, ~elsewhere)
+        s.cause, s.causes = saved
+        if p >= alpha:
+            kept.remove(key)
+    return kept
+
+
 def _failed_overlap(s: _Sessions, a: tuple[str, int], b: tuple[str, int]) -> float:
     """The largest share of either unit's failures that the two units share."""
     fa = s.fail & s.unit(*a)
@@ -440,6 +463,7 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
             if chosen == headlines:
                 break
             headlines = chosen
+        headlines = _confirm(s, headlines, alpha)
     attrs.update(passes=passes, untested_units=int(sum(len(s.names[c]) for c in cols) - len(raw)))
     if raw.empty:
         table = pd.DataFrame({c: pd.Series(dtype=d) for c, d in _SUSPECT_COLUMNS.items()})

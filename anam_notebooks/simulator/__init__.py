@@ -17,7 +17,7 @@ Planted incidents (`incidents=True`, listed in `Fleet.incidents`):
 3. kind "client": the newest client SDK release (3.6.0, about 15 % of sessions) ends about
    20 % of its sessions with ERROR on every pod, all the time: a client regression.
 4. kind "provider": TTS provider CARTESIA (about 30 % of sessions, through the personas that
-   speak with it) fails about 45 % of its sessions for 4 hours: an upstream outage.
+   speak with it) fails about 35 % of its sessions for 4 hours: an upstream outage.
 
 `incidents` may also name a subset of kinds, e.g. `incidents={"client"}`, so each can be
 planted on its own.

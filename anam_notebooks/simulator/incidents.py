@@ -25,7 +25,7 @@ REPLICASET_EXCESS = 2.5
 # The client and provider incidents are milder than the pod's at its worst, so the demo's
 # headlines keep the pod first while still naming all three families.
 CLIENT_FAILURE_RATE = 0.20
-PROVIDER_FAILURE_RATE = 0.45
+PROVIDER_FAILURE_RATE = 0.35
 PROVIDER_HOURS = 4.0
 
 
