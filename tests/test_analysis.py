@@ -86,7 +86,7 @@ def test_empty_input_gives_empty_typed_results():
     assert ranked.empty and "finding" in ranked.columns
     assert ranked["window_start"].dtype == "datetime64[ns, UTC]"
     assert ranked["flagged"].dtype == bool
-    assert analysis.summarize_suspects(ranked).startswith("No unit stands out")
+    assert analysis.summarize_suspects(ranked).splitlines()[1].startswith("No unit stands out")
     rates = analysis.failure_rates(df, by="engine_pod")
     assert rates.empty and rates["sessions"].dtype == np.int64
     shift = analysis.exit_status_shift(df, "2024-05-01")
