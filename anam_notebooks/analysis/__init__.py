@@ -38,6 +38,7 @@ own siblings (a pod tested against the rest of its replicaset) is *explained by*
 when the parent is itself significant. `flagged` marks the remaining headlines.
 """
 
+from .differences import what_differs
 from .failures import DEFAULT_FAILURES, FailureSpec, is_failure
 from .rates import failure_rates
 from .shifts import exit_status_shift
@@ -55,4 +56,5 @@ __all__ = [
     "is_failure",
     "rank_suspects",
     "summarize_suspects",
+    "what_differs",
 ]
