@@ -21,7 +21,6 @@ from pandas.api.types import union_categoricals
 
 from .columns import CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME
 from .engine_host import parse_engine_host
-from .user_agent import UA_COLUMNS, user_agent_parts
 from .fields import (
     MalformedRecordWarning,
     Problems,
@@ -33,6 +32,7 @@ from .fields import (
     string_array,
     timestamp_array,
 )
+from .user_agent import UA_COLUMNS, user_agent_parts
 
 __all__ = [
     "MalformedRecordWarning", "sessions_frame", "empty_sessions_frame", "normalise_sessions_frame",

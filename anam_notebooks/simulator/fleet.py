@@ -317,9 +317,9 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
     n_surge = 0
     if kinds and sessions >= 20:
         # Drawn in every case so one kind's presence never moves another's.
-        pod = pod_incident(rng, topo, span_ms, end_ms, baseline)
+        failing_pod = pod_incident(rng, topo, span_ms, end_ms, baseline)
         outage = provider_incident(rng, OUTAGE_PROVIDER, start_ms, end_ms, baseline)
-        candidates = {"pod": pod, "replicaset": replicaset_incident(topo, end_ms, baseline),
+        candidates = {"pod": failing_pod, "replicaset": replicaset_incident(topo, end_ms, baseline),
                       "client": client_incident(NEWEST_SDK, start_ms, end_ms, baseline),
                       "provider": outage}
         planted = [candidates[k] for k in KINDS if k in kinds]
@@ -336,7 +336,7 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
     if n_surge:
         # Reconnecting clients piling onto the failing pod during its incident window.
         inc = planted[0]  # the pod incident comes first when planted
-        sets = topo.replicasets[inc.region]
+        sets = topo.replicasets[str(inc.region)]
         r, v = topo.regions.index(inc.region), len(sets) - 1
         p = sets[v].pods.index(inc.pod)
         surge = rng.integers(to_ms(inc.start), to_ms(inc.end), size=n_surge)
@@ -352,12 +352,12 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
     for inc in planted:
         hit = (start >= to_ms(inc.start)) & (start < to_ms(inc.end))
         if inc.kind == "client":
-            hit &= who.sdk == SDK_VERSIONS.index(inc.value.rsplit("@", 1)[1])
+            hit &= who.sdk == SDK_VERSIONS.index(str(inc.value).rsplit("@", 1)[1])
         elif inc.kind == "provider":
             hit &= who.tts_provider(cast) == inc.value
         else:
-            r = topo.regions.index(inc.region)
-            sets = topo.replicasets[inc.region]
+            r = topo.regions.index(str(inc.region))
+            sets = topo.replicasets[str(inc.region)]
             v = next(i for i, rs in enumerate(sets) if rs.name == inc.replicaset)
             hit &= (region == r) & (version == v)
             if inc.pod is not None:
