@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 
 def wilson_interval(failures: np.ndarray, sessions: np.ndarray, z: float = 1.959963984540054
@@ -46,7 +46,7 @@ def q_values(p_values: np.ndarray, method: str = "bh") -> np.ndarray:
 
 
 def stratified_excess(n: np.ndarray, x: np.ndarray, M: np.ndarray, K: np.ndarray,
-                      group: np.ndarray, groups: int, exact_limit: float = 60.0
+                      group: np.ndarray, groups: int, exact_limit: float = 2000.0
                       ) -> tuple[np.ndarray, np.ndarray]:
     """One-sided exact test that each group failed more than its strata predict.
 
@@ -91,7 +91,7 @@ def stratified_excess(n: np.ndarray, x: np.ndarray, M: np.ndarray, K: np.ndarray
     starts = np.concatenate([[0], np.cumsum(width + 1)])
     cell = np.repeat(np.arange(len(n)), width + 1)
     k = lo[cell] + np.arange(starts[-1]) - starts[cell]
-    pmf = stats.hypergeom.pmf(k, M[cell], K[cell], n[cell])
+    pmf = _hypergeom_pmf(k, M[cell], K[cell], n[cell])
     order = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[order], np.arange(groups + 1))
     for g in range(groups):
@@ -106,6 +106,15 @@ def stratified_excess(n: np.ndarray, x: np.ndarray, M: np.ndarray, K: np.ndarray
             dist = np.convolve(dist, pmf[starts[c]:starts[c + 1]])
         p_out[g] = float(min(1.0, dist[need:].sum())) if need < len(dist) else 0.0
     return p_out, z_out
+
+
+def _hypergeom_pmf(k: np.ndarray, M: np.ndarray, K: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """P(X = k) for X ~ Hypergeometric(M sessions, K failures, n drawn), from log-gammas
+    (the same values as scipy.stats.hypergeom.pmf, without its per-call overhead)."""
+    def log_choose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return special.gammaln(a + 1.0) - special.gammaln(b + 1.0) - special.gammaln(a - b + 1.0)
+    k, M, K, n = (np.asarray(v, dtype=float) for v in (k, M, K, n))
+    return np.asarray(np.exp(log_choose(K, k) + log_choose(M - K, n - k) - log_choose(M, n)))
 
 
 def bernoulli_llr(observed: np.ndarray, sessions: np.ndarray, expected: np.ndarray) -> np.ndarray:

@@ -285,14 +285,26 @@ def _masked_p(s: _Sessions, unit: np.ndarray, pool: np.ndarray) -> float:
                                    np.zeros(int(used.sum()), np.int64), 1)[0][0])
 
 
+def _window_mask(s: _Sessions, window: tuple[Any, Any]) -> np.ndarray | None:
+    """Sessions whose bucket lies in the window [start, end), or None for no window."""
+    start, end = window
+    if pd.isna(start) or pd.isna(end):
+        return None
+    first = int((pd.Timestamp(start) - s.origin) // s.step)
+    last = int((pd.Timestamp(end) - s.origin) // s.step)
+    return (s.bucket >= first) & (s.bucket < last)
+
+
 def _narrowest(s: _Sessions, key: tuple[str, int], candidates: list[tuple[str, int]],
-               cols: list[str], alpha: float) -> tuple[str, int]:
+               cols: list[str], alpha: float, windows: dict[tuple[str, int], tuple[Any, Any]]
+               ) -> tuple[str, int]:
     """The unit inside `key` that carries all of its excess (a broken pod in its replicaset, a
     persona's only voice), followed down as far as it goes; `key` itself when there is none.
 
     A candidate counts as inside when NEST_SHARE of its sessions are in `key`; it carries the
-    excess when the rest of `key` without it shows none (p >= alpha). Two units holding the
-    same sessions are one: the earlier level is named.
+    excess when the rest of `key` without it shows none (p >= alpha), over the whole period
+    and inside the window where `key` was worst. Two units holding the same sessions are one:
+    the earlier level is named.
     """
     seen = {key}
     while True:
@@ -311,10 +323,15 @@ def _narrowest(s: _Sessions, key: tuple[str, int], candidates: list[tuple[str, i
                 continue
             inside.append((other, mask))
         step = None
+        during = _window_mask(s, windows.get(key, (None, None)))
         for other, mask in sorted(inside, key=lambda item: -int((s.fail & item[1]).sum())):
-            if _masked_p(s, outer & ~mask, ~mask) >= alpha:
-                step = other
-                break
+            rest = outer & ~mask
+            if _masked_p(s, rest, ~mask) < alpha:
+                continue
+            if during is not None and _masked_p(s, rest & during, ~mask & during) < alpha:
+                continue
+            step = other
+            break
         if step is None:
             return key
         seen.add(step)
@@ -360,6 +377,7 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[tuple[str,
     sig["rank"] = [cols.index(level) for level in sig["level"]]
     sig = sig.sort_values(["evidence", "rank"], ascending=[False, True], kind="stable")
     keys = list(zip(sig["level"], sig["code"]))
+    windows = dict(zip(keys, zip(sig["window_start"], sig["window_end"])))
     kept = [k for k in previous if k in keys]
     fresh: list[tuple[str, int]] = []
     waiting: list[tuple[str, int]] = []
@@ -368,7 +386,7 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[tuple[str,
             break
         if key in kept:
             continue
-        key = _narrowest(s, key, keys, cols, alpha)
+        key = _narrowest(s, key, keys, cols, alpha, windows)
         if key in kept or key in fresh:
             continue
         # A unit waits when it shares failures with one taken or waiting in this pass.
