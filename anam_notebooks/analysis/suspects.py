@@ -138,6 +138,17 @@ def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
     return modal, share
 
 
+def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True) for non-negative keys below `size`, by counting
+    when `size` is small enough (no sort: the step that dominates a million sessions)."""
+    if size > 4_000_000:
+        return np.unique(keys, return_inverse=True)
+    present = np.bincount(keys, minlength=size) > 0
+    distinct = np.flatnonzero(present)
+    position = np.cumsum(present) - 1
+    return distinct, position[keys]
+
+
 def _level_table(s: _Sessions, col: str, min_sessions: int, cause: np.ndarray,
                  only: int | None = None) -> pd.DataFrame:
     """Every unit of one level with enough sessions against the rest of the fleet, same time.
@@ -155,7 +166,7 @@ def _level_table(s: _Sessions, col: str, min_sessions: int, cause: np.ndarray,
     mine = codes >= 0 if only is None else codes == only
     # Stratum cells (one unit in one stratum) carry the whole-period test.
     cell_key = codes * time_cells + stratum_key
-    keys, cell_of = np.unique(cell_key[mine], return_inverse=True)
+    keys, cell_of = _distinct(cell_key[mine], n_units * time_cells)
     cell_unit, cell_stratum = keys // time_cells, keys % time_cells
     cell_sessions = np.bincount(cell_of, minlength=len(keys))
     cell_failures = np.bincount(cell_of, weights=s.fail[mine], minlength=len(keys)).astype(np.int64)
@@ -180,7 +191,7 @@ def _level_table(s: _Sessions, col: str, min_sessions: int, cause: np.ndarray,
     bucket_sessions = np.bincount(bucket_key, minlength=bucket_cells)
     bucket_failures = np.bincount(bucket_key, weights=s.fail, minlength=bucket_cells)
     slot_key = codes * bucket_cells + bucket_key
-    slots, slot_of = np.unique(slot_key[mine], return_inverse=True)
+    slots, slot_of = _distinct(slot_key[mine], n_units * bucket_cells)
     slot_unit, slot_bucket = slots // bucket_cells, slots % bucket_cells
     slot_sessions = np.bincount(slot_of, minlength=len(slots)).astype(float)
     slot_failures = np.bincount(slot_of, weights=s.fail[mine], minlength=len(slots))
@@ -191,7 +202,7 @@ def _level_table(s: _Sessions, col: str, min_sessions: int, cause: np.ndarray,
                                   / np.maximum(slot_rest_n, 1), 0.0)
     # One series per unit over the time buckets it served (cause cells of a bucket added up).
     series_key = slot_unit * max(s.buckets, 1) + slot_bucket // s.causes
-    steps, step_of = np.unique(series_key, return_inverse=True)
+    steps, step_of = _distinct(series_key, n_units * max(s.buckets, 1))
     step_unit, step_time = steps // max(s.buckets, 1), steps % max(s.buckets, 1)
 
     def per_step(values: np.ndarray) -> np.ndarray:
