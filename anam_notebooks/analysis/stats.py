@@ -57,10 +57,11 @@ def stratified_excess(n: np.ndarray, x: np.ndarray, M: np.ndarray, K: np.ndarray
     Returns, per group, the p-value P(sum >= observed) and a z-score of the excess (used to
     order groups whose p-values are equally tiny). Groups without cells get p = 1, z = 0.
     Groups less than 1.5 standard errors above their expectation get the normal tail (p above
-    6 %: accurate there, and never significant after correction at the usual 5 %). Groups with many failures to expect (variance
-    above `exact_limit`) use the binomial tail
-    with the same mean instead: by Hoeffding (1956) it bounds the exact tail from above past
-    the mean, and it takes one call where the convolution would take thousands.
+    6 %: accurate there, and never significant after correction at the usual 5 %). Groups with
+    many failures to expect (variance above `exact_limit`) use the binomial tail with the
+    same mean instead: for independent trials it bounds the exact tail from above past the
+    mean (Hoeffding 1956), drawing without replacement only narrows the spread, so it errs on
+    the side of fewer alarms; and it takes one call where the convolution would take thousands.
     """
     n, x, M, K = (np.asarray(a, dtype=np.int64) for a in (n, x, M, K))
     group = np.asarray(group, dtype=np.int64)
@@ -121,7 +122,8 @@ def _hypergeom_pmf(k: np.ndarray, M: np.ndarray, K: np.ndarray, n: np.ndarray) -
     """P(X = k) for X ~ Hypergeometric(M sessions, K failures, n drawn), from log-gammas
     (the same values as scipy.stats.hypergeom.pmf, without its per-call overhead)."""
     def log_choose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return special.gammaln(a + 1.0) - special.gammaln(b + 1.0) - special.gammaln(a - b + 1.0)
+        return np.asarray(special.gammaln(a + 1.0) - special.gammaln(b + 1.0)
+                          - special.gammaln(a - b + 1.0))
     k, M, K, n = (np.asarray(v, dtype=float) for v in (k, M, K, n))
     return np.asarray(np.exp(log_choose(K, k) + log_choose(M - K, n - k) - log_choose(M, n)))
 

@@ -68,7 +68,7 @@ def finding_sentence(row: Any) -> str:
     return text + "."
 
 
-def summarize_suspects(ranked: pd.DataFrame, q: float = 0.01, top: int = 3) -> str:
+def summarize_suspects(ranked: pd.DataFrame, q: float = 0.01, top: int = 5) -> str:
     """The top headline findings of `rank_suspects` as text.
 
     The first line answers "engine, provider or client?" naming every headline by family;
@@ -111,4 +111,8 @@ def summarize_suspects(ranked: pd.DataFrame, q: float = 0.01, top: int = 3) -> s
         if len(covered):
             names = ", ".join(f"{unit_label(lv)} {u}" for lv, u in zip(covered["level"], covered["unit"]))
             lines.append(f"   It also accounts for the excess of {names}.")
+    if len(every) > len(heads):
+        rest = ", ".join(f"{unit_label(lv)} {u}" for lv, u in
+                         zip(every["level"].iloc[len(heads):], every["unit"].iloc[len(heads):]))
+        lines.append(f"Also standing out: {rest}.")
     return "\n".join(lines)
