@@ -548,7 +548,7 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
 
 
 def unit_name(level: str, unit: str) -> str:
-    """How a unit is named in sentences: "pod anam-engine-…", "SDK @anam-ai/js-sdk@3.6.0"."""
+    """How a unit is named in sentences: "pod anam-engine-…", "sdk_version @anam-ai/js-sdk@3.6.0"."""
     return f"{unit_label(level)} {unit}"
 
 
