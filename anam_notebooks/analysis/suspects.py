@@ -196,7 +196,11 @@ def _level_table(s: _Sessions, col: str, min_sessions: int, cause: np.ndarray,
     slot_sessions = np.bincount(slot_of, minlength=len(slots)).astype(float)
     slot_failures = np.bincount(slot_of, weights=s.fail[mine], minlength=len(slots))
     pool_n, pool_x = bucket_sessions[slot_bucket], bucket_failures[slot_bucket]
-    slot_expected = slot_sessions * pool_x / pool_n
+    # The window is *located* against the rest of the bucket (shrunk by one pseudo-session
+    # towards the fleet's rate so it is never zero): a unit that is most of its bucket's
+    # traffic would otherwise expect most of its own failures. It is *tested* exactly below.
+    fleet_rate = float(s.fail.mean()) if len(s.fail) else 0.0
+    slot_expected = slot_sessions * (pool_x - slot_failures + fleet_rate) / (pool_n - slot_sessions + 1.0)
     slot_rest_n = pool_n - slot_sessions
     slot_rest_expected = np.where(slot_rest_n > 0, slot_sessions * (pool_x - slot_failures)
                                   / np.maximum(slot_rest_n, 1), 0.0)
@@ -349,26 +353,34 @@ def _narrowest(s: _Sessions, key: tuple[str, int], candidates: list[tuple[str, i
         key = step
 
 
-def _confirm(s: _Sessions, headlines: list[tuple[str, int]], alpha: float) -> list[tuple[str, int]]:
-    """Headlines that still show an excess on their sessions outside every other headline.
+def _confirm(s: _Sessions, headlines: list[tuple[str, int]], alpha: float,
+             windows: dict[tuple[str, int], tuple[Any, Any]]) -> list[tuple[str, int]]:
+    """Headlines that still show an excess on their sessions outside every other headline,
+    over the whole period or inside their window.
 
     Catches what comparing within time buckets cannot: a rollout ramping up inside the very
     hour a provider went down carries more of the outage's sessions than its bucket-mates.
     """
     kept = list(headlines)
-    for key in reversed(headlines):
-        others = [k for k in kept if k != key]
-        if not others:
-            break
-        elsewhere = np.zeros(len(s.bucket), dtype=bool)
-        for other in others:
-            elsewhere |= s.unit(*other)
-        saved = s.cause, s.causes
-        s.cause, s.causes = np.zeros(len(s.bucket), dtype=np.int64), 1
-        p = _masked_p(s, s.unit(*key) & ~elsewhere, ~elsewhere)
-        s.cause, s.causes = saved
-        if p >= alpha:
+    saved = s.cause, s.causes
+    s.cause, s.causes = np.zeros(len(s.bucket), dtype=np.int64), 1
+    try:
+        for key in reversed(headlines):
+            others = [k for k in kept if k != key]
+            if not others:
+                break
+            elsewhere = np.zeros(len(s.bucket), dtype=bool)
+            for other in others:
+                elsewhere |= s.unit(*other)
+            mine = s.unit(*key) & ~elsewhere
+            if _masked_p(s, mine, ~elsewhere) < alpha:
+                continue
+            during = _window_mask(s, windows.get(key, (None, None)))
+            if during is not None and _masked_p(s, mine & during, ~elsewhere & during) < alpha:
+                continue
             kept.remove(key)
+    finally:
+        s.cause, s.causes = saved
     return kept
 
 
@@ -492,7 +504,8 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
             if chosen == headlines:
                 break
             headlines = chosen
-        headlines = _confirm(s, headlines, alpha)
+        headlines = _confirm(s, headlines, alpha, dict(zip(zip(out["level"], out["code"]),
+                                                           zip(out["window_start"], out["window_end"]))))
     attrs.update(passes=passes, untested_units=int(sum(len(s.names[c]) for c in cols) - len(raw)))
     if raw.empty:
         table = pd.DataFrame({c: pd.Series(dtype=d) for c, d in _SUSPECT_COLUMNS.items()})
