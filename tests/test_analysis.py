@@ -86,7 +86,7 @@ def test_empty_input_gives_empty_typed_results():
     assert ranked.empty and "finding" in ranked.columns
     assert ranked["window_start"].dtype == "datetime64[ns, UTC]"
     assert ranked["flagged"].dtype == bool
-    assert analysis.summarize_suspects(ranked).startswith("No unit stands out")
+    assert analysis.summarize_suspects(ranked).splitlines()[1].startswith("No unit stands out")
     rates = analysis.failure_rates(df, by="engine_pod")
     assert rates.empty and rates["sessions"].dtype == np.int64
     shift = analysis.exit_status_shift(df, "2024-05-01")
@@ -147,3 +147,51 @@ def test_rank_suspects_on_a_handful_of_sessions_returns_typed_rows_without_windo
     ranked = analysis.rank_suspects(df)
     assert str(ranked["window_start"].dtype) == "datetime64[ns, UTC]"
     assert not ranked["flagged"].any()
+
+
+def test_scan_finds_the_burst_and_pays_for_every_window_searched():
+    from anam_notebooks.analysis.stats import scan_p_value, scan_windows
+
+    sessions = np.full(48, 50.0)
+    expected = np.full(48, 2.0)
+    observed = np.full(48, 2.0)
+    observed[20:24] = 20.0                     # four bad hours
+    first, last, llr, searched = scan_windows(observed, sessions, expected)
+    assert (first, last) == (20, 23) and searched == 48 * 49 // 2
+    assert scan_p_value(llr, searched) < 1e-20
+    # The same excess split thin over the whole day is no burst at all.
+    flat = scan_windows(np.full(48, 2.0), sessions, expected)
+    assert flat[0] == -1 and scan_p_value(flat[2], flat[3]) == 1.0
+    # A longest-window cap shrinks the count the p-value is multiplied by.
+    assert scan_windows(observed, sessions, expected, max_length=6)[3] == sum(48 - k for k in range(6))
+
+
+def test_stratified_excess_large_groups_agree_with_the_exact_convolution():
+    from anam_notebooks.analysis.stats import stratified_excess
+
+    rng = np.random.default_rng(1)
+    M = np.full(40, 5000)
+    K = rng.integers(200, 400, size=40)
+    n = np.full(40, 60)
+    x = (n * K / M).astype(int) + 2
+    group = np.zeros(40, dtype=np.int64)
+    exact, _ = stratified_excess(n, x, M, K, group, 1, exact_limit=1e9)
+    bound, _ = stratified_excess(n, x, M, K, group, 1, exact_limit=0)
+    assert 0 < exact[0] < 0.01
+    # The binomial tail never says less than the exact one (no false alarms), and for a unit
+    # that is a small part of each stratum it says about as much.
+    assert exact[0] <= bound[0] < 2 * exact[0]
+
+
+def test_what_differs_ranks_the_value_the_failures_share():
+    rows = [(f"2024-05-01T{h:02d}:{m:02d}Z", "NORMAL_EXIT", f"rs-a-p{m % 3}", False)
+            for h in range(10) for m in range(0, 60, 5)]
+    rows += [(f"2024-05-01T03:{m:02d}Z", "ERROR", "rs-a-p9", False) for m in range(10)]
+    df = frame(rows)
+    out = analysis.what_differs(df, "2024-05-01T02:00Z", "2024-05-01T05:00")
+    top = out.iloc[0]
+    assert (top["level"], top["value"], top["failing"], top["failing_share"]) == ("engine_pod", "rs-a-p9", 10, 1.0)
+    assert top["healthy"] == 0 and top["q_value"] < 0.001 and top["family"] == "engine"
+    assert out.attrs["failing"] == 10 and out.attrs["healthy"] == 36
+    with pytest.raises(ValueError, match="start='soon'"):
+        analysis.what_differs(df, "soon")

@@ -18,9 +18,10 @@ PUBLIC_MODULES = {"anam_notebooks", "anam_notebooks.analysis", "anam_notebooks.p
                   "anam_notebooks.widgets"}
 
 
-def test_the_three_curated_notebooks_exist():
+def test_the_curated_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == [
         "01_session_lookup.ipynb", "02_engine_hosts.ipynb", "03_exit_statuses.ipynb",
+        "04_whats_different.ipynb",
         "05_conversation_quality.ipynb"]
 
 

@@ -166,12 +166,14 @@ def error_rate(records) -> tuple[float, int]:
 
 
 def test_planted_incidents_are_described_and_visible(fleet):
-    pod_inc, rs_inc = fleet.incidents
+    pod_inc, rs_inc, client_inc, provider_inc = fleet.incidents
+    assert [i.kind for i in fleet.incidents] == ["pod", "replicaset", "client", "provider"]
     for inc in fleet.incidents:
         assert isinstance(inc, Incident) and inc.status == "ERROR"
         assert inc.start.tzinfo is not None and inc.start < inc.end
+        assert inc.description.endswith(".") and inc.value in inc.description
+    for inc in (pod_inc, rs_inc):
         assert re.fullmatch(rf"anam-engine-{HASH}{{10}}", inc.replicaset)
-        assert inc.description.endswith(".") and inc.replicaset in inc.description
     with pytest.raises(AttributeError):
         pod_inc.kind = "x"
     assert pod_inc.kind == "pod" and pod_inc.pod.startswith(pod_inc.replicaset + "-")
@@ -183,13 +185,38 @@ def test_planted_incidents_are_described_and_visible(fleet):
     rate, n = error_rate(in_window)
     assert n >= 60 and rate > 0.3, (n, rate)
     outside = [r for r in fleet.sessions if pod_of(r) != pod_inc.pod and
-               (r["engineHost"] or "").find(rs_inc.replicaset) < 0]
+               (r["engineHost"] or "").find(rs_inc.replicaset) < 0
+               and (r.get("clientMetadata") or {}).get("sdkVersion") != client_inc.value
+               and r["personaConfig"]["ttsProvider"] != provider_inc.value]
     baseline, _ = error_rate(outside)
     assert abs(baseline - pod_inc.baseline) < 0.015
 
     on_rs = [r for r in fleet.sessions if rs_inc.replicaset in (r["engineHost"] or "")]
     rs_rate, rs_n = error_rate(on_rs)
     assert rs_n > 200 and rs_rate > 1.8 * baseline, (rs_n, rs_rate, baseline)
+
+
+def test_client_and_provider_incidents_hit_every_pod_but_only_their_sessions(fleet):
+    client_inc, provider_inc = fleet.incidents[2:]
+    assert (client_inc.column, provider_inc.column) == ("sdk_version", "tts_provider")
+    assert client_inc.region is None and provider_inc.pod is None
+    on_sdk = [r for r in fleet.sessions if (r.get("clientMetadata") or {}).get("sdkVersion") == client_inc.value]
+    rate, n = error_rate(on_sdk)
+    assert n > 250 and rate > 0.15, (n, rate)
+    assert len({pod_of(r) for r in on_sdk if r["exitStatus"] == "ERROR"}) > 15, "on every pod"
+    assert timedelta(hours=3) <= provider_inc.end - provider_inc.start <= timedelta(hours=4)
+    voiced = [r for r in fleet.sessions if r["personaConfig"]["ttsProvider"] == provider_inc.value]
+    assert 0.2 < len(voiced) / len(fleet.sessions) < 0.4, "about a third of the traffic"
+    during = [r for r in voiced if provider_inc.start <= parse_iso(r["startTime"]) < provider_inc.end]
+    rate, n = error_rate(during)
+    assert rate > 0.2, (n, rate)
+
+
+def test_incident_kinds_can_be_planted_alone():
+    only = generate_fleet(seed=3, sessions=800, end=END, incidents={"provider"})
+    assert [i.kind for i in only.incidents] == ["provider"]
+    with pytest.raises(ValueError, match=r"incidents=\{'moon'\}"):
+        generate_fleet(incidents={"moon"})
 
 
 def test_without_incidents_errors_are_homogeneous_across_pods():

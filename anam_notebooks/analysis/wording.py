@@ -10,10 +10,28 @@ from ..data.checks import check_count, check_frame
 
 _LABELS = {"engine_pod": "pod", "engine_replicaset": "replicaset",
            "engine_version": "version", "engine_region": "region"}
+_FAMILY_WORDS = {"engine": "the engine", "client": "a client", "provider": "a provider",
+                 "persona": "a persona", "other": "another attribute"}
 
 
 def unit_label(column: str) -> str:
+    """The word naming a unit of `column` in sentences ("pod"; other columns by their name)."""
     return _LABELS.get(column, column)
+
+
+def cause_sentence(heads: pd.DataFrame) -> str:
+    """One sentence answering "engine, provider or client?" from the headline rows."""
+    if heads.empty:
+        return ("Engine, provider or client? None stands out: failures are spread evenly "
+                "across pods, rollouts, clients, providers and personas.")
+    parts = []
+    for family in ("engine", "provider", "client", "persona", "other"):
+        rows = heads[heads["family"] == family] if "family" in heads else heads.iloc[:0]
+        if len(rows):
+            names = ", ".join(f"{unit_label(lv)} {u}" for lv, u in zip(rows["level"], rows["unit"]))
+            parts.append(f"{_FAMILY_WORDS[family]} ({names})")
+    said = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"Engine, provider or client? {said[0].upper()}{said[1:]}."
 
 
 def percent(value: float) -> str:
@@ -50,17 +68,42 @@ def finding_sentence(row: Any) -> str:
     return text + "."
 
 
-def summarize_suspects(ranked: pd.DataFrame, q: float = 0.01, top: int = 3) -> str:
-    """The top headline findings of `rank_suspects` as text, or "No unit stands out ..."."""
+def summarize_suspects(ranked: pd.DataFrame, q: float = 0.01, top: int = 5) -> str:
+    """The top headline findings of `rank_suspects` as text.
+
+    The first line answers "engine, provider or client?" naming every headline by family;
+    then the top headlines, each with what else it accounts for; or "No unit stands out".
+
+    Parameters
+    ----------
+    ranked
+        The table `rank_suspects` returned.
+    q
+        Only headlines with a q-value below this are told.
+    top
+        At most this many headlines are listed (the first line names them all).
+
+    Returns
+    -------
+    str
+        Plain-English lines.
+
+    Raises
+    ------
+    ValueError
+        When `q` is not in (0, 1] or `top` is not a whole number >= 0.
+    """
     check_frame(ranked, ["flagged", "q_value", "finding", "explained_by", "level", "unit"])
-    if not 0 < q <= 1:
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
         raise ValueError(f"q={q!r} must be between 0 and 1, e.g. 0.01")
     top = check_count(top, "top")
-    heads = ranked[ranked["flagged"] & (ranked["q_value"] < q)].head(top)
+    every = ranked[ranked["flagged"] & (ranked["q_value"] < q)]
+    heads = every.head(top)
     if heads.empty:
-        return f"No unit stands out (no unit has q < {q:g} after reconciling levels)."
+        return (f"{cause_sentence(heads)}\n"
+                f"No unit stands out (no unit has q < {q:g} after reconciling levels).")
     noun = "unit stands" if len(heads) == 1 else "units stand"
-    lines = [f"{len(heads)} {noun} out (q < {q:g}):"]
+    lines = [cause_sentence(every), f"{len(heads)} {noun} out (q < {q:g}):"]
     for n, row in enumerate(heads.itertuples(index=False), start=1):
         lines.append(f"{n}. {row.finding}")
         own = f"{unit_label(row.level)} {row.unit}"
@@ -68,4 +111,8 @@ def summarize_suspects(ranked: pd.DataFrame, q: float = 0.01, top: int = 3) -> s
         if len(covered):
             names = ", ".join(f"{unit_label(lv)} {u}" for lv, u in zip(covered["level"], covered["unit"]))
             lines.append(f"   It also accounts for the excess of {names}.")
+    if len(every) > len(heads):
+        rest = ", ".join(f"{unit_label(lv)} {u}" for lv, u in
+                         zip(every["level"].iloc[len(heads):], every["unit"].iloc[len(heads):]))
+        lines.append(f"Also standing out: {rest}.")
     return "\n".join(lines)

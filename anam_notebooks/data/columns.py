@@ -37,12 +37,16 @@ SESSION_COLUMNS: dict[str, Any] = {
     "persona_type": CATEGORY,
     "llm_model": CATEGORY,
     "tts_provider": CATEGORY,
+    "tts_model": CATEGORY,
     "avatar_version": CATEGORY,
     "avatar_key": CATEGORY,
     "language_code": CATEGORY,
     "zero_data_retention": pd.BooleanDtype(),
     "user_agent": CATEGORY,
     "sdk_version": CATEGORY,
+    "browser": CATEGORY,
+    "os": CATEGORY,
+    "device_type": CATEGORY,
 }
 
 TRANSCRIPT_COLUMNS: dict[str, Any] = {

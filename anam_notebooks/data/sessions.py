@@ -34,6 +34,7 @@ from .fields import (
     string_array,
     timestamp_array,
 )
+from .user_agent import UA_COLUMNS, user_agent_parts
 
 __all__ = [
     "MalformedRecordWarning", "sessions_frame", "empty_sessions_frame", "normalise_sessions_frame",
@@ -76,12 +77,13 @@ _TOP_KEYS = (*_TOP_STRINGS.values(), *_TOP_TIMES.values(), "sessionLengthMs", "p
              "clientMetadata")
 # Nested values read per record, in the order `_nested_values` returns them.
 _NESTED = ("persona_name", "avatar_version", "avatar_key", "language_code", "tts_provider",
-           "declared_type", "zero_data_retention", "llm_config", "llm_model", "user_agent", "sdk_version")
+           "declared_type", "zero_data_retention", "llm_config", "llm_model", "user_agent", "sdk_version", "tts_model")
 _NESTED_FIELDS = {
     "persona_name": "personaConfig.name", "avatar_version": "personaConfig.avatarVersion",
     "avatar_key": "personaConfig.avatarEngineKey", "language_code": "personaConfig.languageCode",
     "tts_provider": "personaConfig.ttsProvider", "llm_model": "personaConfig.llmConfig.modelName",
     "user_agent": "clientMetadata.userAgent", "sdk_version": "clientMetadata.sdkVersion",
+    "tts_model": "personaConfig.ttsProviderModelId",
 }
 
 
@@ -98,7 +100,7 @@ def _nested_values(persona: Any, client_meta: Any) -> tuple[Any, ...]:
             avatar_key if avatar_key is not None else p.get("avatarId"), p.get("languageCode"),
             p.get("ttsProvider"), p.get("type"), p.get("zeroDataRetention"), llm,
             model if model is not None else llm_dict.get("model"), meta.get("userAgent"),
-            meta.get("sdkVersion"))
+            meta.get("sdkVersion"), p.get("ttsProviderModelId"))
 
 
 def _ids_are_valid(records: list[dict[str, Any]]) -> bool:
@@ -379,6 +381,9 @@ def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
     parts = ("engine_region", "engine_replicaset", "engine_pod")
     if "engine_host" in frame.columns and not all(p in frame.columns for p in parts):
         for column, values in _engine_parts(frame["engine_host"].array).items():
+            frame[column] = values
+    if "user_agent" in frame.columns and not all(c in frame.columns for c in UA_COLUMNS):
+        for column, values in user_agent_parts(frame["user_agent"].array).items():
             frame[column] = values
     frame = keep_latest(frame)
     frame["stale_active"] = stale_active(frame)

@@ -14,6 +14,13 @@ Planted incidents (`incidents=True`, listed in `Fleet.incidents`):
    clients pile onto it (a few per cent of the fleet's sessions, so it shows at any size).
 2. kind "replicaset": the v5.1.0 replicaset in region us errors about 2.5 times the
    baseline rate over its whole life, a subtler signal spread across all its pods.
+3. kind "client": the newest client SDK release (3.6.0, about 15 % of sessions) ends about
+   20 % of its sessions with ERROR on every pod, all the time: a client regression.
+4. kind "provider": TTS provider CARTESIA (about 30 % of sessions, through the personas that
+   speak with it) fails about 35 % of its sessions for 4 hours: an upstream outage.
+
+`incidents` may also name a subset of kinds, e.g. `incidents={"client"}`, so each can be
+planted on its own.
 
 3. a latency regression (`Fleet.latency_regressions`, not an exit-status incident): persona
    answers on the newest engine version start about 0.9 s later after the user stops

@@ -13,12 +13,23 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from .artifacts import Transcripts
-from .incidents import Incident, pod_incident, replicaset_incident
+from .incidents import (
+    KINDS,
+    Incident,
+    client_incident,
+    pod_incident,
+    provider_incident,
+    replicaset_incident,
+)
 from .latency import LatencyRegression, demo_regression
 from .personas import (
     CLIENT_LABELS,
     LABEL_WEIGHTS,
+    NEWEST_SDK,
+    OUTAGE_PROVIDER,
     SDK_VERSIONS,
+    SDK_WEIGHTS,
+    TTS,
     USER_AGENTS,
     Cast,
     build_cast,
@@ -52,6 +63,29 @@ class _Draw:
     status: np.ndarray        # index into STATUSES; -1 while active
     updated: np.ndarray       # ms
     styles: np.ndarray        # index into timefmt.STYLES; whole-second records start on a second
+    who: _Who | None = None   # drawn up front when incidents depend on it; else drawn per record
+
+
+@dataclass
+class _Who:
+    """Which persona (stateful or not, and which) and SDK release each session uses."""
+
+    stateful: np.ndarray
+    persona_pick: np.ndarray
+    sdk: np.ndarray
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, n: int) -> _Who:
+        return cls(rng.random(n) < 0.6, rng.integers(0, 10_000, size=n),
+                   rng.choice(len(SDK_VERSIONS), size=n, p=SDK_WEIGHTS))
+
+    def tts_provider(self, cast: Cast) -> np.ndarray:
+        """The TTS provider name of each session's persona."""
+        def providers(personas: tuple) -> np.ndarray:
+            return np.array([TTS[p.tts][0] for p in personas], dtype=object)
+        stateful, ephemeral = providers(cast.stateful), providers(cast.ephemeral)
+        return np.where(self.stateful, stateful[self.persona_pick % len(stateful)],
+                        ephemeral[self.persona_pick % len(ephemeral)])
 
 
 class _Factory:
@@ -80,12 +114,11 @@ class _Factory:
         updated = np.where(whole, -(-updated // 1000) * 1000, updated)
         micros = rng.integers(0, 1000, size=n)
         texts = [format_many(a, styles, micros) for a in (start, end, created, updated)]
-        stateful = rng.random(n) < 0.6
-        persona_pick = rng.integers(0, 10_000, size=n)
+        who = d.who if d.who is not None else _Who.draw(rng, n)
+        stateful, persona_pick, sdks = who.stateful, who.persona_pick, who.sdk
         labels = rng.choice(len(CLIENT_LABELS), size=n, p=LABEL_WEIGHTS)
         keys = rng.choice(len(cast.api_keys), size=n, p=cast.api_key_weights)
         agents = rng.integers(0, len(USER_AGENTS), size=n)
-        sdks = rng.integers(0, len(SDK_VERSIONS), size=n)
         flavour = rng.random(n)
         oddity = rng.random(n)
         regions, sets = self.topo.regions, self.topo.replicasets
@@ -243,16 +276,39 @@ def _validate(seed: object, sessions: object, incidents: object) -> None:
         raise ValueError(f"seed={seed!r} is not valid: give an integer >= 0")
     if isinstance(sessions, bool) or not isinstance(sessions, int) or not 0 <= sessions <= 2_000_000:
         raise ValueError(f"sessions={sessions!r} is not valid: give an integer from 0 to 2,000,000")
-    if not isinstance(incidents, bool):
-        raise ValueError(f"incidents={incidents!r} is not valid: give True or False")
+    if isinstance(incidents, bool):
+        return
+    kinds = set(incidents) if isinstance(incidents, (list, tuple, set, frozenset)) else None
+    if kinds is None or not kinds <= set(KINDS):
+        raise ValueError(f"incidents={incidents!r} is not valid: give True (all of {', '.join(KINDS)}), "
+                         "False, or a collection of those kinds")
 
 
 def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = "7d",
-                   end: datetime | None = None, incidents: bool = True) -> Fleet:
+                   end: datetime | None = None, incidents: bool | Iterable[str] = True) -> Fleet:
     """Build `sessions` records over `span` ending at `end` (now when None), newest first.
 
-    Same arguments → same fleet. With `incidents`, a failing pod and an erroring replicaset
-    are planted (see `Fleet.incidents`); without, ERROR is equally likely everywhere.
+    Same arguments → same fleet. `incidents=True` plants one incident of every kind (a failing
+    pod, an erroring replicaset, a client SDK regression and a TTS provider outage; see
+    `Fleet.incidents` and `simulator.incidents`); a collection such as `{"client"}` plants
+    only those kinds; False plants none, and ERROR is equally likely everywhere.
+
+    Parameters
+    ----------
+    seed, sessions, span, end
+        The random seed, the number of sessions, how far back they go and when they end.
+    incidents
+        True, False, or a collection of kinds from "pod", "replicaset", "client", "provider".
+
+    Returns
+    -------
+    Fleet
+        The sessions, newest first, with their transcripts and the planted incidents.
+
+    Raises
+    ------
+    ValueError
+        For a bad seed, size, span, end or incident kind, naming the value.
     """
     _validate(seed, sessions, incidents)
     span_td = parse_span(span)
@@ -263,12 +319,19 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
     topo = build_topology(rng, start_ms, end_ms)
     cast = build_cast(rng)
     baseline = ERROR_BASELINE
+    kinds = set(KINDS) if incidents is True else set(incidents or ())
     planted: list[Incident] = []
     n_surge = 0
-    if incidents and sessions >= 20:
-        planted = [pod_incident(rng, topo, span_ms, end_ms, baseline),
-                   replicaset_incident(topo, end_ms, baseline)]
-        n_surge = min(sessions // 5, max(60, round(0.025 * sessions)))
+    if kinds and sessions >= 20:
+        # Drawn in every case so one kind's presence never moves another's.
+        failing_pod = pod_incident(rng, topo, span_ms, end_ms, baseline)
+        outage = provider_incident(rng, OUTAGE_PROVIDER, start_ms, end_ms, baseline)
+        candidates = {"pod": failing_pod, "replicaset": replicaset_incident(topo, end_ms, baseline),
+                      "client": client_incident(NEWEST_SDK, start_ms, end_ms, baseline),
+                      "provider": outage}
+        planted = [candidates[k] for k in KINDS if k in kinds]
+        if "pod" in kinds:
+            n_surge = min(sessions // 5, max(60, round(0.025 * sessions)))
 
     region = rng.choice(len(topo.regions), size=sessions - n_surge, p=topo.weights)
     start = np.zeros(len(region), dtype=np.int64)
@@ -279,8 +342,8 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
         version[mask], pod[mask] = topo.assign(rng, name, start[mask])
     if n_surge:
         # Reconnecting clients piling onto the failing pod during its incident window.
-        inc = planted[0]
-        sets = topo.replicasets[inc.region]
+        inc = planted[0]  # the pod incident comes first when planted
+        sets = topo.replicasets[str(inc.region)]
         r, v = topo.regions.index(inc.region), len(sets) - 1
         p = sets[v].pods.index(inc.pod)
         surge = rng.integers(to_ms(inc.start), to_ms(inc.end), size=n_surge)
@@ -292,15 +355,24 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
     base = [1 - baseline - sum(OTHER_STATUSES.values()), baseline, *OTHER_STATUSES.values()]
     status = rng.choice(len(STATUSES), size=len(start), p=base)
     u = rng.random(len(start))
+    who = _Who.draw(np.random.default_rng([seed, len(start)]), len(start))
     for inc in planted:
-        r = topo.regions.index(inc.region)
-        sets = topo.replicasets[inc.region]
-        v = next(i for i, rs in enumerate(sets) if rs.name == inc.replicaset)
-        hit = (region == r) & (version == v) & (start >= to_ms(inc.start)) & (start < to_ms(inc.end))
-        if inc.pod is not None:
-            hit &= pod == sets[v].pods.index(inc.pod)
+        hit = (start >= to_ms(inc.start)) & (start < to_ms(inc.end))
+        if inc.kind == "client":
+            hit &= who.sdk == SDK_VERSIONS.index(str(inc.value).rsplit("@", 1)[1])
+        elif inc.kind == "provider":
+            hit &= who.tts_provider(cast) == inc.value
+        else:
+            r = topo.regions.index(str(inc.region))
+            sets = topo.replicasets[str(inc.region)]
+            v = next(i for i, rs in enumerate(sets) if rs.name == inc.replicaset)
+            hit &= (region == r) & (version == v)
+            if inc.pod is not None:
+                hit &= pod == sets[v].pods.index(inc.pod)
         promote = (inc.failure_rate - baseline) / (1 - baseline)
         status = np.where(hit & (u < promote), STATUSES.index(inc.status), status)
+        # Fresh chances for the next incident, so two incidents on one session add up.
+        u = np.where(hit, rng.random(len(start)), u)
 
     length = _lengths(rng, status)
     styles = _styles(rng, len(start))
@@ -308,12 +380,15 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
     order = np.argsort(-start, kind="stable")
     start, region, version, pod, status, length, styles = (
         a[order] for a in (start, region, version, pod, status, length, styles))
+    who = _Who(who.stateful[order], who.persona_pick[order], who.sdk[order])
     active = start + length > end_ms
     active[: min(MIN_ACTIVE, len(active))] = True
     length = np.where(active, -1, length)
     status = np.where(active, -1, status)
     updated = start + ((end_ms - start) * rng.random(len(start))).astype(np.int64)
     factory = _Factory(topo, cast)
-    records = factory.records(rng, _Draw(start, region, version, pod, length, status, updated, styles))
-    slow = (demo_regression(topo.replicasets[topo.regions[0]][-1].version),) if planted else ()
+    records = factory.records(rng, _Draw(start, region, version, pod, length, status, updated, styles, who))
+    # The demo's latency regression rides with the full set of incidents (plant_latency_regression
+    # plants one anywhere else).
+    slow = (demo_regression(topo.replicasets[topo.regions[0]][-1].version),) if incidents is True else ()
     return Fleet(records, None, planted, seed=seed, latency_regressions=slow, _factory=factory)

@@ -31,7 +31,12 @@ USER_AGENTS = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.
                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36",
                "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
                "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
-SDK_VERSIONS = ("3.4.1", "3.5.0", "3.5.2")
+SDK_VERSIONS = ("3.4.1", "3.5.0", "3.5.2", "3.6.0")
+# The newest release is still rolling out to apps; the client incident plants its regression.
+SDK_WEIGHTS = (0.25, 0.30, 0.30, 0.15)
+NEWEST_SDK = f"@anam-ai/js-sdk@{SDK_VERSIONS[-1]}"
+# The TTS provider the provider incident takes down (about a third of all traffic).
+OUTAGE_PROVIDER = "CARTESIA"
 
 
 def random_uuid(rng: np.random.Generator) -> str:
@@ -67,13 +72,13 @@ class Cast:
     ephemeral: tuple[Persona, ...]
 
 
-def _persona(rng: np.random.Generator, name: str, stateful: bool, zdr: bool) -> Persona:
+def _persona(rng: np.random.Generator, name: str, stateful: bool, zdr: bool, tts: int) -> Persona:
     return Persona(
         id=random_uuid(rng) if stateful else None,
         name=name,
         llm_id=random_uuid(rng),
         model=LLM_MODELS[rng.integers(len(LLM_MODELS))],
-        tts=int(rng.integers(len(TTS))),
+        tts=tts,
         voice_id=nanoid(rng, 20).replace("-", "x").replace("_", "y"),
         avatar=int(rng.integers(len(AVATARS))),
         prompt=int(rng.integers(len(PROMPTS))),
@@ -85,10 +90,14 @@ def _persona(rng: np.random.Generator, name: str, stateful: bool, zdr: bool) -> 
 def build_cast(rng: np.random.Generator) -> Cast:
     org = random_uuid(rng) if rng.random() < 0.5 else nanoid(rng)
     keys = tuple(random_uuid(rng) for _ in range(4))
-    stateful = tuple(_persona(rng, name, True, name == "Compliance Line") for name in STATEFUL_NAMES)
+    # TTS voices go round the personas, so each provider serves a steady share of traffic
+    # (CARTESIA about 30 %) whatever the seed.
+    stateful = tuple(_persona(rng, name, True, name == "Compliance Line", i % len(TTS))
+                     for i, name in enumerate(STATEFUL_NAMES))
     # Every ephemeral name twice: once keeping transcripts, and a rarer zero-retention variant.
-    ephemeral = tuple(_persona(rng, name, False, False) for name in EPHEMERAL_NAMES) + (
-        _persona(rng, "Nova", False, True),)
+    ephemeral = tuple(_persona(rng, name, False, False, i % len(TTS))
+                      for i, name in enumerate(EPHEMERAL_NAMES)) + (
+        _persona(rng, "Nova", False, True, len(EPHEMERAL_NAMES) % len(TTS)),)
     return Cast(org, keys, np.array([0.55, 0.25, 0.15, 0.05]), stateful, ephemeral)
 
 
