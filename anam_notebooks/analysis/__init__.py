@@ -38,8 +38,18 @@ own siblings (a pod tested against the rest of its replicaset) is *explained by*
 when the parent is itself significant. `flagged` marks the remaining headlines.
 """
 
+from .exemplars import EXEMPLAR_COLUMNS, exemplars
 from .failures import DEFAULT_FAILURES, FailureSpec, is_failure
+from .findings import DEFAULT_Q, suspect_findings
+from .neighbours import (
+    NeighbourVerdict,
+    neighbour_verdict,
+    neighbour_window,
+    session_summary,
+    verdict_findings,
+)
 from .rates import failure_rates
+from .rollouts import latest_rollout, rollouts, split_time
 from .shifts import exit_status_shift
 from .suspects import DEFAULT_LEVELS, MIN_FAILURES, MIN_SESSIONS, rank_suspects
 from .wording import summarize_suspects
@@ -47,12 +57,24 @@ from .wording import summarize_suspects
 __all__ = [
     "DEFAULT_FAILURES",
     "DEFAULT_LEVELS",
+    "DEFAULT_Q",
+    "EXEMPLAR_COLUMNS",
     "MIN_FAILURES",
     "MIN_SESSIONS",
     "FailureSpec",
+    "NeighbourVerdict",
+    "exemplars",
     "exit_status_shift",
     "failure_rates",
     "is_failure",
+    "latest_rollout",
+    "neighbour_verdict",
+    "neighbour_window",
     "rank_suspects",
+    "rollouts",
+    "session_summary",
+    "split_time",
+    "suspect_findings",
     "summarize_suspects",
+    "verdict_findings",
 ]

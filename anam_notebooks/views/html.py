@@ -24,7 +24,9 @@ _STYLE = (
     "table.anam-table.anam-table th,table.anam-table.anam-table td{border:1px solid #ddd;"
     "padding:2px 6px;text-align:left;"
     "vertical-align:top;white-space:pre-wrap;max-width:40em;overflow-wrap:anywhere}"
-    "table.anam-table.anam-table th{background:#f4f4f4}"
+    # Headers never break inside a word ("speaking_duratio/n"): they wrap at spaces only.
+    "table.anam-table.anam-table th{background:#f4f4f4;overflow-wrap:normal;word-break:keep-all;"
+    "white-space:nowrap}"
     ".anam-card{border:1px solid #ccc;border-left:6px solid var(--accent,#888);padding:6px 10px;"
     "font:13px/1.5 sans-serif;margin:4px 0}"
     ".anam-card dl{display:grid;grid-template-columns:max-content 1fr;gap:0 1em;margin:2px 0}"

@@ -56,14 +56,15 @@ class SessionLookup(StaticRendering, W.VBox):
         self.tz = tz
         self.text = W.Text(placeholder="session id, URL containing one, or client label",
                            continuous_update=False, layout=W.Layout(width="32em"))
-        self.button = W.Button(description="Look up", icon="search")
+        self.button = W.Button(description="Look up", icon="search", layout=W.Layout(width="auto"))
         self.message = W.HTML()
         self.matches = W.Dropdown(options=[], description="Matches",
                                   layout=W.Layout(width="48em", display="none"))
         self.matches_table = W.HTML()
         self.card = W.HTML()
+        # Sized to its label: ipywidgets' fixed button width cuts it to "Get recording l…".
         self.recording_button = W.Button(description="Get recording link", icon="film",
-                                         disabled=True)
+                                         disabled=True, layout=W.Layout(width="auto"))
         self.recording = W.HTML()
         self.config = W.HTML()
         self.transcript = W.HTML()
