@@ -72,12 +72,22 @@ def format_duration(value: Any) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
+def format_time(value: Any) -> str:
+    """A time to the second with its zone named: `2026-04-20 09:00:05 UTC` (naive means UTC)."""
+    if is_missing(value):
+        return MISSING
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    zone = getattr(stamp.tzinfo, "key", None) or stamp.tzname() or "UTC"
+    return f"{stamp:%Y-%m-%d %H:%M:%S} {'UTC' if zone in ('UTC', 'Etc/UTC', 'Z') else zone}"
+
+
 def format_value(value: Any) -> str:
     """Plain text for one cell: timestamps in ISO form, durations readable, missing as a dash."""
     if is_missing(value):
         return MISSING
     if isinstance(value, (pd.Timestamp, dt.datetime)):
-        return pd.Timestamp(value).isoformat()
+        return format_time(value)
     if isinstance(value, (pd.Timedelta, dt.timedelta)):
         return format_duration(value)
     return str(value)

@@ -23,6 +23,7 @@ from ..api.ids import UUID_PATTERN
 from ..data.sessions import sessions_frame
 from ..data.transcripts import transcript_frame
 from . import html as _html
+from .tables import format_frame
 from .base import StaticRendering, error_text, show_figure, style_widget
 from .colors import ACTIVE_LABEL, status_color, status_label
 from .plots import session_detail
@@ -191,7 +192,7 @@ class SessionLookup(StaticRendering, W.VBox):
         self.message.value = _html.message(note + ". Choose one below.", kind="info")
         columns = [c for c in ("client_label", "exit_status", "start_time", "duration",
                                "engine_pod", "engine_version") if c in frame.columns]
-        self.matches_table.value = _html.table(frame, columns=columns)
+        self.matches_table.value = _html.table(format_frame(frame[columns], tz=self.tz))
         options = [("choose a session…", None)]
         for sid, row in frame.iterrows():
             options.append((" · ".join([_html.format_value(row.get("start_time")),
