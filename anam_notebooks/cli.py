@@ -26,6 +26,13 @@ EXIT_OK = 0
 EXIT_NOTEBOOK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_FINDINGS = 3
+_EXIT_CODES = (
+    "exit codes:\n"
+    f"  {EXIT_OK}  every report written (and nothing stands out, with --fail-on-findings)\n"
+    f"  {EXIT_NOTEBOOK_FAILED}  a notebook failed (stderr names the notebook and cell)\n"
+    f"  {EXIT_USAGE}  bad usage\n"
+    f"  {EXIT_FINDINGS}  a finding stands out (only with --fail-on-findings)\n"
+    "Each report's findings are in <notebook>.findings.json beside its HTML.")
 
 
 def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +82,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description=(f"Execute NOTEBOOK with papermill against the API named by {API_URL_ENV} / "
                      f"{API_KEY_ENV} (the built-in simulator when no key is set) and render it "
                      "to a self-contained HTML report."))
+    report.epilog = demo.epilog = _EXIT_CODES
+    report.formatter_class = demo.formatter_class = argparse.RawDescriptionHelpFormatter
     report.add_argument("notebook", type=Path, metavar="NOTEBOOK")
     report.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"),

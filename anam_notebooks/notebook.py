@@ -26,6 +26,8 @@ import nbformat
 import pandas as pd
 
 from .analysis.findings import DEFAULT_Q, suspect_findings
+from .data.fields import MalformedRecordWarning
+from .data.store import CacheFileWarning
 from .fetch import connect
 from .views.figures import plotlyjs_bundle, use_offline_renderer
 from .views.findings import FINDINGS_MIME, findings_bundle, note_bundle
@@ -73,7 +75,8 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def capture_data_notes() -> None:
     """Show the package's data-quality warnings and warning log lines as data-note outputs,
     each time they happen (not once per code location), so a report can count them."""
-    warnings.filterwarnings("always", category=UserWarning, module=r"anam_notebooks(\.|$)")
+    for category in (MalformedRecordWarning, CacheFileWarning):
+        warnings.filterwarnings("always", category=category)
     warnings.showwarning = _show_warning
     logger = logging.getLogger(_LOGGER)
     if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
