@@ -479,16 +479,23 @@ def test_cli_report_runs_one_notebook_against_the_configured_api(tmp_path, fleet
 def test_notebooks_run_through_an_empty_window_and_a_tiny_one(tmp_path):
     """No sessions, or too few to rank, still gives a report that says so, not a crash."""
     with simulator_environment(sessions=500, span="24h", seed=3) as (env, source):
+        # A window with no session, one too small to rank, one split by a span before now.
         for stem, params in (("01_session_lookup", {"since": "2020-01-01", "until": "2020-01-02"}),
                              ("02_engine_hosts", {"since": "2020-01-01", "until": "2020-01-02"}),
                              ("03_exit_statuses", {"since": "2020-01-01", "until": "2020-01-02"}),
-                             ("03_exit_statuses", {"limit": 30, "split": "6h"})):
+                             ("03_exit_statuses", {"limit": 30, "split": "6h"}),
+                             ("03_exit_statuses", {"split": "6h"})):
             report = make_report(ROOT / "notebooks" / f"{stem}.ipynb", tmp_path / f"{stem}-{len(params)}",
                                  params, source=source, env=env)
             assert report.error is None, (stem, params, report.error)
             document = _findings(report)
-            assert document["findings"] == [] and document["stands_out"] is False
+            if "since" in params or "limit" in params:
+                assert document["findings"] == [] and document["stands_out"] is False
+            text = _stream_text(report.executed)
             if "since" in params:
-                assert "No sessions" in _stream_text(report.executed)
+                assert "No sessions" in text
+            elif "limit" in params:   # the 30 newest sessions all started in the last 6 hours
+                assert "Cannot compare before and after" in text and "0 before" in text
             else:
-                assert "Split at " in _stream_text(report.executed)
+                split = re.search(r"Split at .* UTC: ([\d,]+) sessions before, ([\d,]+) after", text)
+                assert split and min(int(g.replace(",", "")) for g in split.groups()) > 0, text
