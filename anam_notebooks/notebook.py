@@ -113,7 +113,7 @@ def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_opt
         data, metadata = plotlyjs_bundle()
         _display(data, metadata)
         capture_data_notes()
-    client = connect(**connect_options)
+    client: Any = connect(**connect_options)
     if redact:
         client = RedactedClient(client)
     if announce:

@@ -37,7 +37,7 @@ def _text(value: Any) -> str | None:
 def _iso(value: Any) -> str | None:
     if value is None or pd.isna(value):
         return None
-    return pd.Timestamp(value).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+    return str(pd.Timestamp(value).tz_convert("UTC").isoformat()).replace("+00:00", "Z")
 
 
 def finding_record(row: Any) -> dict[str, Any]:

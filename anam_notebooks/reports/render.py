@@ -170,9 +170,8 @@ def render_html(nb: nbformat.NotebookNode | str | Path, *, title: str,
     OSError
         When a path cannot be read.
     """
-    if not isinstance(nb, nbformat.NotebookNode):
-        nb = nbformat.read(str(nb), as_version=4)
-    prepared = prepare_notebook(nb)
+    node = nb if isinstance(nb, nbformat.NotebookNode) else nbformat.read(str(nb), as_version=4)
+    prepared = prepare_notebook(node)
     plotlyjs = plotlyjs_script() if prepared.figures or _has_figure_divs(prepared.notebook) else ""
     exporter = HTMLExporter(
         template_name="anam_report",
@@ -197,9 +196,8 @@ def _has_figure_divs(nb: nbformat.NotebookNode) -> bool:
 
 def report_notes(nb: nbformat.NotebookNode | str | Path) -> dict[str, int]:
     """The data notes of an executed notebook: each distinct message and how often it came."""
-    if not isinstance(nb, nbformat.NotebookNode):
-        nb = nbformat.read(str(nb), as_version=4)
-    return dict(prepare_notebook(nb).notes)
+    node = nb if isinstance(nb, nbformat.NotebookNode) else nbformat.read(str(nb), as_version=4)
+    return dict(prepare_notebook(node).notes)
 
 
 def write_report(nb: nbformat.NotebookNode | str | Path, path: str | Path, **kwargs: Any) -> Path:

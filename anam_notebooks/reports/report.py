@@ -35,6 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from ..api.config import API_KEY_ENV, API_URL_ENV, api_key_from_env, base_url_from_env
 from ..data.timespan import parse_window
 from ..notebook import read_findings
@@ -207,15 +209,12 @@ def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[s
     executed = out_dir / f"{notebook.stem}.ipynb"
     error = None
     try:
-        nb = run_notebook(notebook, executed, parameters, env=env)
+        node = run_notebook(notebook, executed, parameters, env=env)
     except pm.PapermillExecutionError as exc:
         error = _cell_error(notebook, exc)
         if not executed.exists():
             return Report(notebook, executed, None, error, title=title)
-        nb = executed
-    import nbformat
-
-    node = nb if isinstance(nb, nbformat.NotebookNode) else nbformat.read(str(nb), as_version=4)
+        node = nbformat.read(str(executed), as_version=4)
     html = write_report(node, out_dir / f"{notebook.stem}.html", title=title, facts=facts,
                         keep_input=keep_input)
     found = read_findings(node)

@@ -75,6 +75,9 @@ class StaticRendering:
     """The live widget view plus its static HTML (`_repr_html_`), so reports and frontends
     without a widget manager never show a blank widget."""
 
+    def _repr_html_(self) -> str:
+        raise NotImplementedError
+
     @property
     def html(self) -> str:
         """The latest static rendering (same as `_repr_html_()`)."""

@@ -10,11 +10,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from . import html as _html
-from .tables import format_frame
 from .base import StaticRendering, show_figure, style_widget
 from .colors import MISSING_LABEL, status_label
 from .lookup import SessionLookup
 from .plots import session_timeline
+from .tables import format_frame
 
 _ALL = "(all)"
 _MISSING_VALUE = object()

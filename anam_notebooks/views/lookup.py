@@ -23,11 +23,11 @@ from ..api.ids import UUID_PATTERN
 from ..data.sessions import sessions_frame
 from ..data.transcripts import transcript_frame
 from . import html as _html
-from .tables import format_frame
 from .base import StaticRendering, error_text, show_figure, style_widget
 from .colors import ACTIVE_LABEL, status_color, status_label
 from .plots import session_detail
 from .redact import redact
+from .tables import format_frame
 
 _UUID = re.compile(UUID_PATTERN)
 _ID_ATTEMPT = re.compile(r"[0-9a-fA-F]{32}|(?=.*-)[0-9a-fA-F-]{16,}|\{.*\}|urn:uuid:.*|https?://.*",
@@ -117,7 +117,7 @@ class SessionLookup(StaticRendering, W.VBox):
             self.recording.value = _html.message(error_text(exc))
             return None
         self.recording.value = _html.link(url, "Download recording (link valid about an hour)")
-        return url
+        return str(url)
 
     # -- internals
 

@@ -1,0 +1,1 @@
+"""Notebooks → reports: papermill execution, self-contained nbconvert HTML, report runs."""
