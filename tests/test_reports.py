@@ -242,6 +242,11 @@ def test_executed_notebooks_carry_plotlyjs_once_and_an_html_twin_for_every_figur
         assert executed.read_text(encoding="utf-8").count("plotly.js v") == 1, name
         assert not re.search(r"<script[^>]+src=", executed.read_text(encoding="utf-8"))   # no CDN
         assert sum(FINDINGS_MIME in o.get("data", {}) for o in outputs) == 1, name
+        # Run headless, widgets leave their static HTML, not a view nbconvert would prefer
+        # (and draw blank without a kernel).
+        assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    lab = plain["02_engine_hosts"][1]["lab"].read_text(encoding="utf-8")
+    assert "Session explorer filters" in lab
 
 
 def test_header_states_window_source_and_time_and_inputs_are_hidden(reports):

@@ -330,3 +330,13 @@ def test_recording_links_only_for_http_urls():
 
     assert "<a" not in link("javascript:alert(1)", "x")
     assert link('https://h/r?a=1&b="', "x").startswith('<a href="https://h/r?a=1&amp;b=&quot;"')
+
+
+def test_buttons_are_sized_to_their_labels_and_headers_never_break_inside_a_word(client):
+    """JupyterLab cut "Get recording link" to "Get recording l…" and broke "speaking_duration"."""
+    lookup = SessionLookup(client)
+    assert lookup.recording_button.layout.width == "auto" and lookup.button.layout.width == "auto"
+    from anam_notebooks.views.html import style
+
+    header_rule = re.search(r"table\.anam-table\.anam-table th\{([^}]*)\}", style()).group(1)
+    assert "white-space:nowrap" in header_rule and "overflow-wrap:normal" in header_rule
