@@ -34,6 +34,8 @@ from .views.findings import FINDINGS_MIME, findings_bundle, note_bundle
 from .views.masking import RedactedClient
 
 _LOGGER = "anam_notebooks"
+#: What every published finding holds (the findings file's schema, see reports.report).
+FINDING_KEYS = ("level", "unit", "counts", "rates", "window", "q_value", "sentence")
 
 
 def _display(data: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> None:
@@ -144,10 +146,16 @@ def publish_findings(findings: pd.DataFrame | Sequence[Mapping[str, Any]], *, q:
     Raises
     ------
     TypeError, ValueError
-        When a frame is not a `rank_suspects` result, or `q` is not in (0, 1].
+        When a frame is not a `rank_suspects` result, `q` is not in (0, 1], or a finding dict
+        lacks one of `FINDING_KEYS`.
     """
     found = suspect_findings(findings, q=q) if isinstance(findings, pd.DataFrame) else [
         dict(f) for f in findings]
+    for n, finding in enumerate(found):
+        missing = [k for k in FINDING_KEYS if k not in finding]
+        if missing:
+            raise ValueError(f"finding {n} lacks {missing}: every finding needs "
+                             f"{list(FINDING_KEYS)} (see analysis.suspect_findings)")
     _display(findings_bundle(found, q=q, quiet_text=quiet_text))
     return found
 

@@ -68,3 +68,13 @@ def test_contents_only_for_a_long_report_linking_real_anchors():
     html = render_html(_notebook(headings=6), title="t")
     links = re.findall(r'href="#(section-\d+)">Section \d<', html)
     assert len(links) == 6 and all(f'id="{a}"' in html for a in links)
+
+
+def test_publish_findings_refuses_a_finding_without_the_schema_keys():
+    import pytest
+
+    from anam_notebooks import publish_findings
+
+    with pytest.raises(ValueError, match=r"finding 0 lacks \['counts', 'rates'"):
+        publish_findings([{"level": "engine_pod", "unit": "p", "window": {}, "q_value": 0.1,
+                           "sentence": "s"}])

@@ -31,7 +31,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,8 @@ def header_facts(notebook: Path, parameters: Mapping[str, Any], source: str,
     if values.get("redact"):
         facts.append(("Redacted", "transcript text, client labels and system prompts are masked"))
     given = {k: v for k, v in parameters.items() if k in declared}
+    if values.get("redact") and given.get("search") is not None:
+        given["search"] = "(masked)"   # a search is often a client label
     if given:
         facts.append(("Parameters", ", ".join(f"{k}={v!r}" for k, v in sorted(given.items()))))
     return facts
@@ -142,7 +144,8 @@ def findings_document(report: Report, *, parameters: Mapping[str, Any], source: 
         "notebook": report.notebook.stem, "title": report.title,
         "window": _window(values, generated), "source": source,
         "generated_at": generated.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "parameters": {k: v for k, v in parameters.items() if k in declared},
+        "parameters": {k: ("(masked)" if k == "search" and parameters.get("redact") and v is not None else v)
+                       for k, v in parameters.items() if k in declared},
         "stands_out": bool(report.findings), "published": published, "q": q,
         "findings": list(report.findings),
         "data_notes": [{"message": m, "count": c} for m, c in sorted(notes.items(), key=lambda kv: -kv[1])],
@@ -204,7 +207,7 @@ def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[s
             raise ValueError(f"{notebook.name} declares no `redact` parameter, so it cannot be "
                              "redacted; run it without --redact or add the parameter")
         parameters["redact"] = True
-    generated = datetime.now(timezone.utc).replace(microsecond=0)
+    generated = datetime.now(UTC).replace(microsecond=0)
     facts = header_facts(notebook, parameters, source, generated)
     executed = out_dir / f"{notebook.stem}.ipynb"
     error = None
@@ -325,7 +328,7 @@ def write_index(reports: Sequence[Report], out_dir: str | Path, *, source: str =
                 if report.html is not None else _html.esc(name))
         kind = "failed" if report.error else ("stands-out" if report.stands_out else "quiet")
         rows.append(f'<li class="{kind}"><h2>{link}</h2><p>{_html.esc(report.headline)}</p></li>')
-    generated = datetime.now(timezone.utc)
+    generated = datetime.now(UTC)
     page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>Anam session reports</title>" + callout_style() +
             "<style>body{font:15px/1.5 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em}"
