@@ -56,7 +56,7 @@ def findings_bundle(findings: Sequence[Mapping[str, Any]], *, q: float,
     """The display data of a findings output: the JSON value, the callout and plain text."""
     lines = ([f"{n}. {f.get('sentence')}" for n, f in enumerate(findings, start=1)]
              or [quiet_text or f"No unit stands out (no headline with q < {q:g})."])
-    return {FINDINGS_MIME: {"findings": [dict(f) for f in findings], "q": q},
+    return {FINDINGS_MIME: {"findings": [dict(f) for f in findings], "q": q, "quiet_text": quiet_text},
             "text/html": findings_callout(findings, q=q, quiet_text=quiet_text),
             "text/plain": "\n".join(lines)}
 
