@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11, make, apt):
 #   make demo   run the curated notebooks against the bundled simulator, HTML into reports/
-#   make test   the whole test suite (virtualenv, packages and Chromium installed as needed)
+#   make test   lint, types, import contracts, the API reference build, then every test
+#               (virtualenv, packages and Chromium installed as needed)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench chromium clean
+.PHONY: demo test lint docs bench chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +30,21 @@ chromium:
 demo: $(STAMP)
 	$(BIN)/anam-notebooks demo
 
-test: $(STAMP) chromium
+test: lint docs chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# ruff (style and bugs), mypy (strict on the public API), import-linter (the layers of DESIGN.md)
+lint: $(STAMP)
+	$(BIN)/ruff check anam_notebooks tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+# The API reference from the docstrings; any warning (a missing name, a bad section) fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) reports test-artifacts .pytest_cache
+	rm -rf $(VENV) reports test-artifacts .pytest_cache .import_linter_cache

@@ -6,7 +6,7 @@ Heavy layers (plots, widgets) load on first use, so `import anam_notebooks` stay
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .api.config import __version__
 from .api.errors import (
@@ -22,6 +22,18 @@ from .api.errors import (
     RateLimitError,
     ServerError,
 )
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and the API reference
+    from . import analysis, plots, simulator, widgets
+    from .api.client import AnamClient, AsyncAnamClient
+    from .data.sessions import sessions_frame
+    from .data.store import SessionStore
+    from .data.transcripts import transcript_frame
+    from .fetch import connect, fetch_sessions
+    from .notebook import publish_findings, read_findings, setup_notebook
+    from .views.explorer import SessionExplorer
+    from .views.lookup import SessionLookup
+    from .views.tables import show_table
 
 _LAZY = {
     "AnamClient": "api.client",

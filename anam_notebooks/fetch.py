@@ -28,7 +28,28 @@ logger = logging.getLogger("anam_notebooks")
 def connect(api_key: str | None = None, base_url: str | None = None, **kw: Any) -> AnamClient:
     """A client for the real API when a key is given or ANAM_API_KEY is set; otherwise the
     built-in simulator with generated demo data (one line says so). `client.source` tells
-    reports where the data came from: the base URL, or "simulator"."""
+    reports where the data came from: the base URL, or "simulator".
+
+    Parameters
+    ----------
+    api_key : str, optional
+        The Anam API key; by default ``ANAM_API_KEY``. Without either, the simulator is used.
+    base_url : str, optional
+        The API's base URL (only with a key); by default ``ANAM_API_URL`` or the real API.
+    **kw
+        Client options (timeout, max_retries, concurrency...), or simulator options for the
+        demo fleet when no key is set.
+
+    Returns
+    -------
+    AnamClient
+        A client whose ``source`` is its base URL, or ``"simulator"``.
+
+    Raises
+    ------
+    ConfigurationError
+        A `base_url` without any key (the real API would refuse every request), or a bad option.
+    """
     if api_key_from_env(api_key) is not None:
         return AnamClient(api_key, base_url, **kw)
     if base_url is not None:

@@ -128,6 +128,26 @@ def test_parse_retry_after_forms():
     assert parse_retry_after("Tuesday-ish", NOW) is None
 
 
+@pytest.mark.parametrize("hint", ["0", email.utils.formatdate(NOW - 3600, usegmt=True)],
+                         ids=["zero", "past-date"])
+async def test_a_retry_after_of_zero_or_in_the_past_falls_back_to_backoff(api, clock, hint):
+    route = api.get(PATH).mock(side_effect=[err(429, headers={"Retry-After": hint}),
+                                            err(503, headers={"Retry-After": hint}),
+                                            httpx.Response(200, json={"id": SID})])
+    async with make(clock) as client:
+        assert await client.get_session(SID) == {"id": SID}
+    assert route.call_count == 3
+    assert clock.waits == [0.5, 1.0]  # the backoff schedule, not two immediate retries
+
+
+async def test_a_future_retry_after_date_is_waited_for(api, clock):
+    hint = email.utils.formatdate(NOW + 7, usegmt=True)
+    api.get(PATH).mock(side_effect=[err(429, headers={"Retry-After": hint}), httpx.Response(200, json={"id": SID})])
+    async with make(clock) as client:
+        await client.get_session(SID)
+    assert clock.waits == [pytest.approx(7.0)]
+
+
 async def test_rate_limit_after_retries_is_a_rate_limit_error(api, clock):
     api.get(PATH).mock(return_value=err(429, "Rate limit exceeded", {"Retry-After": "1"}))
     async with make(clock, max_retries=2) as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -104,8 +105,9 @@ def test_timeline_over_max_sessions_keeps_failures_and_says_so(df):
     failures = int(is_failure(df["exit_status"]).sum())
     drawn = sum(len(t.customdata) for t in fig.data if t.mode == "markers" and t.customdata is not None)
     assert drawn == max(500, failures + int(df["is_active"].sum()))
-    error_line = _trace(fig, f"ERROR ({int((df['exit_status'] == 'ERROR').sum())})")
-    assert error_line is not None
+    errors = int((df["exit_status"] == "ERROR").sum())
+    error_line = _trace(fig, f"ERROR ({errors})")
+    assert error_line.mode == "lines" and len(error_line.x) == 3 * errors  # start, end, gap: none sampled away
     assert any(f"of {len(df)} sessions" in a.text for a in fig.layout.annotations)
 
 
@@ -286,7 +288,17 @@ def test_status_colours_are_fixed_for_known_and_stable_for_unknown():
 
 def test_figures_serialise_to_json(df):
     for fig in (plots.session_timeline(df, now=NOW), plots.host_health(df)):
-        json.loads(fig.to_json())
+        spec = json.loads(fig.to_json())
+        assert len(spec["data"]) == len(fig.data) and spec["layout"]["title"]["text"] == fig.layout.title.text
+        assert [(t["type"], t.get("name")) for t in spec["data"]] == [(t.type, t.name) for t in fig.data]
+        assert [_points(t["x"]) for t in spec["data"]] == [len(t.x) for t in fig.data]  # nothing lost
+
+
+def _points(values) -> int:
+    """How many values a JSON-encoded plotly array holds (plain list, or base64 typed array)."""
+    if isinstance(values, dict) and "bdata" in values:
+        return len(np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]))
+    return len(values)
 
 
 def test_data_never_becomes_hover_template_text(hostile_df, fleet):

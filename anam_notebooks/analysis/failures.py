@@ -42,6 +42,24 @@ def is_failure(statuses: Sequence[Any] | pd.Series | pd.Index, failures: Failure
                ) -> np.ndarray:
     """Boolean array: which exit statuses count as failures. Missing statuses never do.
 
+    Parameters
+    ----------
+    statuses : sequence, pandas.Series or pandas.Index
+        Exit statuses (an open set: unknown values are judged by the rule like any other).
+    failures : collection of str, callable or None
+        None for the default rule (`DEFAULT_FAILURES`: ERROR and any status containing ERROR
+        or FAIL), a collection of exact statuses, or a function ``status -> bool``.
+
+    Returns
+    -------
+    numpy.ndarray
+        One bool per status.
+
+    Raises
+    ------
+    TypeError
+        `failures` is none of the accepted forms.
+
     `failures` is None (the default rule, `DEFAULT_FAILURES`), a collection of exact statuses,
     or a function called once per distinct status.
     """

@@ -16,6 +16,27 @@ def failure_rates(df: pd.DataFrame, by: str | Sequence[str] = "engine_pod",
                   failures: FailureSpec = None) -> pd.DataFrame:
     """Failure rate per group of `by` (one column or several), with a 95 % Wilson interval.
 
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A sessions frame.
+    by : str or sequence of str
+        The column(s) to group by, e.g. "engine_pod" or ["engine_region", "engine_version"].
+    failures : collection of str, callable or None
+        Which exit statuses count as failures (see `is_failure`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per group: sessions (ended), failures, rate, ci_low, ci_high, active.
+
+    Raises
+    ------
+    ValueError
+        `by` names a column the frame lacks (the message lists them), or repeats one.
+    TypeError
+        `df` is not a DataFrame, or `failures` is not usable.
+
     Columns: sessions (ended), failures, rate, ci_low, ci_high, active (left out of the rate).
     Indexed by the group values (missing values form their own group), in group order.
     """

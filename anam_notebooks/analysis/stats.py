@@ -151,12 +151,12 @@ def max_llr_window(observed: np.ndarray, expected: np.ndarray, exhaustive_limit:
         return -1, -1
     co = np.concatenate([[0.0], np.cumsum(o)])
     ce = np.concatenate([[0.0], np.cumsum(e)])
-    i, j = np.triu_indices(len(o))
-    observed, expected = co[j + 1] - co[i], ce[j + 1] - ce[i]
+    first, last = np.triu_indices(len(o))
+    observed, expected = co[last + 1] - co[first], ce[last + 1] - ce[first]
     with np.errstate(divide="ignore", invalid="ignore"):
         llr = np.where((observed > expected) & (expected > 0),
                        observed * np.log(observed / expected) - (observed - expected), 0.0)
     best = int(np.argmax(llr))
     if llr[best] <= 0:
         return -1, -1
-    return int(i[best]), int(j[best])
+    return int(first[best]), int(last[best])

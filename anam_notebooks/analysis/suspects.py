@@ -350,16 +350,16 @@ def _reconcile(out: pd.DataFrame, s: _Sessions, cols: list[str], min_sessions: i
                 explained[i] = worst
                 break
     for i in range(len(rows)):
-        j = parent_row[i]
+        j = int(parent_row[i])
         if (significant[i] and explained[i] < 0 and j >= 0 and significant[j]
                 and q_within[i] >= alpha and explained[j] != i):
             explained[i] = j
     labels = np.full(len(rows), None, dtype=object)
-    for i in np.flatnonzero(explained >= 0):
-        seen, j = {i}, explained[i]
+    for i in map(int, np.flatnonzero(explained >= 0)):
+        seen, j = {i}, int(explained[i])
         while explained[j] >= 0 and explained[j] not in seen:
             seen.add(j)
-            j = explained[j]
+            j = int(explained[j])
         labels[i] = f"{unit_label(rows[j].level)} {rows[j].unit}"
     out["region"], out["parent"] = region, parent
     out["p_within"], out["q_within"] = p_within, q_within

@@ -45,8 +45,31 @@ class AsyncAnamClient:
     `iter_sessions`, which returns an async iterator (`async for s in client.iter_sessions()`).
 
     The key comes from `api_key` or ANAM_API_KEY, the base URL from `base_url`, ANAM_API_URL or
-    https://api.anam.ai. `concurrency` bounds requests in flight (it halves on 429 and recovers);
-    `backoff` sets the retry timing (inject `sleep`/`now` in tests).
+    https://api.anam.ai.
+
+    Parameters
+    ----------
+    api_key : str, optional
+        The Anam API key; by default the ``ANAM_API_KEY`` environment variable. It never
+        appears in a repr, a log line or an exception.
+    base_url : str, optional
+        The API's base URL; by default ``ANAM_API_URL``, else ``https://api.anam.ai``.
+    timeout : float or httpx.Timeout
+        Seconds allowed for each request (connect, read, write and pool).
+    max_retries : int
+        Retries of a request that failed with 408/409/429/5xx or a dropped connection,
+        with exponential backoff and jitter (``Retry-After`` honoured).
+    concurrency : int
+        Requests in flight at most; halves on 429 and recovers.
+    transport : httpx.AsyncBaseTransport, optional
+        Another transport, e.g. ``httpx.ASGITransport`` to reach an in-process server.
+    backoff : Backoff, optional
+        The retry timing; inject ``sleep``/``now`` in tests.
+
+    Raises
+    ------
+    ConfigurationError
+        When no API key is set, or an option is out of range (the message names it).
     """
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
@@ -85,17 +108,87 @@ class AsyncAnamClient:
         await self._core.aclose()
 
     async def get_session(self, session_id: Any) -> Record:
-        """One session record (a dict, as the API sent it)."""
+        """One session record (a dict, as the API sent it).
+
+        Parameters
+        ----------
+        session_id : str or uuid.UUID
+            The session's UUID, in any common form (upper case, braces, ``urn:uuid:``), or a
+            URL that holds exactly one.
+
+        Returns
+        -------
+        dict
+            The ``Session`` record exactly as the API sent it.
+
+        Raises
+        ------
+        InvalidSessionId
+            Before any request, when `session_id` holds no UUID.
+        NotFoundError
+            The API knows no such session (404).
+        AnamAPIError
+            Any other error answer after retries (401 is `AuthenticationError`, 5xx `ServerError`).
+        AnamConnectionError
+            The API could not be reached, or did not answer in time.
+        """
         sid = normalize_session_id(session_id)
         return await self._get_object(f"{SESSIONS_PATH}/{sid}")
 
     async def get_transcript(self, session_id: Any) -> Record:
-        """The session's transcript; NotFoundError when none was kept (zero data retention)."""
+        """The session's transcript.
+
+        Parameters
+        ----------
+        session_id : str or uuid.UUID
+            The session's UUID, in any common form (upper case, braces, ``urn:uuid:``), or a
+            URL that holds exactly one.
+
+        Returns
+        -------
+        dict
+            ``sessionId``, ``personaName``, times, ``totalMessages`` and ``messages``
+            (role, message, timestamp, speakingDurationSeconds, wasInterrupted).
+
+        Raises
+        ------
+        InvalidSessionId
+            Before any request, when `session_id` holds no UUID.
+        NotFoundError
+            The API knows no such session (404), or kept no transcript (zero data retention).
+        AnamAPIError
+            Any other error answer after retries (401 is `AuthenticationError`, 5xx `ServerError`).
+        AnamConnectionError
+            The API could not be reached, or did not answer in time.
+        """
         sid = normalize_session_id(session_id)
         return await self._get_object(f"{SESSIONS_PATH}/{sid}/transcript")
 
     async def get_recording_url(self, session_id: Any) -> str:
-        """A presigned download URL for the recording, valid about an hour."""
+        """A presigned download URL for the recording, valid about an hour.
+
+        Parameters
+        ----------
+        session_id : str or uuid.UUID
+            The session's UUID, in any common form (upper case, braces, ``urn:uuid:``), or a
+            URL that holds exactly one.
+
+        Returns
+        -------
+        str
+            The URL (it grants access: share it only with people who may watch the session).
+
+        Raises
+        ------
+        InvalidSessionId
+            Before any request, when `session_id` holds no UUID.
+        NotFoundError
+            The API knows no such session (404), or kept no recording.
+        AnamAPIError
+            Any other error answer after retries (401 is `AuthenticationError`, 5xx `ServerError`).
+        AnamConnectionError
+            The API could not be reached, or did not answer in time.
+        """
         sid = normalize_session_id(session_id)
         path = f"{SESSIONS_PATH}/{sid}/recording"
         url = (await self._get_object(path)).get("recordingUrl")
@@ -106,14 +199,85 @@ class AsyncAnamClient:
 
     async def list_sessions(self, page: int = 1, per_page: int = 100, search: str | None = None,
                             persona_id: Any = None, api_key_id: Any = None) -> Record:
-        """One raw page: {"data": [...], "meta": {...}} exactly as the API answered."""
+        """One raw page of sessions, exactly as the API answered.
+
+        Parameters
+        ----------
+        page : int
+            The page number, from 1.
+        per_page : int
+            Sessions per page, 1 to 100.
+        search : str, optional
+            Matches session ids and client labels.
+        persona_id : str or uuid.UUID, optional
+            Only this persona's sessions.
+        api_key_id : str or uuid.UUID, optional
+            Only sessions started with this API key.
+
+        Returns
+        -------
+        dict
+            ``{"data": [Session, ...], "meta": {"total", "lastPage", "currentPage", ...}}``.
+
+        Raises
+        ------
+        BadRequestError
+            The API refused the query (400).
+        ValueError
+            Before any request, for a page below 1, a per_page outside 1..100 or a filter that
+            is not a UUID.
+        AnamAPIError
+            Any other error answer after retries.
+        AnamConnectionError
+            The API could not be reached.
+        """
         params = _list_params(per_page, search, persona_id, api_key_id)
         return await self._get_object(SESSIONS_PATH, {"page": check_page(page), **params})
 
     def iter_sessions(self, *, search: str | None = None, persona_id: Any = None,
                       api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
                       stop: StopWhen | None = None) -> AsyncIterator[Record]:
-        """Every session of every page, each id once (see `AnamClient.iter_sessions`)."""
+        """Every session of every page, each id once, newest first page by page.
+
+        Use it as ``async for session in client.iter_sessions(): ...`` (the blocking
+        `AnamClient.iter_sessions` is a plain iterator). Pages 2..N are read concurrently;
+        sessions that arrive meanwhile are picked up by re-reading the pages that shifted.
+        `since` (tz-aware) stops after the first page whose sessions all started earlier
+        (older ones may still be yielded: filter them yourself); `stop(record) -> bool` stops
+        after the page holding a record it accepts. Both read pages a couple at a time. If
+        pages still fail after retries, the iterator ends with
+        PaginationError, whose `.records` holds everything read.
+
+        Parameters
+        ----------
+        search : str, optional
+            Matches session ids and client labels.
+        persona_id : str or uuid.UUID, optional
+            Only this persona's sessions.
+        api_key_id : str or uuid.UUID, optional
+            Only sessions started with this API key.
+        per_page : int
+            Sessions per request, 1 to 100.
+        since : datetime, optional
+            Timezone-aware: stop after the first page whose sessions all started earlier
+            (older ones may still be yielded: filter them yourself).
+        stop : callable, optional
+            ``stop(record) -> bool``: stop after the page holding a record it accepts.
+
+        Yields
+        ------
+        dict
+            Each session record once, newest first page by page.
+
+        Raises
+        ------
+        ValueError
+            Before any request, for a bad filter, `per_page`, `since` or `stop`.
+        PaginationError
+            When pages still fail after retries; it carries everything already read.
+        AnamAPIError
+            An error answer on the first page (401 is `AuthenticationError`).
+        """
         return _flatten(self._session_batches(search=search, persona_id=persona_id,
                                               api_key_id=api_key_id, per_page=per_page,
                                               since=since, stop=stop))
@@ -152,6 +316,30 @@ class AnamClient:
     >>> client.get_session("https://lab.anam.ai/sessions/<uuid>")
     >>> for session in client.iter_sessions(since=datetime.now(timezone.utc) - timedelta(days=1)):
     ...     ...
+
+    Parameters
+    ----------
+    api_key : str, optional
+        The Anam API key; by default the ``ANAM_API_KEY`` environment variable. It never
+        appears in a repr, a log line or an exception.
+    base_url : str, optional
+        The API's base URL; by default ``ANAM_API_URL``, else ``https://api.anam.ai``.
+    timeout : float or httpx.Timeout
+        Seconds allowed for each request (connect, read, write and pool).
+    max_retries : int
+        Retries of a request that failed with 408/409/429/5xx or a dropped connection,
+        with exponential backoff and jitter (``Retry-After`` honoured).
+    concurrency : int
+        Requests in flight at most; halves on 429 and recovers.
+    transport : httpx.AsyncBaseTransport, optional
+        Another transport, e.g. ``httpx.ASGITransport`` to reach an in-process server.
+    backoff : Backoff, optional
+        The retry timing; inject ``sleep``/``now`` in tests.
+
+    Raises
+    ------
+    ConfigurationError
+        When no API key is set, or an option is out of range (the message names it).
     """
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
@@ -178,34 +366,21 @@ class AnamClient:
         RUNNER.run(self._async.aclose())
 
     def get_session(self, session_id: Any) -> Record:
-        """One session record; `session_id` may be a UUID, a URL holding one, or `{uuid}`."""
         return self._run(self._async.get_session, session_id)
 
     def get_transcript(self, session_id: Any) -> Record:
-        """The session's transcript; NotFoundError when none was kept."""
         return self._run(self._async.get_transcript, session_id)
 
     def get_recording_url(self, session_id: Any) -> str:
-        """A presigned download URL for the recording, valid about an hour."""
         return self._run(self._async.get_recording_url, session_id)
 
     def list_sessions(self, page: int = 1, per_page: int = 100, search: str | None = None,
                       persona_id: Any = None, api_key_id: Any = None) -> Record:
-        """One raw page: {"data": [...], "meta": {...}} exactly as the API answered."""
         return self._run(self._async.list_sessions, page, per_page, search, persona_id, api_key_id)
 
     def iter_sessions(self, *, search: str | None = None, persona_id: Any = None,
                       api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
                       stop: StopWhen | None = None) -> Iterator[Record]:
-        """Every session of every page, each id once, newest first page by page.
-
-        Pages 2..N are read concurrently; sessions that arrive meanwhile are picked up by
-        re-reading the pages that shifted. `since` (tz-aware) stops after the first page whose
-        sessions all started earlier (older ones may still be yielded: filter them yourself);
-        `stop(record) -> bool` stops after the page holding a record it accepts. Both read
-        pages a couple at a time. If pages still fail after retries, the iterator ends with
-        PaginationError, whose `.records` holds everything read.
-        """
         batches = self._async._session_batches(search=search, persona_id=persona_id,
                                                api_key_id=api_key_id, per_page=per_page,
                                                since=since, stop=stop)
@@ -213,6 +388,11 @@ class AnamClient:
 
     def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         return RUNNER.run(method(*args))
+
+
+# The blocking methods behave exactly like the coroutines they run: one text documents both.
+for _name in ("get_session", "get_transcript", "get_recording_url", "list_sessions", "iter_sessions"):
+    getattr(AnamClient, _name).__doc__ = getattr(AsyncAnamClient, _name).__doc__
 
 
 async def _flatten(batches: AsyncIterator[list[Record]]) -> AsyncIterator[Record]:

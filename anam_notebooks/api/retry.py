@@ -31,7 +31,9 @@ class Backoff:
     """Wait timing between attempts; `sleep`, `now` and `random` are injectable for tests.
 
     The n-th retry waits `initial * 2**n` seconds (at most `maximum`), minus up to 25 % jitter,
-    unless the server sent Retry-After, which is honoured up to `retry_after_cap` seconds.
+    unless the server sent a positive Retry-After, which is honoured up to `retry_after_cap`
+    seconds. A Retry-After of 0 or a date already past gives no usable wait: retrying at once
+    would only hammer a server that is shedding load, so the exponential backoff applies.
     """
 
     initial: float = 0.5
@@ -44,7 +46,7 @@ class Backoff:
     def delay(self, retry: int, retry_after: str | None = None) -> float:
         """Seconds to wait before retry number `retry` (0-based)."""
         hinted = parse_retry_after(retry_after, self.now()) if retry_after else None
-        if hinted is not None:
+        if hinted is not None and hinted > 0:
             return min(hinted, self.retry_after_cap)
         base = min(self.initial * 2 ** retry, self.maximum)
         return base * (1.0 - 0.25 * self.random())

@@ -57,9 +57,17 @@ def check_count(value: object, arg: str) -> int:
 
 
 def ended_mask(df: pd.DataFrame) -> np.ndarray:
-    """Sessions with an outcome: not active (by is_active, else by end_time, else by status)."""
+    """Sessions with an outcome: not `is_active`; in a frame without that column, those with an
+    end time or an exit status. Active sessions have no outcome yet and count in no rate."""
     if "is_active" in df.columns:
         return ~df["is_active"].fillna(False).to_numpy(dtype=bool)
-    if "end_time" in df.columns:
-        return df["end_time"].notna().to_numpy()
-    return df["exit_status"].notna().to_numpy()
+    ended = np.zeros(len(df), dtype=bool)
+    for column in ("end_time", "exit_status"):
+        if column in df.columns:
+            ended |= df[column].notna().to_numpy()
+    return ended
+
+
+def active_mask(df: pd.DataFrame) -> np.ndarray:
+    """Sessions still running: the complement of `ended_mask`."""
+    return ~ended_mask(df)

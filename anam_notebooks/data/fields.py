@@ -4,6 +4,7 @@ and is reported once per kind as a `MalformedRecordWarning`, never an exception.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ def shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def string_array(values: list[Any], field: str, ids: list[str], problems: Problems) -> pa.Array:
+def string_array(values: Sequence[Any], field: str, ids: Sequence[str], problems: Problems) -> pa.Array:
     """A list of str/None as an Arrow string array; other types become null and are reported."""
     try:
         return pa.array(values, type=pa.string())
@@ -73,7 +74,7 @@ def _encodable(value: str, field: str, record_id: str, problems: Problems) -> st
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def int_array(values: list[Any], field: str, ids: list[str], problems: Problems) -> pa.Array:
+def int_array(values: Sequence[Any], field: str, ids: Sequence[str], problems: Problems) -> pa.Array:
     """Whole numbers (an integral float is accepted) → int64; anything else null + warning."""
     try:
         if set(map(type, values)) <= _INT_TYPES:  # Arrow would silently truncate 1.5
@@ -93,7 +94,7 @@ def int_array(values: list[Any], field: str, ids: list[str], problems: Problems)
     return pa.array(cleaned, type=pa.int64())
 
 
-def bool_array(values: list[Any], field: str, ids: list[str], problems: Problems) -> pa.Array:
+def bool_array(values: Sequence[Any], field: str, ids: Sequence[str], problems: Problems) -> pa.Array:
     try:
         return pa.array(values, type=pa.bool_())
     except (pa.ArrowTypeError, pa.ArrowInvalid):
@@ -106,7 +107,7 @@ def bool_array(values: list[Any], field: str, ids: list[str], problems: Problems
         return pa.array(cleaned, type=pa.bool_())
 
 
-def timestamp_array(values: list[Any], field: str, ids: list[str], problems: Problems) -> pa.Array:
+def timestamp_array(values: Sequence[Any], field: str, ids: Sequence[str], problems: Problems) -> pa.Array:
     """ISO-8601 strings with any offset/precision → UTC microseconds; unparseable → null + warning."""
     strings = string_array(values, field, ids, problems)  # non-strings reported and nulled here
     try:
@@ -116,11 +117,11 @@ def timestamp_array(values: list[Any], field: str, ids: list[str], problems: Pro
     present = strings.is_valid().to_numpy(zero_copy_only=False)
     parsed = to_utc(strings.to_pylist())
     for i in np.flatnonzero(present & np.asarray(parsed.isna())):
-        problems.add(field, ids[i], "is not an ISO-8601 timestamp", "set to NaT")
+        problems.add(field, ids[int(i)], "is not an ISO-8601 timestamp", "set to NaT")
     return pa.array(parsed, type=pa.timestamp("us", tz="UTC"))
 
 
-def to_utc(values: list[Any]) -> pd.DatetimeIndex:
+def to_utc(values: Sequence[Any]) -> pd.DatetimeIndex:
     try:
         parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
     except (ValueError, OverflowError):

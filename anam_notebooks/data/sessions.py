@@ -286,6 +286,22 @@ def sessions_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
     Input order is kept; a repeated id keeps its most updated record. Malformed records and
     fields become nulls (or are skipped when they have no id) with a `MalformedRecordWarning`.
+
+    Parameters
+    ----------
+    records : iterable of dict
+        Session records as the API sends them (a list, or an iterator that pages lazily).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per session id, with the columns and dtypes of the column contract
+        (``anam_notebooks.data.columns``): categoricals, UTC datetimes, nullable integers.
+
+    Raises
+    ------
+    TypeError
+        `records` is a single record (a dict) or a string instead of an iterable of records.
     """
     if isinstance(records, (Mapping, str, bytes)):
         raise TypeError(f"sessions_frame expects an iterable of session records (dicts), "

@@ -177,7 +177,7 @@ class SessionStore:
     def _write(self, frame: pd.DataFrame, covered: pd.Timestamp | None | bool) -> None:
         """Atomically replace the file: a write that dies midway leaves the old file intact."""
         table = pa.Table.from_pandas(frame.reset_index(), schema=ARROW_SCHEMA, preserve_index=False)
-        mark = _ALL_HISTORY if covered is None else (covered.isoformat() if covered is not False else "")
+        mark = _ALL_HISTORY if covered is None else (covered.isoformat() if isinstance(covered, datetime) else "")
         table = table.replace_schema_metadata({
             _META_KEY: self.key.encode("utf-8"), _META_VERSION: SCHEMA_VERSION.encode(),
             _META_COVERED: mark.encode(),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeAlias
 
 import pandas as pd
 
-TimeBound = datetime | pd.Timestamp | str | None
+#: What `since`/`until` accept: a datetime (naive = UTC), an ISO-8601 string, a span such as "24h".
+TimeBound: TypeAlias = datetime | pd.Timestamp | str | None
 
 _SPAN = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -17,13 +19,18 @@ _VALID_FORMS = (
 )
 
 
+def as_utc(value: Any) -> pd.Timestamp:
+    """A timestamp in UTC: a naive value is taken to be UTC already, an aware one is converted."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def parse_time_bound(value: TimeBound, *, name: str, now: datetime | None = None) -> pd.Timestamp | None:
     """Turn one bound into a UTC Timestamp (None stays None); a span counts back from `now`."""
     if value is None:
         return None
     if isinstance(value, datetime):  # pd.Timestamp is a datetime too
-        stamp = pd.Timestamp(value)
-        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return as_utc(value)
     if not isinstance(value, str):
         raise ValueError(f"{name}={value!r} is not a time bound: expected {_VALID_FORMS}")
     text = value.strip()
@@ -37,7 +44,7 @@ def parse_time_bound(value: TimeBound, *, name: str, now: datetime | None = None
         stamp = None
     if stamp is None or pd.isna(stamp):
         raise ValueError(f"{name}={value!r} is not a time bound: expected {_VALID_FORMS}")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return as_utc(stamp)
 
 
 def parse_window(since: TimeBound, until: TimeBound, *, now: datetime | None = None

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..api.ids import UUID_PATTERN
 from .artifacts import has_recording, recording_url
 from .fleet import Fleet, generate_fleet
 from .knobs import Knobs, TokenBucket
@@ -31,7 +32,7 @@ from .openapi import openapi_bytes
 from .settings import DEMO_API_KEY
 from .timefmt import from_ms, parse_iso, to_ms
 
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(rf"^{UUID_PATTERN}$")
 POSITIVE_INT = re.compile(r"^[0-9]{1,9}$")
 REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
            429: "Too Many Requests",
@@ -247,7 +248,8 @@ def create_app(fleet: Fleet | None = None, *, api_key: str = DEMO_API_KEY, laten
     async def unrouted(request: Request, exc: HTTPException) -> Response:
         return error(exc.status_code, f"No route for {request.method} {request.url.path}")
 
-    app = Starlette(exception_handlers={404: unrouted, 405: unrouted}, routes=[
+    handlers: dict[Any, Any] = {404: unrouted, 405: unrouted}
+    app = Starlette(exception_handlers=handlers, routes=[
         route("/v1/sessions", "list", simulator.list_sessions),
         route("/v1/sessions/{id}", "get", simulator.get_session),
         route("/v1/sessions/{id}/transcript", "transcript", simulator.get_transcript),

@@ -12,6 +12,7 @@ import random
 import zlib
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .timefmt import parse_iso
 
@@ -52,7 +53,8 @@ def build_transcript(record: Mapping, seed: int) -> dict:
     seconds = (horizon - start).total_seconds()
     count = max(0, min(60, int(seconds / rnd.uniform(8, 16))))
     offsets = sorted(rnd.uniform(0.5, max(seconds - 0.5, 0.5)) for _ in range(count))
-    config = record.get("personaConfig") if isinstance(record.get("personaConfig"), Mapping) else {}
+    raw_config = record.get("personaConfig")
+    config: Mapping[str, Any] = raw_config if isinstance(raw_config, Mapping) else {}
     persona_first = not config.get("skipGreeting", False)
     messages = []
     for i, offset in enumerate(offsets):

@@ -96,7 +96,9 @@ class _Factory:
             rs = sets[region][v]
             persona = (cast.stateful if stateful[i] else cast.ephemeral)[
                 persona_pick[i] % (len(cast.stateful) if stateful[i] else len(cast.ephemeral))]
-            host, protocol, version = self.host_cache[(region, v, p)], "https", rs.version
+            host: str | None = self.host_cache[(region, v, p)]
+            protocol: str | None = "https"
+            version: str | None = rs.version
             odd = oddity[i]
             if odd < 0.006:
                 host = protocol = version = None
@@ -105,7 +107,7 @@ class _Factory:
             elif odd < 0.009:
                 host = f"10.{d.region[i] + 10}.{p}.{17 + v}:8443"
             elif odd < 0.010:
-                host = "wss://" + host
+                host = f"wss://{host}"
             elif odd > 0.97:
                 protocol = "wss"
             is_active = active[i]

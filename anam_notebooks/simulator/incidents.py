@@ -37,7 +37,7 @@ def pod_incident(rng: np.random.Generator, topo: Topology, span_ms: int, end_ms:
     region = topo.regions[0]
     newest = topo.replicasets[region][-1]
     pod = newest.pods[int(rng.integers(len(newest.pods)))]
-    begin = newest.rollout_ms + int(topo.drain_ms * rng.uniform(0.1, 0.4))
+    begin = newest.rolled_out_ms + int(topo.drain_ms * rng.uniform(0.1, 0.4))
     length = int(min(rng.uniform(2, 4) * 3_600_000, span_ms * 0.2))
     finish = min(begin + length, end_ms - 60_000)
     start, end = from_ms(begin), from_ms(finish)
@@ -59,7 +59,7 @@ def replicaset_incident(topo: Topology, end_ms: int, baseline: float) -> Inciden
     region, version = topo.regions[1], 1
     rs = topo.replicasets[region][version]
     rate = round(baseline * REPLICASET_EXCESS, 4)
-    start, end = from_ms(rs.rollout_ms), from_ms(topo.live_until(region, version, end_ms))
+    start, end = from_ms(rs.rolled_out_ms), from_ms(topo.live_until(region, version, end_ms))
     return Incident(
         kind="replicaset", region=region, engine_version=rs.version, replicaset=rs.name,
         pod=None, start=start, end=end, status="ERROR", failure_rate=rate, baseline=baseline,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def persona_config(p: Persona) -> dict:
     """A fresh snapshot of the persona's config, shaped like the API's example."""
     tts_provider, tts_model = TTS[p.tts]
     engine_key, avatar_version = AVATARS[p.avatar]
-    config = {
+    config: dict[str, Any] = {
         "type": "stateful" if p.id else "ephemeral",
         "name": p.name,
         "metadata": {"client": "js-sdk"},
@@ -140,7 +141,7 @@ def client_metadata(agent: int, sdk: int, flavour: float) -> dict:
     """What the browser SDK reports; a few clients send nothing or extra keys."""
     if flavour < 0.04:
         return {}
-    meta = {"userAgent": USER_AGENTS[agent], "sdkVersion": f"@anam-ai/js-sdk@{SDK_VERSIONS[sdk]}"}
+    meta: dict[str, Any] = {"userAgent": USER_AGENTS[agent], "sdkVersion": f"@anam-ai/js-sdk@{SDK_VERSIONS[sdk]}"}
     if flavour > 0.97:
         meta["experiment"] = {"bucket": "b", "note": "ünïcödé ✓"}
     return meta

@@ -39,6 +39,13 @@ class ReplicaSet:
     pods: tuple[str, ...]     # full pod names "anam-engine-<hash>-<suffix>"
     rollout_ms: int | None    # when traffic starts moving to it; None: running before the span
 
+    @property
+    def rolled_out_ms(self) -> int:
+        """When the rollout began; only replicasets rolled out inside the span have one."""
+        if self.rollout_ms is None:
+            raise ValueError(f"replicaset {self.name} was running before the span: it has no rollout time")
+        return self.rollout_ms
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -70,7 +77,7 @@ class Topology:
         """When a replicaset's last sessions could start: the end of the next rollout's drain."""
         sets = self.replicasets[region]
         if version + 1 < len(sets):
-            return min(end_ms, sets[version + 1].rollout_ms + self.drain_ms)
+            return min(end_ms, sets[version + 1].rolled_out_ms + self.drain_ms)
         return end_ms
 
 

@@ -76,7 +76,7 @@ class StaticRendering:
     without a widget manager never show a blank widget."""
 
     def _repr_html_(self) -> str:
-        raise NotImplementedError
+        raise NotImplementedError  # each widget renders its own current state
 
     @property
     def html(self) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..data.checks import check_frame
 from . import html as _html
 from .base import StaticRendering, show_figure, style_widget
 from .colors import MISSING_LABEL, status_label
@@ -42,16 +43,32 @@ STATIC_TIMELINE_SESSIONS = 5_000
 
 class SessionExplorer(StaticRendering, W.VBox):
     """Filters (time range, exit statuses, region, version, pod, persona) over a sessions frame,
-    linked to a table and a timeline; choosing a session opens it in an embedded lookup."""
+    linked to a table and a timeline; choosing a session opens it in an embedded lookup.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A sessions frame (from `fetch_sessions` or `sessions_frame`).
+    client : AnamClient, optional
+        The client the embedded lookup reads sessions with (see `SessionLookup`).
+    tz : str, optional
+        IANA time zone for the times shown; UTC when None.
+    by : str
+        The column whose values are the timeline's lanes.
+    max_rows : int
+        How many matching sessions the table lists (all of them are counted).
+
+    Raises
+    ------
+    TypeError
+        `df` is not a DataFrame.
+    ValueError
+        A needed column is missing (the message lists the frame's columns), or `max_rows` < 1.
+    """
 
     def __init__(self, df: pd.DataFrame, client: Any = None, *, tz: str | None = None,
                  by: str = "engine_pod", max_rows: int = 200) -> None:
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"SessionExplorer needs a sessions DataFrame, got {type(df).__name__}")
-        for column in ("start_time", "exit_status", by):
-            if column not in df.columns:
-                raise ValueError(f"column {column!r} is not in the frame; valid columns: "
-                                 + ", ".join(repr(c) for c in df.columns))
+        check_frame(df, ["start_time", "exit_status", by])
         if max_rows < 1:
             raise ValueError(f"max_rows must be a positive integer, got {max_rows!r}")
         self.df = df
@@ -100,7 +117,13 @@ class SessionExplorer(StaticRendering, W.VBox):
         self.refresh()
 
     def filtered(self) -> pd.DataFrame:
-        """The sessions matching the current filters, newest first."""
+        """The sessions matching the current filters, newest first.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The rows of the explorer's frame that pass every filter.
+        """
         df = self.df
         mask = np.array(self._labels.isin(self.statuses.value), dtype=bool)
         if len(self._stops) >= 2:
@@ -142,7 +165,13 @@ class SessionExplorer(StaticRendering, W.VBox):
         self.select.options = options
 
     def open_session(self, session_id: str) -> None:
-        """Open one session in the embedded lookup."""
+        """Open one session in the embedded lookup.
+
+        Parameters
+        ----------
+        session_id : str
+            The session's UUID.
+        """
         self.session_lookup.lookup(session_id)
 
     def _on_select(self, change: dict[str, Any]) -> None:

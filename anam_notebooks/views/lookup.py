@@ -50,6 +50,14 @@ class SessionLookup(StaticRendering, W.VBox):
 
     Shows a summary card, the redacted persona config, the transcript (table and figure) and,
     on request, a recording link. Errors show inline. `lookup(text)` equals typing + Enter.
+
+    Parameters
+    ----------
+    client : AnamClient, optional
+        The client to read sessions with; `connect()` (the API with a key, else the simulator)
+        on first use when None.
+    tz : str, optional
+        IANA time zone for the times shown; UTC when None.
     """
 
     def __init__(self, client: Any = None, *, tz: str | None = None) -> None:
@@ -88,7 +96,20 @@ class SessionLookup(StaticRendering, W.VBox):
     # -- actions
 
     def lookup(self, text: str) -> SessionLookup:
-        """Look up `text` as if typed and submitted; returns self so a cell can display it."""
+        """Look up `text` as if typed and submitted.
+
+        Parameters
+        ----------
+        text : str
+            A session id, a URL holding one, or a client-label search.
+
+        Returns
+        -------
+        SessionLookup
+            The widget itself, so a cell ending in ``w.lookup(...)`` displays it. An invalid
+            id, a 404, a refused key or an unreachable API show as an inline message instead
+            of raising, so a notebook keeps running.
+        """
         self._quiet = True
         try:
             self.text.value = str(text)
@@ -98,12 +119,25 @@ class SessionLookup(StaticRendering, W.VBox):
         return self
 
     def open_session(self, session_id: str) -> None:
-        """Show one session by id (used by the match list and the explorer)."""
+        """Show one session by id (used by the match list and the explorer).
+
+        Parameters
+        ----------
+        session_id : str
+            The session's UUID.
+        """
         self._clear_session()
         self._guard(lambda: self._show_session(self._get_client().get_session(session_id)))
 
     def fetch_recording(self) -> str | None:
-        """Fetch the presigned recording URL of the shown session (only ever on request)."""
+        """Fetch the presigned recording URL of the shown session (only ever on request).
+
+        Returns
+        -------
+        str or None
+            The URL, or None when no session is shown, none was recorded, or it failed
+            (the reason shows beside the button).
+        """
         if not self.session:
             return None
         sid = str(self.session.get("id"))

@@ -20,7 +20,8 @@ from pandas.tseries.frequencies import to_offset
 from plotly.subplots import make_subplots
 
 from ..analysis.failures import FailureSpec, is_failure
-from ..data.checks import check_frame, check_freq
+from ..data.checks import active_mask, check_frame, check_freq
+from ..data.timespan import as_utc
 from .colors import ACTIVE_LABEL, KNOWN_STATUS_COLORS, MISSING_LABEL, hashed_color, status_color
 from .html import format_duration
 
@@ -86,14 +87,6 @@ def _failure_mask(statuses: pd.Series, failures: FailureSpec) -> np.ndarray:
     return np.asarray(is_failure(statuses, failures), dtype=bool) & statuses.notna().to_numpy()
 
 
-def _active_mask(df: pd.DataFrame) -> np.ndarray:
-    """Still running: the frame's `is_active`, else no end time and no exit status."""
-    if "is_active" in df.columns:
-        return df["is_active"].fillna(False).astype(bool).to_numpy()
-    ended = df["end_time"].notna() if "end_time" in df.columns else pd.Series(False, df.index)
-    return (~ended & df["exit_status"].isna()).to_numpy()
-
-
 def _status_order(labels: Iterable[str], failed: set[str]) -> list[str]:
     """Known statuses first in a fixed order, unknown ones sorted, failures last (drawn on top)."""
     known = [s for s in KNOWN_STATUS_COLORS if s in labels]
@@ -157,6 +150,37 @@ def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exi
     one WebGL line trace per colour with gaps between sessions, so 20,000 sessions stay
     responsive; past `max_sessions`, failures and active sessions are all kept, the rest are
     sampled, and a note on the figure says so.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A sessions frame (from `fetch_sessions` or `sessions_frame`).
+    by : str
+        The column whose values are the lanes (engine_pod, engine_version, client_label...).
+    color : str
+        The column that colours the bars; exit statuses get their fixed colours.
+    failures : collection of str, callable or None
+        Which exit statuses count as failures (see `analysis.is_failure`); None is the
+        default rule (ERROR and any status containing ERROR or FAIL).
+    tz : str, optional
+        IANA time zone for the axis and hovers (e.g. "Europe/London"); UTC when None.
+    now : datetime or str, optional
+        Where active sessions end; the current time when None (naive means UTC).
+    max_sessions : int
+        Above this many sessions the rest is sampled (failures and active sessions kept).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        WebGL traces, one per colour value, with hover text escaped.
+
+    Raises
+    ------
+    ValueError
+        A needed column is missing (the message lists the frame's columns), or `tz` is not a
+        known time zone.
+    TypeError
+        `df` is not a DataFrame.
     """
     check_frame(df, ["start_time", "exit_status", by, color])
     if max_sessions < 1:
@@ -171,7 +195,7 @@ def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exi
         return _empty(title)
 
     failed = _failure_mask(placed["exit_status"], failures)
-    active = _active_mask(placed)
+    active = active_mask(placed)
     if len(placed) > max_sessions:
         keep = failed | active
         rest = np.flatnonzero(~keep)
@@ -182,9 +206,7 @@ def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exi
                      f"active session, the rest sampled (max_sessions={max_sessions})")
         placed, failed, active = placed[keep], failed[keep], active[keep]
 
-    now_ts = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    if now_ts.tzinfo is None:
-        now_ts = now_ts.tz_localize("UTC")
+    now_ts = pd.Timestamp.now(tz="UTC") if now is None else as_utc(now)
     start_utc = pd.to_datetime(placed["start_time"], utc=True)
     end_utc = pd.to_datetime(placed["end_time"], utc=True) if "end_time" in placed else None
     if end_utc is None:
@@ -272,7 +294,33 @@ def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exi
 def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureSpec = None,
                           tz: str | None = None) -> go.Figure:
     """Stacked session counts per exit status per bucket, the failure rate beneath, and a dotted
-    line where each engine version first appears (a rollout)."""
+    line where each engine version first appears (a rollout).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A sessions frame (from `fetch_sessions` or `sessions_frame`).
+    freq : str
+        The bucket size, a fixed pandas offset such as "15min", "1h" or "1D".
+    failures : collection of str, callable or None
+        Which exit statuses count as failures (see `analysis.is_failure`); None is the
+        default rule (ERROR and any status containing ERROR or FAIL).
+    tz : str, optional
+        IANA time zone for the axis and hovers (e.g. "Europe/London"); UTC when None.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Stacked bars above the failure rate (%), sharing the time axis.
+
+    Raises
+    ------
+    ValueError
+        A needed column is missing (the message lists the frame's columns), `freq` is not a
+        fixed time span, or `tz` is not a known time zone.
+    TypeError
+        `df` is not a DataFrame.
+    """
     check_frame(df, ["start_time", "exit_status"])
     zone, offset = _zone(tz), to_offset(check_freq(freq))
     title = f"Exit statuses per {freq}"
@@ -335,6 +383,35 @@ def host_health(df: pd.DataFrame, by: str = "engine_pod", freq: str = "1h",
     Cells with fewer than `min_sessions` finished sessions are greyed out (their rate is noise:
     one failure in two sessions is not an outage); every cell's hover gives n and failures, and
     the session count is written in the cells when the grid is small enough to read.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A sessions frame (from `fetch_sessions` or `sessions_frame`).
+    by : str
+        The column whose values are the rows (engine_pod, engine_replicaset, tts_provider...).
+    freq : str
+        The bucket size, a fixed pandas offset such as "15min", "1h" or "1D".
+    failures : collection of str, callable or None
+        Which exit statuses count as failures (see `analysis.is_failure`); None is the
+        default rule (ERROR and any status containing ERROR or FAIL).
+    tz : str, optional
+        IANA time zone for the axis and hovers (e.g. "Europe/London"); UTC when None.
+    min_sessions : int
+        Cells with fewer finished sessions are greyed out.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        A heatmap of failure rate (%), rows sorted worst first.
+
+    Raises
+    ------
+    ValueError
+        A needed column is missing (the message lists the frame's columns), `freq` is not a
+        fixed time span, or `tz` is not a known time zone.
+    TypeError
+        `df` is not a DataFrame.
     """
     check_frame(df, ["start_time", "exit_status", by])
     if min_sessions < 1:
@@ -398,6 +475,27 @@ def session_detail(transcript_df: pd.DataFrame, session: Any = None, tz: str | N
 
     `session` is the session record (API dict) or its row of the sessions frame; without it the
     lifecycle is inferred from the transcript's own times.
+
+    Parameters
+    ----------
+    transcript_df : pandas.DataFrame
+        One session's messages, from `transcript_frame`.
+    session : dict or pandas.Series, optional
+        The session record (API dict) or its row of the sessions frame.
+    tz : str, optional
+        IANA time zone for the axis and hovers (e.g. "Europe/London"); UTC when None.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Turns above the lifecycle; message text in hovers is escaped and clipped.
+
+    Raises
+    ------
+    ValueError
+        A transcript column is missing, or `tz` is not a known time zone.
+    TypeError
+        `transcript_df` is not a DataFrame.
     """
     check_frame(transcript_df, ["role", "text", "timestamp", "speaking_duration", "interrupted"])
     zone = _zone(tz)
@@ -494,7 +592,28 @@ def _lifecycle(session: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- duration distribution
 
 def duration_distribution(df: pd.DataFrame, by: str = "engine_version") -> go.Figure:
-    """Box plot of finished sessions' durations (minutes) per value of `by`, with n in names."""
+    """Box plot of finished sessions' durations (minutes) per value of `by`, with n in names.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A sessions frame (from `fetch_sessions` or `sessions_frame`).
+    by : str
+        The column to group by (engine_version, exit_status, llm_model...).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One box per group; an empty figure with a note when no session has finished.
+
+    Raises
+    ------
+    ValueError
+        A needed column is missing (the message lists the frame's columns), or neither
+        `duration` nor `session_length_ms` is there.
+    TypeError
+        `df` is not a DataFrame.
+    """
     check_frame(df, [by])
     if "duration" in df.columns:
         minutes = pd.to_timedelta(df["duration"]).dt.total_seconds() / 60

@@ -19,7 +19,19 @@ def is_secret_name(key: object) -> bool:
 
 
 def redact(value: Any) -> Any:
-    """A copy of a persona config with every secret-looking field replaced by `[REDACTED]`."""
+    """A copy of a persona config with every secret-looking field replaced by `[REDACTED]`.
+
+    Parameters
+    ----------
+    value : dict, list or any value
+        A persona config (or any JSON-like value); nested objects and lists are walked.
+
+    Returns
+    -------
+    Any
+        The same shape, with the values of secret-looking keys (token, password, api_key,
+        ``*_key``...) replaced; the input is not changed.
+    """
     if isinstance(value, Mapping):
         return {k: (REDACTED if is_secret_name(k) and v is not None else redact(v))
                 for k, v in value.items()}
