@@ -504,3 +504,25 @@ def test_notebooks_run_through_an_empty_window_and_a_tiny_one(tmp_path):
             else:
                 split = re.search(r"Split at .* UTC: ([\d,]+) sessions before, ([\d,]+) after", text)
                 assert split and min(int(g.replace(",", "")) for g in split.groups()) > 0, text
+
+
+@pytest.mark.slow
+def test_demo_writes_an_index_linking_each_report_with_its_headline(tmp_path):
+    """`anam-notebooks demo` (no key: the simulator): report paths and index.html on stdout,
+    progress on stderr, exit 0 although findings stand out (no --fail-on-findings)."""
+    import shutil
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    shutil.copy(ROOT / "notebooks" / "02_engine_hosts.ipynb", folder)
+    env = {k: v for k, v in os.environ.items() if k not in ("ANAM_API_KEY", "ANAM_API_URL")}
+    result = subprocess.run(
+        [sys.executable, "-m", "anam_notebooks", "demo", "--notebooks", str(folder), "--sessions", "3000",
+         "-o", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    index = tmp_path / "out" / "index.html"
+    assert result.stdout.split()[-1] == str(index)
+    assert "ANAM_API_KEY is not set" in result.stderr and "ANAM_API_KEY" not in result.stdout
+    page = index.read_text(encoding="utf-8")
+    assert 'href="02_engine_hosts.html"' in page
+    assert re.search(r"<p>pod anam-engine-\S+ in region \w+ failed \d+ %", page), page[-1500:]

@@ -57,7 +57,7 @@ def _split_sides(df: pd.DataFrame, split: Any, before: Any, after: Any
             when = None
         if when is None or pd.isna(when):
             raise ValueError(
-                f"split={split!r} is neither a column of the frame nor a time; pass a time "
+                f"split={split!r} is neither a column of the frame nor a timestamp; pass a time "
                 "such as '2024-05-03 12:00' or a span before now such as '6h', a column name "
                 "with before=/after=, or a boolean mask")
         check_frame(df, ["start_time"])
