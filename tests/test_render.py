@@ -78,3 +78,29 @@ def test_publish_findings_refuses_a_finding_without_the_schema_keys():
     with pytest.raises(ValueError, match=r"finding 0 lacks \['counts', 'rates'"):
         publish_findings([{"level": "engine_pod", "unit": "p", "window": {}, "q_value": 0.1,
                            "sentence": "s"}])
+
+
+def test_warnings_raised_in_a_kernel_become_notes_each_time_even_from_a_thread(tmp_path):
+    """After `setup_notebook`, every data-quality warning and warning log line (the paging code
+    logs from its background thread) is an output a report counts, not stderr printed once."""
+    import pytest
+
+    pytest.importorskip("papermill")
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from anam_notebooks.reports.execute import run_notebook
+    from anam_notebooks.reports.render import report_notes
+
+    nb = new_notebook(cells=[
+        new_code_cell("import anam_notebooks as an\nclient = an.setup_notebook(announce=False)"),
+        new_code_cell("import logging, threading\n"
+                      "log = lambda: logging.getLogger('anam_notebooks').warning('the list kept changing')\n"
+                      "t = threading.Thread(target=log); t.start(); t.join(); log()"),
+        new_code_cell("import warnings\nfrom anam_notebooks.data.fields import MalformedRecordWarning\n"
+                      "for _ in range(3):\n    warnings.warn('startTime is not a time', MalformedRecordWarning)"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    source = tmp_path / "notes.ipynb"
+    nbformat.write(nb, str(source))
+    executed = run_notebook(source, tmp_path / "out.ipynb", env={"ANAM_API_KEY": None})
+    assert report_notes(executed) == {"the list kept changing": 2, "startTime is not a time": 3}
+    assert not [o for c in executed.cells for o in c.outputs if o.get("name") == "stderr"]
