@@ -40,6 +40,7 @@ _LAZY = {
     "AsyncAnamClient": "api.client",
     "connect": "fetch",
     "fetch_sessions": "fetch",
+    "fetch_transcripts": "fetch",
     "sessions_frame": "data.sessions",
     "transcript_frame": "data.transcripts",
     "SessionStore": "data.store",

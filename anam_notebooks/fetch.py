@@ -3,23 +3,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .api.client import AnamClient
+from .api.client import AnamClient, AsyncAnamClient
 from .api.config import API_KEY_ENV, api_key_from_env
-from .api.errors import ConfigurationError
+from .api.errors import (
+    AnamAPIError,
+    AnamConnectionError,
+    AnamError,
+    AuthenticationError,
+    ConfigurationError,
+    InvalidSessionId,
+    NotFoundError,
+)
 from .api.ids import check_search, normalize_uuid_filter
+from .api.runner import RUNNER
+from .data.checks import ended_mask
 from .data.fields import one_time
 from .data.progress import Progress, iterate_with_progress, show_progress
+from .data.sampling import sample_sessions
 from .data.sessions import newest_first, normalise_sessions_frame, sessions_frame
 from .data.store import open_store
 from .data.timespan import TimeBound, parse_window
+from .data.transcript_store import OUTCOMES, concat_turns, empty_turns, open_transcript_store
+from .data.transcripts import turns_frame
 from .simulator import DEMO_FLEET, demo_client
 
 logger = logging.getLogger("anam_notebooks")
@@ -72,11 +88,42 @@ def fetch_sessions(client: Any = None, since: TimeBound = None, until: TimeBound
                    cache: bool | str | Path | None = None, progress: Progress = True) -> pd.DataFrame:
     """Sessions in [since, until] as the typed frame, newest first.
 
-    since/until: datetime (naive = UTC), ISO-8601 string, or a span before now ("90m", "24h",
-    "7d", "2w"). Paging starts at the newest end and stops once past `since`. `limit` keeps the
-    newest N. cache: None/False = none, True = the per-user cache directory, or a directory path;
-    cached sessions are refreshed incrementally. progress: True shows a bar in Jupyter or on a
-    terminal and stays quiet when headless; "always" forces it; False hides it.
+    Records stream from the pages into the frame chunk by chunk; nothing holds all raw
+    records at once, so memory follows the frame (about 240 B a session).
+
+    Parameters
+    ----------
+    client : AnamClient, optional
+        The client to read with; None means `connect()` (the simulator without a key).
+    since, until : datetime, str or None
+        datetime (naive = UTC), ISO-8601 string, or a span before now ("90m", "24h", "7d",
+        "2w"). Paging starts at the newest end and stops once past `since`.
+    persona_id, api_key_id, search : str, optional
+        The list endpoint's filters (applied locally to a cache).
+    limit : int, optional
+        Keep the newest N sessions in the window.
+    cache : bool, str or Path, optional
+        None/False: no cache; True: the per-user cache directory; or a directory. The cache is
+        a Parquet dataset partitioned by start date (see `SessionStore.path`); a first read
+        checkpoints as it goes and resumes after an interruption, later calls refresh it
+        incrementally.
+    progress : bool or "always"
+        True shows a bar in Jupyter or on a terminal and stays quiet when headless; "always"
+        forces it; False hides it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by session id, with the contract columns (`stale_active` marks sessions
+        "active" for longer than any session lasts).
+
+    Raises
+    ------
+    ValueError
+        For a bad window, limit, filter or cache argument.
+    PaginationError
+        When pages still fail after retries; its `.frame` holds every session that was read
+        (with a cache: the whole cache, the partial read already stored in it).
     """
     start, end = parse_window(since, until)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
@@ -133,6 +180,8 @@ def _within(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp |
 def _filter_locally(frame: pd.DataFrame, *, persona_id: str | None, api_key_id: str | None,
                     search: str | None) -> pd.DataFrame:
     """The list endpoint's filters, applied to cached sessions."""
+    if persona_id is None and api_key_id is None and not search:
+        return frame
     mask = pd.Series(True, index=frame.index)
     if persona_id is not None:
         mask &= (frame["persona_id"].str.lower() == persona_id).fillna(False)
@@ -144,3 +193,210 @@ def _filter_locally(frame: pd.DataFrame, *, persona_id: str | None, api_key_id: 
         in_label = frame["client_label"].str.lower().str.contains(needle, regex=False)
         mask &= (in_id.fillna(False) | in_label.fillna(False))
     return frame[mask.to_numpy(dtype=bool)]
+
+
+# ------------------------------------------------------------------------------ transcripts
+
+TRANSCRIPT_STRATA = ("engine_version", "llm_model")
+
+
+def fetch_transcripts(client: Any, sessions_df: pd.DataFrame, sample: int | None = None,
+                      cache: bool | str | Path | None = None, progress: Progress = True, *,
+                      strata: Sequence[str] = TRANSCRIPT_STRATA, seed: int = 0) -> pd.DataFrame:
+    """Transcripts of the sessions in `sessions_df` as a turns frame: one row per message.
+
+    Requests go through the client's one request path (its concurrency limit, retries and
+    backoff), many at a time. A session without a transcript is counted, never raised: 404
+    (unknown, or none kept), `transcriptsEnabled: false`, and zero data retention (sessions the
+    frame marks `zero_data_retention` are not even asked for). A request that still fails after
+    the client's retries is counted as failed, with a warning; everything else is kept.
+
+    Parameters
+    ----------
+    client
+        An `AnamClient` or `AsyncAnamClient` (from `connect()`); None connects.
+    sessions_df
+        A sessions frame (from `fetch_sessions`), indexed by session id.
+    sample
+        None for every session, else at most this many: a reproducible random sample
+        stratified over `strata`, each group getting an equal floor of the budget before the
+        rest is shared by size, so a small group is not starved (same frame and seed, same sample).
+    cache
+        None/False: no cache; True: the per-user cache directory; or a directory path. Ended
+        sessions' transcripts (and their 404s) are kept, since they no longer change, so a second
+        call for the same sessions sends no request; active sessions are always asked again.
+    progress
+        True shows a bar in Jupyter or on a terminal (quiet when headless), "always" forces it,
+        False hides it.
+    strata
+        Columns of `sessions_df` to stratify the sample over (missing columns are ignored).
+    seed
+        Picks a different reproducible sample.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns session_id, turn_index, role, text, timestamp (UTC), speaking_duration,
+        interrupted and response_gap (seconds, on persona messages answering a user message;
+        see `turns_frame`), sessions in the frame's order. `attrs` counts what happened:
+        sessions (asked about), transcripts, not_found, transcripts_disabled, failed,
+        invalid_id, zero_data_retention (sessions of the frame that keep none, not asked
+        about), requests (transcripts asked of the API), from_cache, sample.
+
+    Raises
+    ------
+    ValueError
+        For a bad `sample`, `cache`, `progress`, `strata` or `seed`, before any request.
+    TypeError
+        When `sessions_df` is not a DataFrame.
+    AuthenticationError
+        When the API refuses the key (nothing else would succeed either); transcripts read
+        before it are still cached.
+    """
+    if not isinstance(sessions_df, pd.DataFrame):
+        raise TypeError(f"sessions_df must be a sessions DataFrame (from fetch_sessions), "
+                        f"got {type(sessions_df).__name__}")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, (int, np.integer))
+                               or sample < 0):
+        raise ValueError(f"sample={sample!r} is not valid: expected None (every session) or a whole number >= 0")
+    if isinstance(strata, str):
+        strata = (strata,)
+    if not all(isinstance(c, str) for c in strata):
+        raise ValueError(f"strata={strata!r} is not valid: expected column names, e.g. ('engine_version',)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} is not valid: expected a whole number >= 0")
+    if cache is not None and cache is not False and not (cache is True or (
+            isinstance(cache, (str, Path)) and str(cache))):
+        raise ValueError(f"cache={cache!r} is not valid: expected None/False (no cache), "
+                         "True (the per-user cache directory) or a directory path")
+    show = show_progress(progress)
+    if client is None:
+        client = connect()
+
+    frame = sessions_df[~sessions_df.index.duplicated()]
+    zdr = (frame["zero_data_retention"].fillna(False).to_numpy(dtype=bool)
+           if "zero_data_retention" in frame.columns else np.zeros(len(frame), dtype=bool))
+    pool = frame[~zdr]
+    chosen = pool.index if sample is None else sample_sessions(pool, int(sample), strata, int(seed))
+    ids = [str(sid) for sid in chosen]
+    ended = set(map(str, pool.index[ended_mask(pool)])) if len(pool) else set()
+    counts = dict.fromkeys(OUTCOMES, 0)
+    counts["zero_data_retention"] = int(zdr.sum())
+
+    store = None
+    cached_turns, outcomes = empty_turns(), dict[str, str]()
+    if cache is not None and cache is not False:
+        orgs = frame["organization_id"].dropna() if "organization_id" in frame.columns else pd.Series([])
+        store = open_transcript_store(cache, client.base_url, str(orgs.iloc[0]) if len(orgs) else None)
+        cached_turns, outcomes = store.load([sid for sid in ids if sid in ended])
+    todo = [sid for sid in ids if sid not in outcomes]
+    from_cache = len(ids) - len(todo)
+
+    fresh: dict[str, tuple[str, Any]] = {}
+    try:
+        _fetch_each(client, todo, fresh, show)
+    finally:
+        got = [(sid, body) for sid, (outcome, body) in fresh.items() if outcome == "transcript"]
+        fresh_turns = turns_frame([body for _, body in got], session_ids=[sid for sid, _ in got])
+        if store is not None:
+            store.save(fresh_turns, {sid: outcome for sid, (outcome, _) in fresh.items() if sid in ended})
+    for outcome in [*outcomes.values(), *(outcome for outcome, _ in fresh.values())]:
+        counts[outcome] += 1
+    failed = [f"{sid} ({detail})" for sid, (outcome, detail) in fresh.items() if outcome == "failed"]
+    if failed:
+        warnings.warn(f"fetch_transcripts: {len(failed)} of {len(ids)} transcript(s) could not be read "
+                      f"after retries: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}; "
+                      "they are left out (call again to retry them)", TranscriptFetchWarning, stacklevel=2)
+
+    turns = _in_order(concat_turns([cached_turns, fresh_turns]), ids)
+    counts["transcripts"] = counts.pop("transcript")
+    turns.attrs.update(sessions=len(ids), **counts, requests=len(fresh), from_cache=from_cache,
+                       sample=sample)
+    return turns
+
+
+class TranscriptFetchWarning(UserWarning):
+    """Some transcripts could not be read after the client's retries; the rest were kept."""
+
+
+def _classify(exc: BaseException) -> tuple[str, Any]:
+    if isinstance(exc, InvalidSessionId):
+        return "invalid_id", None
+    if isinstance(exc, NotFoundError):
+        return "not_found", None
+    if isinstance(exc, AuthenticationError):
+        raise exc
+    if isinstance(exc, (AnamAPIError, AnamConnectionError)):
+        return "failed", type(exc).__name__
+    raise exc
+
+
+def _answer(body: Any) -> tuple[str, Any]:
+    if not isinstance(body, Mapping):
+        return "failed", "not a JSON object"
+    if body.get("transcriptsEnabled") is False:
+        return "transcripts_disabled", None
+    return "transcript", body
+
+
+def _fetch_each(client: Any, ids: list[str], out: dict[str, tuple[str, Any]], show: bool) -> None:
+    """Ask for every transcript in `ids`, filling `out` as answers arrive (kept on interruption)."""
+    if not ids:
+        return
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(ids), desc="Fetching transcripts", unit=" transcripts")
+    aclient = client if isinstance(client, AsyncAnamClient) else getattr(client, "_async", None)
+    try:
+        if isinstance(aclient, AsyncAnamClient):
+            # One run for all: the client's limiter keeps `concurrency` requests in flight the
+            # whole time; answers land in `out` as they come, so an interruption keeps them.
+            RUNNER.run(_gather(aclient, ids, out, bar))
+        else:  # any object with a blocking get_transcript(id)
+            workers = max(1, int(getattr(client, "concurrency", 8)))
+            with ThreadPoolExecutor(max_workers=workers) as threads:
+                for sid, result in zip(ids, threads.map(_blocking(client), ids)):
+                    out[sid] = result
+                    if bar is not None:
+                        bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _blocking(client: Any) -> Callable[[str], tuple[str, Any]]:
+    def one(sid: str) -> tuple[str, Any]:
+        try:
+            return _answer(client.get_transcript(sid))
+        except (AnamError, ValueError) as exc:
+            return _classify(exc)
+    return one
+
+
+async def _gather(aclient: AsyncAnamClient, ids: list[str], out: dict[str, tuple[str, Any]],
+                  bar: Any) -> None:
+    async def one(sid: str) -> None:
+        try:
+            out[sid] = _answer(await aclient.get_transcript(sid))
+        except (AnamError, ValueError) as exc:
+            out[sid] = _classify(exc)
+        if bar is not None:
+            bar.update()
+
+    tasks = [asyncio.ensure_future(one(sid)) for sid in ids]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _in_order(turns: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    """Sessions in the order asked for, messages in transcript order."""
+    if turns.empty:
+        return turns
+    position = pd.Series(np.arange(len(ids)), index=pd.Index(ids, dtype=object))
+    where = position.reindex(turns["session_id"].astype(object).to_numpy()).to_numpy()
+    order = np.lexsort((turns["turn_index"].to_numpy(), np.nan_to_num(where, nan=len(ids))))
+    return turns.iloc[order].reset_index(drop=True).rename_axis("turn")

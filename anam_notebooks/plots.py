@@ -7,9 +7,11 @@ from .views.plots import (
     duration_distribution,
     exit_status_over_time,
     host_health,
+    latency_over_time,
+    response_gap_distribution,
     session_detail,
     session_timeline,
 )
 
-__all__ = ["duration_distribution", "exit_status_over_time", "host_health", "session_detail",
-           "session_timeline"]
+__all__ = ["duration_distribution", "exit_status_over_time", "host_health", "latency_over_time",
+           "response_gap_distribution", "session_detail", "session_timeline"]

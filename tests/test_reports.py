@@ -79,7 +79,7 @@ def fleet():
     """The demo's fleet with script payloads in the client labels of the planted pod's failures
     (so they reach the exemplar tables, the explorer and the timelines) and a few records whose
     session length is not a number (so the reports have data notes)."""
-    fleet = generate_fleet(**{**DEMO_FLEET, "sessions": 6000})
+    fleet = generate_fleet(**DEMO_FLEET)
     pod = next(i for i in fleet.incidents if i.kind == "pod")
     hits = [r for r in fleet.sessions
             if r.get("exitStatus") == "ERROR" and (r.get("engineHost") or "").endswith(pod.pod)]
@@ -526,3 +526,11 @@ def test_demo_writes_an_index_linking_each_report_with_its_headline(tmp_path):
     page = index.read_text(encoding="utf-8")
     assert 'href="02_engine_hosts.html"' in page
     assert re.search(r"<p>pod anam-engine-\S+ in region \w+ failed \d+ %", page), page[-1500:]
+
+
+def test_conversation_quality_opens_with_the_planted_slowdown(reports, fleet):
+    regression, = fleet.latency_regressions
+    text = _stream_text(reports["05_conversation_quality"].executed)
+    first = next(line for line in text.splitlines() if line.startswith(("Sessions on", "No ")))
+    assert first.startswith(f"Sessions on engine_version {regression.engine_version} answer 0."), first
+    assert "s slower at the median" in first and "q = " in first

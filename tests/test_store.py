@@ -1,17 +1,21 @@
-"""The Parquet session store: round trips, foreign/corrupt files, schema evolution, atomic
+"""The Parquet session store: a hive-partitioned dataset (read by DuckDB too), round trips,
+foreign/corrupt files, the single-file cache of earlier versions, schema evolution, atomic
 writes (a killed writer), two writing processes, and incremental refresh against the simulator."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -43,6 +47,14 @@ def test_empty_store_loads_a_typed_empty_frame(store):
     assert not store.path.exists()
 
 
+def part_files(store: SessionStore) -> list[Path]:
+    return sorted(store.path.glob("start_date=*/part-*.parquet"))
+
+
+def temp_files(store: SessionStore) -> list[str]:
+    return [p.name for p in store.directory.rglob("*.tmp")]
+
+
 def test_merge_round_trips_every_column_and_dtype(store, fleet):
     frame = sessions_frame(fleet.sessions[:500])
     merged = store.merge(frame)
@@ -67,7 +79,7 @@ def test_file_name_is_a_hash_of_base_url_and_organisation(tmp_path):
     b = SessionStore(tmp_path, base_url=BASE, organization_id="org-b")
     c = SessionStore(tmp_path, base_url="http://localhost:8000/", organization_id="org-a")
     assert len({a.path, b.path, c.path}) == 3
-    assert "org-a" not in a.path.name and a.path.suffix == ".parquet"
+    assert "org-a" not in str(a.path) and a.path.parent == tmp_path and a.path.name.startswith("sessions-")
 
 
 def test_a_foreign_file_is_reported_and_rebuilt_never_mixed(tmp_path):
@@ -83,34 +95,102 @@ def test_a_foreign_file_is_reported_and_rebuilt_never_mixed(tmp_path):
     assert sorted(ours.load().index) == sorted(merged.index)  # rebuilt: no warning any more
 
 
+def test_the_store_is_a_dataset_partitioned_by_start_date(store, fleet):
+    frame = sessions_frame(fleet.sessions[:1500])
+    store.merge(frame)
+    days = sorted({str(t.date()) for t in frame.start_time.dropna()})
+    assert store.partitions() == days and len(days) > 1
+    for file in part_files(store):
+        day = file.parent.name.removeprefix("start_date=")
+        dates = pq.read_table(file, columns=["start_time"]).column("start_time").to_pandas().dt.date
+        assert {str(d) for d in dates} == {day}  # each session in the folder of its start date
+    assert len(part_files(store)) == len(days)  # one file per partition after a merge
+
+
+def test_duckdb_reads_the_cache_directly(store, fleet):
+    duckdb = pytest.importorskip("duckdb")
+    frame = sessions_frame(fleet.sessions[:1500])
+    store.merge(frame)
+    # The query shown in the README.
+    by_day = duckdb.sql(f"""
+        SELECT start_date, count(*) AS sessions, count(*) FILTER (exit_status = 'ERROR') AS errors
+        FROM read_parquet('{store.path}/*/*.parquet', hive_partitioning = true)
+        GROUP BY start_date ORDER BY start_date""").df()
+    expected = frame.groupby(frame.start_time.dt.strftime("%Y-%m-%d")).agg(
+        sessions=("exit_status", "size"), errors=("exit_status", lambda s: int((s == "ERROR").sum())))
+    assert [str(d)[:10] for d in by_day.start_date] == list(expected.index)
+    assert by_day.sessions.tolist() == expected.sessions.tolist()
+    assert by_day.errors.tolist() == expected.errors.tolist()
+
+
+def test_a_merge_rewrites_only_the_partitions_it_touches(store, fleet):
+    store.merge(sessions_frame(fleet.sessions[:1500]))
+    before = {p.parent.name: (p.name, p.stat().st_mtime_ns) for p in part_files(store)}
+    [newest] = fleet.sessions[:1]
+    ended = dict(newest, endTime=newest["startTime"], exitStatus="NORMAL_EXIT", sessionLengthMs=0,
+                 updatedAt="2027-01-01T00:00:00Z")
+    store.merge(sessions_frame([ended]))
+    after = {p.parent.name: (p.name, p.stat().st_mtime_ns) for p in part_files(store)}
+    changed = {day for day in after if after[day] != before.get(day)}
+    assert changed == {"start_date=" + str(pd.Timestamp(newest["startTime"]).date())}
+    assert store.load().loc[newest["id"], "exit_status"] == "NORMAL_EXIT"
+
+
 @pytest.mark.parametrize("content", [b"", b"not parquet at all", b"PAR1" + b"\0" * 100])
 def test_a_corrupt_file_is_reported_and_rebuilt(store, content):
-    store.directory.mkdir(parents=True)
-    store.path.write_bytes(content)
+    store.merge(sessions_frame(make_records("x", 2)))
+    assert store.covered_since() is False
+    store.merge(sessions_frame(make_records("x", 2)), covered_since=None)
+    [part] = part_files(store)
+    part.write_bytes(content)
     with pytest.warns(CacheFileWarning, match="could not be read"):
         assert store.load().empty
-    with pytest.warns(CacheFileWarning):
-        store.merge(sessions_frame(make_records("x", 2)))
+    assert store.covered_since() is False  # rows were lost: the next refresh reads everything
+    store.merge(sessions_frame(make_records("x", 2)))
     assert len(store.load()) == 2
 
 
 def test_another_schema_version_is_reported_and_rebuilt(store):
     store.merge(sessions_frame(make_records("x", 2)))
-    table = pq.read_table(store.path)
-    metadata = dict(table.schema.metadata)
-    metadata[b"anam_notebooks.schema_version"] = b"0"
-    pq.write_table(table.replace_schema_metadata(metadata), store.path)
+    meta = json.loads((store.path / "_store.json").read_text())
+    (store.path / "_store.json").write_text(json.dumps({**meta, "schema_version": "0"}))
     with pytest.warns(CacheFileWarning, match="schema version is '0'"):
         assert store.load().empty
+    with pytest.warns(CacheFileWarning):
+        store.merge(sessions_frame(make_records("y", 3)))
+    assert sorted(store.load().index) == ["y-00000", "y-00001", "y-00002"]
+
+
+def test_a_single_file_cache_of_an_earlier_version_is_migrated(store, fleet):
+    frame = sessions_frame(fleet.sessions[:300])
+    table = pa.Table.from_pandas(frame.drop(columns=["stale_active"]).reset_index(), preserve_index=False)
+    store.directory.mkdir(parents=True)
+    pq.write_table(table.replace_schema_metadata({
+        b"anam_notebooks.key": store.key.encode(), b"anam_notebooks.schema_version": b"1",
+        b"anam_notebooks.covered_since": b"all"}), store.path.with_suffix(".parquet"))
+    with pytest.warns(CacheFileWarning, match="single-file cache from an earlier version; its 300 sessions"):
+        loaded = store.load()
+    pd.testing.assert_frame_equal(loaded.sort_index(), frame.sort_index())
+    assert store.covered_since() is None and not store.path.with_suffix(".parquet").exists()
+    assert part_files(store)
+
+
+def test_an_unreadable_single_file_cache_is_reported_and_rebuilt(store):
+    store.directory.mkdir(parents=True)
+    store.path.with_suffix(".parquet").write_bytes(b"not parquet")
+    with pytest.warns(CacheFileWarning, match="earlier version, but it could not be read"):
+        assert store.load().empty
+    assert not store.path.with_suffix(".parquet").exists() and store.covered_since() is False
 
 
 def test_a_file_from_before_new_columns_loads_with_old_data_kept(store, fleet):
     frame = sessions_frame(fleet.sessions[:200])
     store.merge(frame)
-    table = pq.read_table(store.path)
-    older = table.drop_columns(["sdk_version", "engine_region", "engine_replicaset", "engine_pod",
-                                "duration"])
-    pq.write_table(older.replace_schema_metadata(table.schema.metadata), store.path)
+    for part in part_files(store):
+        table = pq.read_table(part)
+        older = table.drop_columns(["sdk_version", "engine_region", "engine_replicaset", "engine_pod",
+                                    "duration"])
+        pq.write_table(older.replace_schema_metadata(table.schema.metadata), part)
     loaded = store.load()
     assert list(loaded.columns) == list(frame.columns)
     assert loaded.sdk_version.isna().all()  # could not be known: null, not an error
@@ -132,7 +212,7 @@ def test_a_writer_that_fails_midway_leaves_the_old_cache(store, monkeypatch):
         store.merge(sessions_frame(make_records("new", 10)))
     monkeypatch.undo()
     pd.testing.assert_frame_equal(store.load(), before)
-    assert [p.name for p in store.directory.iterdir() if p.suffix == ".tmp"] == []
+    assert temp_files(store) == []
 
 
 KILLED_WRITER = """
@@ -170,7 +250,7 @@ def test_a_writer_killed_with_sigkill_leaves_the_old_cache_readable(store):
     # the lock died with the process; the next write goes through and sweeps the leftovers
     store.merge(sessions_frame(make_records("after", 1)))
     assert len(store.load()) == 11
-    assert [p.name for p in store.directory.iterdir() if p.suffix == ".tmp"] == []
+    assert temp_files(store) == []
 
 
 CONCURRENT_WRITER = """
@@ -246,9 +326,20 @@ def test_refresh_after_new_and_ended_sessions_equals_a_full_fetch(tmp_path, live
     assert not refreshed.loc[was_active, "is_active"].any()
 
 
+def test_a_long_new_head_is_read_in_full_whatever_the_page_budget(tmp_path, live, monkeypatch):
+    import anam_notebooks.data.store as store_module
+
+    simulator, client = live
+    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
+    store.refresh(client)
+    monkeypatch.setattr(store_module, "HEAD_PAGES", 1)
+    simulator.add_sessions(450)  # a long weekend without a refresh
+    pd.testing.assert_frame_equal(store.refresh(client), full_fetch(client))
+
+
 def test_refresh_rereads_active_sessions_that_the_head_does_not_reach(tmp_path, live):
     simulator, client = live
-    deep = simulator.fleet.sessions[450]
+    deep = simulator.fleet.sessions[300]  # about 18 hours before the newest session
     deep.update(endTime=None, sessionLengthMs=None, exitStatus=None)  # still running, far down
     store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
     assert store.refresh(client).loc[deep["id"], "is_active"]
@@ -284,13 +375,139 @@ def test_fetch_sessions_with_a_cache_directory(tmp_path, live):
     second = fetch_sessions(client, cache=tmp_path, progress=False)
     assert len(second) == 830
     assert simulator.stats["list"] <= 1 + 3  # organisation look-up + the head
-    [cache_file] = [p for p in tmp_path.iterdir() if p.suffix == ".parquet"]
-    assert pq.read_schema(cache_file).metadata[b"anam_notebooks.key"].decode().endswith(
-        first.organization_id.iloc[0])
+    [dataset] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    meta = json.loads((dataset / "_store.json").read_text())
+    assert meta["key"].endswith(first.organization_id.iloc[0]) and meta["covered_since"] == "all"
 
 
 def test_fetch_sessions_cache_true_uses_the_per_user_directory(tmp_path, live, monkeypatch):
     simulator, client = live
     monkeypatch.setenv("ANAM_NOTEBOOKS_CACHE", str(tmp_path / "user-cache"))
     fetch_sessions(client, cache=True, progress=False, limit=3)
-    assert len(list((tmp_path / "user-cache").glob("sessions-*.parquet"))) == 1
+    assert len(list((tmp_path / "user-cache").glob("sessions-*/_store.json"))) == 1
+
+
+# -- resumable first read ---------------------------------------------------------------------
+
+RESUMABLE_READER = """
+import sys
+import anam_notebooks.data.store as store_module
+from anam_notebooks import AnamClient, fetch_sessions
+from anam_notebooks.simulator import DEMO_API_KEY
+
+store_module.CHECKPOINT_ROWS = 300  # checkpoints every 3 pages instead of every 200
+with AnamClient(DEMO_API_KEY, sys.argv[1], concurrency=2) as client:
+    fetch_sessions(client, cache=sys.argv[2], progress=False)
+print("finished", flush=True)
+"""
+
+
+def checkpointed(directory: Path) -> int:
+    for checkpoint in directory.glob("sessions-*/_backfill.json"):
+        try:
+            return json.loads(checkpoint.read_text())["stored"]
+        except (OSError, ValueError, KeyError):
+            return 0
+    return 0
+
+
+def test_a_first_read_killed_with_sigkill_resumes_where_it_stopped(tmp_path, fleet, loopback_server):
+    """A real child process is SIGKILLed half way through a 3,000-session first read while new
+    sessions keep arriving; the next run reads only the rest and ends with exactly the server's
+    sessions."""
+    from anam_notebooks.api.client import AnamClient
+    from anam_notebooks.data.sessions import newest_first
+    from anam_notebooks.simulator import DEMO_API_KEY
+
+    app = create_app(fleet, latency=0.02, drift=1, seed=3)
+    simulator = app.state.simulator
+    url = loopback_server(app)
+    reader = subprocess.Popen([sys.executable, "-c", RESUMABLE_READER, url, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        while checkpointed(tmp_path) < 1500 and reader.poll() is None:
+            time.sleep(0.01)
+    finally:
+        reader.send_signal(signal.SIGKILL)
+        reader.wait(timeout=30)
+    assert reader.returncode == -signal.SIGKILL, "the reader finished before it could be killed"
+    stored = checkpointed(tmp_path)
+    assert 1500 <= stored < 3000
+    first_pages = simulator.stats["list"]
+    simulator.reset_stats()
+    with AnamClient(DEMO_API_KEY, url) as client:
+        resumed = fetch_sessions(client, cache=tmp_path, progress=False)
+    pages = simulator.stats["list"]
+    # The rest of the list (and its drift) plus the head and a repair round, not all 30+ pages.
+    unread = math.ceil((3000 + first_pages - stored) / 100)
+    assert pages <= unread + 6, (pages, unread)
+    assert resumed.index.is_unique
+    assert set(resumed.index) == set(simulator.fleet.by_id)  # drift included, nothing twice
+    expected = newest_first(sessions_frame(simulator.fleet.sessions))
+    pd.testing.assert_frame_equal(resumed.sort_index(), expected.sort_index())
+    assert not list(tmp_path.glob("sessions-*/_backfill.json"))  # finished: no checkpoint left
+
+
+def test_a_finished_first_read_leaves_one_file_per_partition_and_no_checkpoint(tmp_path, live, monkeypatch):
+    import anam_notebooks.data.store as store_module
+
+    simulator, client = live
+    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", 100)
+    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
+    store.refresh(client)
+    assert len(part_files(store)) == len(store.partitions())
+    assert not (store.path / "_backfill.json").exists() and store.covered_since() is None
+
+
+# -- cheap refresh --------------------------------------------------------------------------
+
+def busy_fleet(active_head: int, deep_recent: int, deep_old: int):
+    """800 sessions over 2 days with `active_head` active at the head, `deep_recent` active
+    ones scattered over the last 20 hours and `deep_old` "active" for more than a day."""
+    fleet = generate_fleet(seed=11, sessions=800, span="2d", end=END)
+    sessions = fleet.sessions
+    hours = [(END - pd.Timestamp(s["startTime"])).total_seconds() / 3600 for s in sessions]
+    recent = [i for i, h in enumerate(hours) if 2 < h < 20][::7][:deep_recent]
+    old = [i for i, h in enumerate(hours) if h > 26][::11][:deep_old]
+    for i in [*range(active_head), *recent, *old]:
+        sessions[i].update(endTime=None, sessionLengthMs=None, exitStatus=None)
+    app = create_app(fleet)
+    ids = [s["id"] for s in sessions]
+    return app.state.simulator, demo_client(app), [ids[i] for i in recent], [ids[i] for i in old]
+
+
+def test_a_warm_refresh_rereads_active_sessions_through_the_head_pages(tmp_path):
+    simulator, client, _, _ = busy_fleet(active_head=250, deep_recent=0, deep_old=0)
+    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
+    first = store.refresh(client)
+    assert first.is_active.sum() >= 250
+    for sid in list(first.index[first.is_active])[:200]:
+        simulator.end_session(sid)
+    simulator.reset_stats()
+    refreshed = store.refresh(client)
+    # 250 active sessions sit on the first 3 pages: 3 pages and a check, never 250 GETs.
+    assert simulator.stats["get"] == 0 and simulator.stats["list"] <= 3 + 2
+    pd.testing.assert_frame_equal(refreshed, full_fetch(client))
+
+
+def test_a_refresh_spends_bounded_gets_on_stragglers_and_flags_stale_sessions(tmp_path, monkeypatch):
+    import anam_notebooks.data.store as store_module
+
+    monkeypatch.setattr(store_module, "HEAD_PAGES", 2)  # as if the list were 50x longer
+    monkeypatch.setattr(store_module, "STRAGGLERS", 5)
+    simulator, client, recent, old = busy_fleet(active_head=5, deep_recent=40, deep_old=12)
+    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
+    first = store.refresh(client)
+    assert first.loc[old, "stale_active"].all() and first.stale_active.sum() == len(old)
+    assert not first.loc[recent, "stale_active"].any() and first.loc[recent, "is_active"].all()
+    for sid in [*recent, *old]:
+        simulator.end_session(sid)  # the server now knows they ended
+    for _ in range(12):
+        simulator.reset_stats()
+        frame = store.refresh(client)
+        assert simulator.stats["get"] <= 5 and simulator.stats["list"] <= 2 + 2
+    # Five single GETs a refresh, least recently updated first, reach every live straggler...
+    assert not frame.loc[recent, "is_active"].any()
+    # ...while sessions "active" for more than a day are never asked for again, and say so.
+    assert frame.loc[old, "is_active"].all() and frame.loc[old, "stale_active"].all()
+    assert store.last_refresh["stale_active"] == len(old)

@@ -41,6 +41,7 @@ when the parent is itself significant. `flagged` marks the remaining headlines.
 from .exemplars import EXEMPLAR_COLUMNS, exemplars
 from .failures import DEFAULT_FAILURES, FailureSpec, is_failure
 from .findings import DEFAULT_Q, suspect_findings
+from .latency import response_latency, summarize_latency
 from .neighbours import (
     NeighbourVerdict,
     neighbour_verdict,
@@ -75,6 +76,8 @@ __all__ = [
     "session_summary",
     "split_time",
     "suspect_findings",
+    "response_latency",
+    "summarize_latency",
     "summarize_suspects",
     "verdict_findings",
 ]

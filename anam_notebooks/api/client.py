@@ -245,8 +245,9 @@ class AsyncAnamClient:
         `since` (tz-aware) stops after the first page whose sessions all started earlier
         (older ones may still be yielded: filter them yourself); `stop(record) -> bool` stops
         after the page holding a record it accepts. Both read pages a couple at a time. If
-        pages still fail after retries, the iterator ends with
-        PaginationError, whose `.records` holds everything read.
+        pages still fail after retries, the iterator ends with PaginationError once every other
+        record was yielded (its `.ids` lists them). Records are not kept by the iterator:
+        memory stays flat however long the list.
 
         Parameters
         ----------
@@ -274,7 +275,8 @@ class AsyncAnamClient:
         ValueError
             Before any request, for a bad filter, `per_page`, `since` or `stop`.
         PaginationError
-            When pages still fail after retries; it carries everything already read.
+            When pages still fail after retries, after every other record was yielded; its
+            ``ids`` are the sessions read.
         AnamAPIError
             An error answer on the first page (401 is `AuthenticationError`).
         """
@@ -282,9 +284,18 @@ class AsyncAnamClient:
                                               api_key_id=api_key_id, per_page=per_page,
                                               since=since, stop=stop))
 
+    def iter_session_pages(self, *, search: str | None = None, persona_id: Any = None,
+                           api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
+                           stop: StopWhen | None = None,
+                           resume: _paging.Coverage | None = None) -> AsyncIterator[_paging.Batch]:
+        """The new sessions of each page as a `Batch` (see `AnamClient.iter_session_pages`)."""
+        return self._session_batches(search=search, persona_id=persona_id, api_key_id=api_key_id,
+                                     per_page=per_page, since=since, stop=stop, resume=resume)
+
     def _session_batches(self, *, search: str | None, persona_id: Any, api_key_id: Any,
                          per_page: int, since: datetime | None,
-                         stop: StopWhen | None) -> AsyncIterator[list[Record]]:
+                         stop: StopWhen | None, resume: _paging.Coverage | None = None
+                         ) -> AsyncIterator[_paging.Batch]:
         """Validates now, then yields records page by page (the sync facade hops per batch)."""
         params = _list_params(per_page, search, persona_id, api_key_id)
         if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
@@ -297,7 +308,7 @@ class AsyncAnamClient:
             return await self._core.get_json(SESSIONS_PATH, {"page": page, **params})
 
         return _paging.iterate(fetch, per_page=params["perPage"], concurrency=self.concurrency,
-                               since=since, stop=stop)
+                               since=since, stop=stop, resume=resume)
 
     async def _get_object(self, path: str, params: dict[str, Any] | None = None) -> Record:
         body = await self._core.get_json(path, params)
@@ -386,6 +397,36 @@ class AnamClient:
                                                since=since, stop=stop)
         return _drain(batches)
 
+    def iter_session_pages(self, *, search: str | None = None, persona_id: Any = None,
+                           api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
+                           stop: StopWhen | None = None,
+                           resume: _paging.Coverage | None = None) -> Iterator[_paging.Batch]:
+        """Like `iter_sessions`, one `Batch` (a list of new records) per page read.
+
+        Parameters
+        ----------
+        search, persona_id, api_key_id, per_page, since, stop
+            As for `iter_sessions`.
+        resume
+            Tail positions (`Batch.span` of batches stored earlier in a full read, merged in a
+            `Coverage`): their sessions are not yielded again and their pages are not re-read
+            unless the list moved under them. Ignored when `since` or `stop` is given.
+
+        Returns
+        -------
+        Iterator[Batch]
+            Each batch's `.span` gives the positions its page covered (None without totals).
+
+        Raises
+        ------
+        PaginationError
+            When pages still fail after retries, once every other page was yielded.
+        """
+        batches = self._async._session_batches(search=search, persona_id=persona_id,
+                                               api_key_id=api_key_id, per_page=per_page,
+                                               since=since, stop=stop, resume=resume)
+        return _drain_batches(batches)
+
     def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         return RUNNER.run(method(*args))
 
@@ -395,31 +436,59 @@ for _name in ("get_session", "get_transcript", "get_recording_url", "list_sessio
     getattr(AnamClient, _name).__doc__ = getattr(AsyncAnamClient, _name).__doc__
 
 
-async def _flatten(batches: AsyncIterator[list[Record]]) -> AsyncIterator[Record]:
-    async for batch in batches:
-        for record in batch:
-            yield record
+class _Flatten:
+    """Records of the batches one by one; only a batch boundary awaits the pager (no
+    async-generator frame per record)."""
+
+    def __init__(self, batches: AsyncIterator[_paging.Batch]) -> None:
+        self._batches = batches
+        self._current: Iterator[Record] = iter(())
+
+    def __aiter__(self) -> _Flatten:
+        return self
+
+    async def __anext__(self) -> Record:
+        while True:
+            record = next(self._current, _MISSING)
+            if record is not _MISSING:
+                return record  # type: ignore[return-value]
+            self._current = iter(await anext(self._batches))
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
-_DONE: list[Record] = []
+def _flatten(batches: AsyncIterator[_paging.Batch]) -> AsyncIterator[Record]:
+    return _Flatten(batches)
 
 
-async def _next_batch(batches: AsyncIterator[list[Record]]) -> list[Record]:
+_MISSING = object()
+_DONE = _paging.Batch()
+
+
+async def _next_batch(batches: AsyncIterator[_paging.Batch]) -> _paging.Batch:
     try:
         return await anext(batches)
     except StopAsyncIteration:
         return _DONE
 
 
-def _drain(batches: AsyncIterator[list[Record]]) -> Iterator[Record]:
+def _drain_batches(batches: AsyncIterator[_paging.Batch]) -> Iterator[_paging.Batch]:
     """Pull batches across to the caller's thread; closing early cancels the pending pages."""
     try:
         while (batch := RUNNER.run(_next_batch(batches))) is not _DONE:
-            yield from batch
+            yield batch
     finally:
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             RUNNER.finish(aclose())
+
+
+def _drain(batches: AsyncIterator[_paging.Batch]) -> Iterator[Record]:
+    for batch in _drain_batches(batches):
+        yield from batch
 
 
 def _list_params(per_page: Any, search: Any, persona_id: Any, api_key_id: Any) -> dict[str, Any]:

@@ -62,11 +62,19 @@ class AnamConnectionError(AnamError):
 
 
 class PaginationError(AnamError):
-    """Some pages failed after retries; `.records` keeps every record already fetched."""
+    """Some pages failed after retries, after every other page was read.
 
-    def __init__(self, message: str, *, records: list[dict[str, Any]], failed_pages: list[int],
-                 causes: dict[int, BaseException] | None = None) -> None:
+    Nothing fetched is lost, and nothing fetched is held twice: every record read was already
+    handed to the consumer before this is raised (an `iter_sessions` loop has seen them all).
+    `.ids` lists their ids; `.frame` is the partial sessions frame when the error comes
+    through `sessions_frame` / `fetch_sessions` (None from a bare iterator); with a cache, the
+    partial read is also stored, so the next fetch resumes from it.
+    """
+
+    def __init__(self, message: str, *, ids: list[str], failed_pages: list[int],
+                 causes: dict[int, BaseException] | None = None, frame: Any = None) -> None:
         super().__init__(message)
-        self.records = records
+        self.ids = ids
         self.failed_pages = failed_pages
         self.causes = causes or {}
+        self.frame = frame

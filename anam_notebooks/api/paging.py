@@ -5,11 +5,18 @@ says which *tail positions* it covered (position counted from the oldest record,
 fixed as the head grows: q = total - 1 - index). Gaps in that coverage are exactly the records
 that slipped across a boundary; they are re-read at their current pages until nothing is
 missing and the id count matches the server's total, within a bounded number of rounds.
+
+Streaming: the pager keeps ids (a set of strings), never records; each page's new records are
+handed on as a `Batch` (a list that also says which tail positions the page covered) and then
+forgotten, and at most a small window of pages is read ahead of the consumer. Because tail
+positions do not move, a reader that stored some batches can later `resume` with their
+positions: only the rest of the list is read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -28,6 +35,7 @@ FetchPage = Callable[[int], Awaitable[Any]]
 MAX_REPAIR_ROUNDS = 40
 MAX_STALLS = 3  # repair rounds in a row that did not shrink what is missing
 STOP_WAVE = 2  # pages per wave when paging towards an unknown stop record
+READ_AHEAD = 2  # pages started ahead of the consumer, per request allowed in flight
 
 
 @dataclass
@@ -38,6 +46,15 @@ class Page:
     total: int | None
     last_page: int | None
     per_page: int | None = None  # the page size the server says it used
+    slots: list[int] | None = None  # index in `data` of each record, when some items were skipped
+
+
+class Batch(list[Record]):
+    """The new records of one page, plus the tail positions (lo, hi) that page covered
+    (None when the server gave no total). A consumer that has stored every batch up to
+    this one may record `span` as done and `resume` from it later."""
+
+    span: tuple[int, int] | None = None
 
 
 def parse_page(number: int, body: Any, path: str = "/v1/sessions") -> Page:
@@ -47,12 +64,14 @@ def parse_page(number: int, body: Any, path: str = "/v1/sessions") -> Page:
         raise AnamAPIError(f"GET {path}?page={number}: the answer has no 'data' list",
                            status_code=200, method="GET", path=path)
     records = [item for item in data if isinstance(item, dict)]
+    slots = None
     if len(records) != len(data):
         logger.warning("page %d: skipped %d items that are not session objects",
                        number, len(data) - len(records))
+        slots = [i for i, item in enumerate(data) if isinstance(item, dict)]
     meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
     return Page(number, records, len(data), _count(meta.get("total")), _count(meta.get("lastPage")),
-                _count(meta.get("perPage")) or None)
+                _count(meta.get("perPage")) or None, slots)
 
 
 def _count(value: Any) -> int | None:
@@ -81,10 +100,26 @@ def start_time(record: Record) -> datetime | None:
 class Coverage:
     """A set of closed integer intervals of tail positions already read."""
 
-    def __init__(self) -> None:
+    def __init__(self, spans: list[tuple[int, int]] | None = None) -> None:
         self._spans: list[tuple[int, int]] = []
+        for lo, hi in spans or ():
+            self.add(lo, hi)
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """The merged intervals, lowest first (a copy)."""
+        return list(self._spans)
+
+    def __len__(self) -> int:
+        """How many positions are covered."""
+        return sum(hi - lo + 1 for lo, hi in self._spans)
+
+    def contains(self, position: int) -> bool:
+        return any(lo <= position <= hi for lo, hi in self._spans)
 
     def add(self, lo: int, hi: int) -> None:
+        if hi < lo:
+            return
         spans = sorted([*self._spans, (lo, hi)])
         merged = [spans[0]]
         for a, b in spans[1:]:
@@ -111,17 +146,24 @@ class Coverage:
 
 class Pager:
     """One pass over the list: yields batches of new records, then raises PaginationError if
-    some pages could not be read even after re-reading."""
+    some pages could not be read even after re-reading.
+
+    `resume` holds tail positions whose records the caller already has (from an earlier,
+    interrupted full read): those records are neither read again where avoidable nor yielded.
+    """
 
     def __init__(self, fetch: FetchPage, *, per_page: int, concurrency: int,
-                 since: datetime | None = None, stop: Callable[[Record], bool] | None = None) -> None:
+                 since: datetime | None = None, stop: Callable[[Record], bool] | None = None,
+                 resume: Coverage | None = None) -> None:
         self.fetch = fetch
         self.per_page = per_page
         self.concurrency = concurrency
         self.since = since
         self.stop = stop
-        self.seen: dict[str, Record] = {}
-        self.coverage = Coverage()
+        self.seen: set[str] = set()  # ids only: records are handed on, never kept
+        self.prior = Coverage(resume.spans) if resume is not None and since is None and stop is None \
+            else Coverage()
+        self.coverage = Coverage(self.prior.spans)
         self.total: int | None = None
         self.failures: dict[int, AnamError] = {}
         self.requests = 0
@@ -167,17 +209,40 @@ class Pager:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    def _accept(self, page: Page) -> list[Record]:
-        fresh = []
-        for record in page.records:
-            key = record_key(record)
-            if key not in self.seen:
-                self.seen[key] = record
+    def _span(self, page: Page) -> tuple[int, int] | None:
+        if page.total is None or not page.size:
+            return None
+        hi = page.total - 1 - (page.number - 1) * self.per_page
+        return (max(hi - page.size + 1, 0), hi) if hi >= 0 else None
+
+    def _accept(self, page: Page) -> Batch:
+        """The page's records not yet seen (nor already held by the caller, see `resume`)."""
+        fresh = Batch()
+        fresh.span = span = self._span(page)
+        seen = self.seen
+        if self.prior and span is not None:
+            hi = span[1]
+            slots = page.slots if page.slots is not None else range(len(page.records))
+            held = [self.prior.contains(hi - slot) for slot in slots]
+        else:
+            held = None
+        for index, record in enumerate(page.records):
+            if held is not None and held[index]:
+                continue
+            rid = record.get("id")
+            key = rid if type(rid) is str and rid else record_key(record)
+            if key not in seen:
+                seen.add(key)
                 fresh.append(record)
         return fresh
 
+    @property
+    def known(self) -> int:
+        """Sessions accounted for: read in this pass, or held by the caller from before."""
+        return len(self.seen) + len(self.prior)
+
     # -- the pass -------------------------------------------------------------------------
-    async def run(self) -> AsyncIterator[list[Record]]:
+    async def run(self) -> AsyncIterator[Batch]:
         first = await self._read(1)
         if isinstance(first, AnamError):
             raise first
@@ -197,7 +262,7 @@ class Pager:
             async for batch in self._towards_stop(first, last):
                 yield batch
         else:
-            async for batch in self._in_order(self._start(list(range(2, last + 1)))):
+            async for batch in self._in_order(self._pages_for_gaps(first)):
                 yield batch
         if self.meta_contradicted:
             logger.warning("GET /v1/sessions: an empty page came before the total the server "
@@ -219,19 +284,38 @@ class Pager:
                         served, self.per_page)
             self.per_page = served
 
-    async def _in_order(self, tasks: list[asyncio.Task[Page | AnamError]]) -> AsyncIterator[list[Record]]:
-        """Yield pages in page order; an empty page ends the list whatever meta says."""
-        for i, task in enumerate(tasks):
-            page = await task
+    def _pages_for_gaps(self, first: Page) -> list[int]:
+        """Pages 2.. that hold the positions not yet covered (all of them on a fresh read)."""
+        total = first.total or 0
+        pages: set[int] = set()
+        for lo, hi in self.coverage.gaps(0, total - 1):
+            pages.update(range((total - 1 - hi) // self.per_page + 1, (total - 1 - lo) // self.per_page + 2))
+        pages.discard(1)
+        return sorted(pages)
+
+    async def _in_order(self, numbers: list[int], started: list[asyncio.Task[Page | AnamError]] | None = None
+                        ) -> AsyncIterator[Batch]:
+        """Yield pages in page order; an empty page ends the list whatever meta says.
+
+        Only a window of pages is read ahead of the consumer (READ_AHEAD per request allowed in
+        flight), so memory follows the window, not the list, however slowly batches are taken.
+        """
+        window: list[asyncio.Task[Page | AnamError]] = list(started or [])
+        pending = iter(numbers[len(window):])
+        ahead = max(4, READ_AHEAD * self.concurrency)
+        window += self._start(list(itertools.islice(pending, max(0, ahead - len(window)))))
+        while window:
+            page = await window.pop(0)
+            window += self._start(list(itertools.islice(pending, 1)))
             if isinstance(page, AnamError):
                 continue
             if not page.size:
-                for later in tasks[i + 1:]:
+                for later in window:
                     later.cancel()
                 return
             yield self._accept(page)
 
-    async def _blind(self, start: int) -> AsyncIterator[list[Record]]:
+    async def _blind(self, start: int) -> AsyncIterator[Batch]:
         """No total in the answers: read waves of pages until an empty or short page."""
         number = start
         while True:
@@ -248,20 +332,20 @@ class Pager:
                     return
             number += self.concurrency
 
-    async def _towards_stop(self, first: Page, last: int) -> AsyncIterator[list[Record]]:
+    async def _towards_stop(self, first: Page, last: int) -> AsyncIterator[Batch]:
         """Page in small waves until the `since`/`stop` condition holds, then set `self.floor`
         to the lowest tail position the stopping page covered (it stays 0 when read to the end).
         If the newest-first order does not hold, read every remaining page instead."""
         order = _OrderCheck()
-        if not self._in_order_by_start(first, order, {}):
-            tasks = self._start(list(range(2, last + 1)))
+        rest: list[int] | None = None
+        started: list[asyncio.Task[Page | AnamError]] = []
+        if not self._in_order_by_start(first, order, set()):
+            rest = list(range(2, last + 1))
         elif self._stops(first):
             self.floor = self._floor(first)
             return
-        else:
-            tasks = []
         number = 2
-        while number <= last and not tasks:
+        while number <= last and rest is None:
             wave = self._start(list(range(number, min(number + self._wave_size(order), last + 1))))
             for i, task in enumerate(wave):
                 page = await task
@@ -270,7 +354,8 @@ class Pager:
                 if not page.size:
                     return
                 if not self._in_order_by_start(page, order, self.seen):
-                    tasks = wave[i:] + self._start(list(range(number + len(wave), last + 1)))
+                    started = wave[i:]
+                    rest = [t_number for t_number in range(number + i, last + 1)]
                     break
                 yield self._accept(page)
                 if self._stops(page):
@@ -279,10 +364,11 @@ class Pager:
                     self.floor = self._floor(page)
                     return
             number += len(wave)
-        async for batch in self._in_order(tasks):
-            yield batch
+        if rest:
+            async for batch in self._in_order(rest, started):
+                yield batch
 
-    def _in_order_by_start(self, page: Page, order: _OrderCheck, seen: dict[str, Record]) -> bool:
+    def _in_order_by_start(self, page: Page, order: _OrderCheck, seen: set[str]) -> bool:
         if self.since is None or order.accepts(page, seen):
             return True
         logger.warning("sessions are not newest-first by startTime (page %d): "
@@ -312,7 +398,7 @@ class Pager:
         remaining = order.pages_until(self.since, self.per_page)
         return max(1, min(self.concurrency, remaining or STOP_WAVE))
 
-    async def _repair(self) -> AsyncIterator[list[Record]]:
+    async def _repair(self) -> AsyncIterator[Batch]:
         """Re-read where tail positions were missed until the coverage is whole and (for a full
         read) the id count equals the server's total; give up when rounds stop making progress."""
         floor = self.floor
@@ -322,14 +408,15 @@ class Pager:
             total = self.total or 0
             gaps = self.coverage.gaps(floor, total - 1)
             if not gaps:
-                if not full or len(self.seen) == total or rescanned:
+                if not full or self.known == total or rescanned:
                     break
                 logger.info("read %d sessions but the server reports %d: reading every page again",
-                            len(self.seen), total)
+                            self.known, total)
                 rescanned = True
                 self.coverage = Coverage()
+                self.prior = Coverage()  # read the held positions again too: counts must add up
                 pages = list(range(1, math.ceil(total / self.per_page) + 1))
-                async for batch in self._in_order(self._start(pages)):
+                async for batch in self._in_order(pages):
                     yield batch
                 continue
             missing = sum(hi - lo + 1 for lo, hi in gaps)
@@ -369,7 +456,7 @@ class Pager:
         total = self.total or 0
         if self.coverage.gaps(floor, total - 1):
             return False
-        return not full or len(self.seen) == total
+        return not full or self.known == total
 
     def _raise_failures(self, complete: bool) -> None:
         if complete:
@@ -379,14 +466,14 @@ class Pager:
             return
         if not self.failures:
             logger.warning("the session list kept changing: read %d sessions, the server reports %s",
-                           len(self.seen), self.total)
+                           self.known, self.total)
             return
         failed = sorted(self.failures)
         raise PaginationError(
             f"{len(failed)} page(s) of GET /v1/sessions failed after retries: {failed}; "
-            f"{len(self.seen)} sessions were read (see .records). First cause: "
-            f"{self.failures[failed[0]]}",
-            records=list(self.seen.values()), failed_pages=failed, causes=dict(self.failures))
+            f"{len(self.seen)} sessions were read and already handed on (their ids are in .ids). "
+            f"First cause: {self.failures[failed[0]]}",
+            ids=sorted(self.seen), failed_pages=failed, causes=dict(self.failures))
 
 
 class _OrderCheck:
@@ -398,7 +485,7 @@ class _OrderCheck:
         self.oldest: datetime | None = None
         self.records = 0
 
-    def accepts(self, page: Page, seen: dict[str, Record]) -> bool:
+    def accepts(self, page: Page, seen: set[str]) -> bool:
         starts = [start_time(r) for r in page.records]
         known = [s for s in starts if s is not None]
         if any(a < b for a, b in zip(known, known[1:])):
@@ -425,13 +512,14 @@ class _OrderCheck:
 
 
 async def iterate(fetch: FetchPage, *, per_page: int, concurrency: int,
-                  since: datetime | None = None,
-                  stop: Callable[[Record], bool] | None = None) -> AsyncIterator[list[Record]]:
+                  since: datetime | None = None, stop: Callable[[Record], bool] | None = None,
+                  resume: Coverage | None = None) -> AsyncIterator[Batch]:
     """Batches of records from every page, each id once; see `Pager`."""
-    pager = Pager(fetch, per_page=per_page, concurrency=concurrency, since=since, stop=stop)
+    pager = Pager(fetch, per_page=per_page, concurrency=concurrency, since=since, stop=stop,
+                  resume=resume)
     try:
         async for batch in pager.run():
-            if batch:
+            if batch or batch.span is not None:  # an empty batch still reports its positions
                 yield batch
     finally:
         await pager.cancel()

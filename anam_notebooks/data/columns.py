@@ -26,6 +26,7 @@ SESSION_COLUMNS: dict[str, Any] = {
     "duration": TIMEDELTA,
     "exit_status": CATEGORY,
     "is_active": np.dtype(bool),
+    "stale_active": np.dtype(bool),  # derived: see sessions.STALE_AFTER
     "engine_host": CATEGORY,
     "engine_protocol": CATEGORY,
     "engine_version": CATEGORY,

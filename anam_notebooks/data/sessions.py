@@ -1,8 +1,9 @@
 """Session records → the typed sessions frame (the contract is in `columns`).
 
-`sessions_frame` reads records in chunks into compact Arrow columns (so a million records
-never sit in memory twice), converts each column in one vectorised step, parses engine hosts
-once per distinct host, and reports malformed fields as warnings instead of failing.
+`sessions_frame` reads records in chunks into compact Arrow columns as they arrive (records
+are dropped chunk by chunk, so a million of them never sit in memory at once), converts each
+column in one vectorised step, parses engine hosts once per distinct host, and reports
+malformed fields as warnings instead of failing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import union_categoricals
 
+from ..api.errors import PaginationError
 from .columns import CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME
 from .engine_host import parse_engine_host
 from .fields import (
@@ -45,6 +47,10 @@ _CHUNK = 1024
 _MAX_LENGTH_MS = (2**63 - 1) // 1000
 _EMPTY: dict[str, Any] = {}
 _CATEGORIES_DTYPE = pd.Index([], dtype=object).astype(str).dtype
+# An "active" session that started this long before the newest session of the frame is not
+# running any more: no Anam session lasts a day (the platform caps sessions far below it), so
+# its end was lost. `stale_active` marks it; a cache refresh stops re-reading it.
+STALE_AFTER = pd.Timedelta(hours=24)
 
 
 _OBJECT_TYPES = {dict, type(None)}
@@ -187,12 +193,27 @@ def _frame_from_table(table: pa.Table) -> pd.DataFrame:
             continue
         arrow = table.column(column)
         if dtype == CATEGORY:
-            data[column] = categorical(arrow)
+            data[column] = (_dictionary_categorical(arrow) if pa.types.is_dictionary(arrow.type)
+                            else categorical(arrow))
         elif dtype == np.dtype(bool):
             data[column] = arrow.fill_null(False).to_numpy()
         else:
             data[column] = arrow.to_pandas(types_mapper=mapper).astype(dtype).array
     return pd.DataFrame(data, index=index)
+
+
+def _dictionary_categorical(arrow: pa.ChunkedArray) -> pd.Categorical:
+    """A dictionary column (as the store reads it) → Categorical through its codes, without
+    spelling out a string per row (a million rows of user agents would be ~100 MB)."""
+    if not arrow.num_chunks:
+        return categorical(arrow)
+    unified = arrow.unify_dictionaries()
+    codes = np.concatenate([chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+                            for chunk in unified.chunks])
+    dictionary = unified.chunks[0].dictionary
+    if dictionary.null_count:
+        return categorical(arrow)  # a null inside the dictionary: the general path handles it
+    return sorted_categorical(codes, dictionary.to_pylist())
 
 
 def normalise_sessions_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -309,14 +330,33 @@ def sessions_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     problems = Problems()
     iterator = iter(records)
     tables = []
-    while chunk := list(itertools.islice(iterator, _CHUNK)):  # may page over the network
-        with _gc_paused():
+    chunk: list[Any] = []
+    try:
+        while True:
+            chunk.extend(itertools.islice(iterator, _CHUNK))  # may page over the network
+            if not chunk:
+                break
+            with _gc_paused():
+                tables.append(_chunk_table(chunk, problems))
+            chunk.clear()
+    except PaginationError as exc:
+        # The records read before the failure were consumed here (`extend` keeps the ones of
+        # an unfinished chunk): they go on the error as a frame.
+        if chunk:
             tables.append(_chunk_table(chunk, problems))
+            chunk.clear()
+        problems.emit("sessions_frame")
+        exc.frame = _tables_frame(tables)
+        raise
     problems.emit("sessions_frame")
+    return _tables_frame(tables)
+
+
+def _tables_frame(tables: list[pa.Table]) -> pd.DataFrame:
     if not tables or not sum(t.num_rows for t in tables):
         return empty_sessions_frame()
     table = pa.concat_tables(tables)
-    del tables
+    tables.clear()
     return frame_from_arrow(table)
 
 
@@ -340,7 +380,24 @@ def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
     if "engine_host" in frame.columns and not all(p in frame.columns for p in parts):
         for column, values in _engine_parts(frame["engine_host"].array).items():
             frame[column] = values
-    return normalise_sessions_frame(keep_latest(frame))
+    frame = keep_latest(frame)
+    frame["stale_active"] = stale_active(frame)
+    return normalise_sessions_frame(frame)
+
+
+def stale_active(frame: pd.DataFrame) -> np.ndarray:
+    """Active sessions that started more than STALE_AFTER before the newest session in the
+    frame (the server's "now", whatever the local clock says): their end was never recorded."""
+    if "is_active" not in frame.columns or "start_time" not in frame.columns or frame.empty:
+        return np.zeros(len(frame), dtype=bool)
+    start = frame["start_time"].to_numpy(dtype="datetime64[us]")
+    known = ~np.isnat(start)
+    if not known.any():
+        return np.zeros(len(frame), dtype=bool)
+    cutoff = start[known].max() - STALE_AFTER.to_timedelta64()
+    active = frame["is_active"].fillna(False).to_numpy(dtype=bool)
+    stale: np.ndarray = active & known & (start < cutoff)
+    return stale
 
 
 def newest_first(frame: pd.DataFrame) -> pd.DataFrame:
@@ -350,4 +407,7 @@ def newest_first(frame: pd.DataFrame) -> pd.DataFrame:
     id_rank = np.empty(len(frame), dtype=np.int64)
     id_rank[np.asarray(frame.index.argsort())] = np.arange(len(frame))
     times = frame["start_time"].to_numpy(dtype="datetime64[us]").view(np.int64)  # NaT is the minimum
-    return frame.iloc[np.lexsort((id_rank, times))[::-1]]
+    order = np.lexsort((id_rank, times))[::-1]
+    if (order == np.arange(len(order))).all():
+        return frame  # already in order (a loaded cache): no copy of a million rows
+    return frame.iloc[order]

@@ -1,33 +1,52 @@
-"""A local Parquet cache of one organisation's sessions, refreshed incrementally.
+"""A local cache of one organisation's sessions: a hive-partitioned Parquet dataset,
+refreshed incrementally, that DuckDB, Polars or Spark can read directly.
 
-One file per (API base URL, organisation), named by a hash of that key, which is also
-recorded in the file's metadata with a schema version: a corrupt or foreign file is reported
-and rebuilt, never mixed in. Writes are atomic (temp file in the same folder, fsync,
-os.replace) and serialised by a file lock, so two kernels can share a cache directory.
-A refresh reads only the head of the list, down to the first session already stored as
-ended, and re-reads sessions that were still active last time.
+Layout (`SessionStore.path`, one per API base URL and organisation, named by a hash)::
+
+    sessions-<hash>/
+        _store.json                      key, schema version, coverage mark
+        _backfill.json                   only while a first read is unfinished
+        start_date=2026-04-20/part-<n>.parquet
+        start_date=unknown/part-<n>.parquet   sessions without a start time
+
+Each part file also carries the key and schema version in its metadata: a corrupt or foreign
+file is reported and rebuilt, never mixed in. Every file is written atomically (temp file in
+the same folder, fsync, os.replace) under a file lock, so two kernels can share the folder and
+a killed writer leaves the old files readable. A row is keyed by session id; where a crash
+leaves two copies, loading keeps the most updated one.
+
+A first read checkpoints as it goes (`_backfill.json` lists the list positions already
+stored), so an interrupted backfill resumes where it stopped. A refresh reads the head of the
+list far enough to cover the sessions still active last time, re-reads a bounded number of
+stragglers one by one, and rewrites only the date partitions it touched. Sessions "active"
+for longer than any session lasts are flagged `stale_active` and no longer re-read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import shutil
 import sys
 import tempfile
+import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from ..api.errors import AnamAPIError, AnamConnectionError
+from ..api.errors import AnamAPIError, AnamConnectionError, PaginationError
+from ..api.paging import Coverage
 from .columns import CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME
-from .progress import iterate_with_progress
 from .sessions import (
     concat_sessions,
     empty_sessions_frame,
@@ -39,14 +58,24 @@ from .sessions import (
 
 __all__ = ["SCHEMA_VERSION", "CacheFileWarning", "SessionStore", "default_cache_dir", "open_store"]
 
-SCHEMA_VERSION = "1"
+logger = logging.getLogger("anam_notebooks")
+
+SCHEMA_VERSION = "2"  # 1: one Parquet file per cache; 2: a dataset partitioned by start date
 CACHE_DIR_ENV = "ANAM_NOTEBOOKS_CACHE"
 _APP_DIR = "anam-notebooks"
 _META_KEY = b"anam_notebooks.key"
 _META_VERSION = b"anam_notebooks.schema_version"
-_META_COVERED = b"anam_notebooks.covered_since"  # every session started at/after this is held
-_META_REFRESHED = b"anam_notebooks.refreshed_at"
+_META_COVERED = b"anam_notebooks.covered_since"  # (schema 1) every session started at/after this is held
 _ALL_HISTORY = "all"
+_STORE_FILE = "_store.json"
+_CHECKPOINT_FILE = "_backfill.json"
+_PARTITION = "start_date"
+_UNKNOWN_DATE = "unknown"
+_DERIVED = ("stale_active",)  # recomputed on load, never stored
+PER_PAGE = 100
+CHECKPOINT_ROWS = 20_000  # sessions read between two checkpoints of a first read
+HEAD_PAGES = 30  # list pages a refresh may read to cover sessions that were active
+STRAGGLERS = 20  # single GETs a refresh may spend on active sessions the head did not cover
 
 
 class CacheFileWarning(UserWarning):
@@ -68,7 +97,8 @@ def _arrow_type(dtype: Any) -> pa.DataType:
 
 
 ARROW_SCHEMA = pa.schema([pa.field("id", pa.string(), nullable=False)] +
-                         [pa.field(name, _arrow_type(dtype)) for name, dtype in SESSION_COLUMNS.items()])
+                         [pa.field(name, _arrow_type(dtype)) for name, dtype in SESSION_COLUMNS.items()
+                          if name not in _DERIVED])
 
 
 def default_cache_dir() -> Path:
@@ -85,11 +115,23 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / _APP_DIR
 
 
+Covered: TypeAlias = pd.Timestamp | None | bool
+
+
 class SessionStore:
     """The cached sessions of one organisation at one API base URL, in `directory`.
 
     `load()` gives the typed frame; `merge(frame)` adds sessions (most updated wins);
-    `refresh(client)` brings the cache up to date with as few list requests as it can.
+    `refresh(client)` brings the cache up to date with as few requests as it can.
+
+    `path` is the dataset directory (hive-partitioned by `start_date`), readable by any engine::
+
+        duckdb.sql(f"SELECT * FROM read_parquet('{store.path}/*/*.parquet', hive_partitioning=true)")
+        polars.scan_parquet(f"{store.path}/*/*.parquet", hive_partitioning=True)
+
+    Engines type `start_date` as a date, or as text when some sessions have no start time
+    (their folder is `start_date=unknown`). Columns are the frame's, minus the derived
+    `stale_active`; the id is the column `id`. Read it while no refresh is writing, or copy it.
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, base_url: str,
@@ -104,8 +146,10 @@ class SessionStore:
         self.organization_id = organization_id
         self.key = f"{self.base_url}\n{organization_id or ''}"
         digest = hashlib.sha256(self.key.encode("utf-8")).hexdigest()[:24]
-        self.path = self.directory / f"sessions-{digest}.parquet"
-        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+        self.path = self.directory / f"sessions-{digest}"
+        self._legacy = self.directory / f"sessions-{digest}.parquet"  # schema 1: a single file
+        self._lock = FileLock(str(self.directory / f"sessions-{digest}.lock"), timeout=lock_timeout)
+        self.last_refresh: dict[str, int] = {}  # what the latest refresh did, for the curious
 
     def __repr__(self) -> str:
         return (f"SessionStore({str(self.directory)!r}, base_url={self.base_url!r}, "
@@ -114,120 +158,372 @@ class SessionStore:
     # -- reading --------------------------------------------------------------------------
     def load(self) -> pd.DataFrame:
         """The cached sessions, newest first (an empty typed frame when there is no cache)."""
-        return self._read()[0]
+        with self._locked():
+            return self._load()
 
-    def covered_since(self) -> pd.Timestamp | None | bool:
+    def covered_since(self) -> Covered:
         """Since when the cache holds every session: a UTC time, None for all history,
         or False when nothing is cached yet."""
-        return self._read()[1]
+        with self._locked():
+            return self._covered()
 
-    def _read(self) -> tuple[pd.DataFrame, pd.Timestamp | None | bool]:
+    def partitions(self) -> list[str]:
+        """The start dates (YYYY-MM-DD, or 'unknown') that have data, oldest first."""
+        return sorted(p.name.split("=", 1)[1] for p in self.path.glob(f"{_PARTITION}=*") if p.is_dir()
+                      and any(p.glob("part-*.parquet")))
+
+    def _locked(self) -> FileLock:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self._lock
+
+    def _covered(self) -> Covered:
+        self._migrate()
+        meta = self._meta()
+        if meta is None:
+            return False
+        covered = meta.get("covered_since")
+        if covered == _ALL_HISTORY:
+            return None
+        if not covered:
+            return False
+        return cast(pd.Timestamp, pd.Timestamp(covered))
+
+    def _meta(self) -> dict[str, Any] | None:
+        """The dataset's `_store.json`, or None (with a warning) when it is missing or foreign."""
+        file = self.path / _STORE_FILE
         if not self.path.exists():
-            return empty_sessions_frame(), False
+            return None
+        problem = None
         try:
-            parquet = pq.ParquetFile(self.path)
-            metadata = parquet.schema_arrow.metadata or {}
-            problem = self._foreign(metadata, parquet.schema_arrow.names)
-            if problem is None:
-                frame = frame_from_arrow(parquet.read())
-        except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
-            problem = f"it could not be read ({type(exc).__name__}: {exc})"
+            meta = json.loads(file.read_text("utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            problem = f"its {_STORE_FILE} could not be read ({type(exc).__name__}: {exc})"
+        else:
+            problem = self._foreign(meta.get("key"), meta.get("schema_version"))
+            covered = meta.get("covered_since")
+            if problem is None and covered not in (None, "", _ALL_HISTORY):
+                try:
+                    pd.Timestamp(covered)
+                except (ValueError, TypeError):
+                    problem = f"its coverage mark {covered!r} is not a time"
         if problem is not None:
-            warnings.warn(f"session cache {str(self.path)!r}: {problem}; it will be rebuilt",
-                          CacheFileWarning, stacklevel=3)
-            return empty_sessions_frame(), False
-        covered = metadata.get(_META_COVERED, b"").decode()
-        return newest_first(frame), None if covered == _ALL_HISTORY else pd.Timestamp(covered)
+            self._warn(problem)
+            return None
+        return cast(dict[str, Any], meta)
 
-    def _foreign(self, metadata: Mapping[bytes, bytes], names: list[str]) -> str | None:
-        key = metadata.get(_META_KEY, b"").decode("utf-8", "replace")
+    def _foreign(self, key: Any, version: Any) -> str | None:
         if key != self.key:
-            return f"it belongs to another API or organisation ({key.replace(chr(10), ' / ')!r})"
-        version = metadata.get(_META_VERSION, b"").decode("utf-8", "replace")
+            shown = str(key).replace(chr(10), " / ")
+            return f"it belongs to another API or organisation ({shown!r})"
         if version != SCHEMA_VERSION:
             return f"its schema version is {version!r}, this version reads {SCHEMA_VERSION!r}"
-        covered = metadata.get(_META_COVERED, b"").decode("utf-8", "replace")
-        if covered != _ALL_HISTORY:
-            try:
-                pd.Timestamp(covered)
-            except ValueError:
-                return f"its coverage mark {covered!r} is not a time"
-        if "id" not in names:
-            return "it has no 'id' column"
         return None
+
+    def _warn(self, problem: str, where: Path | None = None) -> None:
+        warnings.warn(f"session cache {str(where or self.path)!r}: {problem}; it will be rebuilt",
+                      CacheFileWarning, stacklevel=4)
+
+    def _parts(self, partition: str | None = None) -> list[Path]:
+        pattern = f"{_PARTITION}={partition if partition is not None else '*'}/part-*.parquet"
+        return sorted(self.path.glob(pattern))
+
+    def _read_parts(self, files: Iterable[Path]) -> tuple[list[pa.Table], bool]:
+        """The tables of `files`, and whether all were ours and readable."""
+        tables, whole = [], True
+        for file in files:
+            try:
+                parquet = pq.ParquetFile(file)
+                metadata = parquet.schema_arrow.metadata or {}
+                problem = self._foreign(metadata.get(_META_KEY, b"").decode("utf-8", "replace"),
+                                        metadata.get(_META_VERSION, b"").decode("utf-8", "replace"))
+                if problem is None and "id" not in parquet.schema_arrow.names:
+                    problem = "it has no 'id' column"
+                if problem is None:
+                    tables.append(parquet.read())
+            except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
+                problem = f"it could not be read ({type(exc).__name__}: {exc})"
+            if problem is not None:
+                self._warn(problem, file)
+                file.unlink(missing_ok=True)  # never mixed in; its sessions are read again
+                whole = False
+        return tables, whole
+
+    def _load(self) -> pd.DataFrame:
+        self._migrate()
+        if self._meta() is None:
+            return empty_sessions_frame()
+        tables, whole = self._read_parts(self._parts())
+        if not whole:
+            self._write_meta(False)  # some rows are gone: the next refresh reads everything again
+        return _frame_of(tables)
+
+    # -- migration from the single-file cache ----------------------------------------------
+    def _migrate(self) -> None:
+        """A schema-1 single-file cache becomes the dataset (same sessions, same coverage);
+        an unreadable one is reported and rebuilt by the next refresh."""
+        if not self._legacy.exists():
+            return
+        if self.path.exists():
+            self._legacy.unlink(missing_ok=True)
+            return
+        frame: pd.DataFrame | None = None
+        covered: Covered = False
+        problem: str | None = None
+        try:
+            parquet = pq.ParquetFile(self._legacy)
+            metadata = parquet.schema_arrow.metadata or {}
+            key = metadata.get(_META_KEY, b"").decode("utf-8", "replace")
+            covered_text = metadata.get(_META_COVERED, b"").decode("utf-8", "replace")
+            problem = self._foreign(key, SCHEMA_VERSION) if key != self.key else None
+            if problem is None and metadata.get(_META_VERSION) != b"1":
+                problem = f"its schema version is {metadata.get(_META_VERSION)!r}, expected a single-file cache"
+            if problem is None:
+                frame = frame_from_arrow(parquet.read())
+                covered = None if covered_text == _ALL_HISTORY else (
+                    pd.Timestamp(covered_text) if covered_text else False)
+        except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
+            problem = f"it could not be read ({type(exc).__name__}: {exc})"
+        if problem is not None or frame is None:
+            self._warn(f"a single-file cache from an earlier version, but {problem}", self._legacy)
+        else:
+            self._replace_partitions(frame, covered=covered)
+            warnings.warn(f"session cache {str(self._legacy)!r}: a single-file cache from an earlier "
+                          f"version; its {len(frame)} sessions now live in the partitioned dataset "
+                          f"{str(self.path)!r}", CacheFileWarning, stacklevel=4)
+        self._legacy.unlink(missing_ok=True)
 
     # -- writing --------------------------------------------------------------------------
     def merge(self, frame: pd.DataFrame, *, covered_since: pd.Timestamp | None | bool = False
               ) -> pd.DataFrame:
         """Add `frame`'s sessions to the cache (same id: the most updated row wins) and return
-        the whole cache. `covered_since` records a completed full read; False keeps the old mark."""
-        with self._lock:
-            stored, covered = self._read()
+        the whole cache. Only the start-date partitions of `frame`'s rows are rewritten.
+        `covered_since` records a completed full read; False keeps the old mark."""
+        with self._locked():
+            covered = self._covered()
             if covered_since is not False:
                 covered = _wider(covered, covered_since)
-            merged = newest_first(keep_latest(concat_sessions([stored, frame])))
-            self._write(merged, covered)
-            return merged
+            self._replace_partitions(frame, covered=covered)
+            return self._load()
 
     def clear(self) -> None:
-        """Delete the cache file."""
-        with self._lock:
-            self.path.unlink(missing_ok=True)
+        """Delete the cached dataset (and any single-file cache from an earlier version)."""
+        with self._locked():
+            shutil.rmtree(self.path, ignore_errors=True)
+            self._legacy.unlink(missing_ok=True)
 
-    def _write(self, frame: pd.DataFrame, covered: pd.Timestamp | None | bool) -> None:
-        """Atomically replace the file: a write that dies midway leaves the old file intact."""
-        table = pa.Table.from_pandas(frame.reset_index(), schema=ARROW_SCHEMA, preserve_index=False)
-        mark = _ALL_HISTORY if covered is None else (covered.isoformat() if isinstance(covered, datetime) else "")
-        table = table.replace_schema_metadata({
-            _META_KEY: self.key.encode("utf-8"), _META_VERSION: SCHEMA_VERSION.encode(),
-            _META_COVERED: mark.encode(),
-            _META_REFRESHED: datetime.now(UTC).isoformat().encode(),
-        })
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temp_files()
-        handle, temp = tempfile.mkstemp(dir=self.directory, prefix=self.path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as sink:
-                pq.write_table(table, sink, compression="zstd")
-                sink.flush()
-                os.fsync(sink.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        _fsync_directory(self.directory)
-
-    def _remove_stale_temp_files(self) -> None:
-        """Temp files left by a writer that was killed (we hold the lock, so none is live)."""
-        for leftover in self.directory.glob(self.path.name + ".*.tmp"):
+    def _start_fresh_if_foreign(self) -> None:
+        """Before a write (lock held): drop a foreign dataset and a killed writer's temp files."""
+        if self.path.exists() and self._meta() is None:
+            shutil.rmtree(self.path, ignore_errors=True)
+        for leftover in self.path.rglob(".*.tmp"):
             leftover.unlink(missing_ok=True)
+
+    def _replace_partitions(self, frame: pd.DataFrame, *, covered: Covered) -> None:
+        """Merge `frame` into the partitions its rows belong to, one atomic file each."""
+        self._start_fresh_if_foreign()
+        if not (self.path / _STORE_FILE).exists():
+            self._write_meta(False)
+        for date, rows in _by_partition(frame):
+            old = self._parts(date)
+            tables, _ = self._read_parts(old)
+            merged = keep_latest(concat_sessions([_frame_of(tables), rows])) if tables else keep_latest(rows)
+            self._write_part(date, merged)
+            for file in old:
+                file.unlink(missing_ok=True)
+        self._write_meta(covered)
+
+    def _append_partitions(self, frame: pd.DataFrame) -> set[str]:
+        """A checkpoint: write `frame`'s rows as new part files (nothing is rewritten)."""
+        self._start_fresh_if_foreign()
+        if not (self.path / _STORE_FILE).exists():
+            self._write_meta(False)
+        touched = set()
+        for date, rows in _by_partition(frame):
+            self._write_part(date, rows)
+            touched.add(date)
+        return touched
+
+    def _compact(self, dates: Iterable[str]) -> None:
+        """One file per partition again, after a backfill appended many."""
+        for date in dates:
+            old = self._parts(date)
+            if len(old) < 2:
+                continue
+            tables, _ = self._read_parts(old)
+            self._write_part(date, keep_latest(_frame_of(tables)))
+            for file in old:
+                file.unlink(missing_ok=True)
+
+    def _write_part(self, date: str, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame.reset_index(), schema=ARROW_SCHEMA, preserve_index=False)
+        table = table.replace_schema_metadata({
+            _META_KEY: self.key.encode("utf-8"), _META_VERSION: SCHEMA_VERSION.encode()})
+        folder = self.path / f"{_PARTITION}={date}"
+        _atomic_write(folder / f"part-{uuid.uuid4().hex}.parquet",
+                      lambda sink: pq.write_table(table, sink, compression="zstd"))
+
+    def _write_meta(self, covered: Covered) -> None:
+        mark = _ALL_HISTORY if covered is None else (
+            covered.isoformat() if isinstance(covered, pd.Timestamp) else "")
+        body = {"key": self.key, "schema_version": SCHEMA_VERSION, "covered_since": mark,
+                "refreshed_at": datetime.now(UTC).isoformat(), "partitioned_by": _PARTITION}
+        data = json.dumps(body, indent=1).encode()
+        _atomic_write(self.path / _STORE_FILE, lambda sink: sink.write(data))
+
+    # -- the backfill checkpoint -----------------------------------------------------------
+    def _checkpoint(self) -> Coverage | None:
+        """Positions of the list (counted from the oldest session) already stored by an
+        unfinished full read, or None."""
+        try:
+            body = json.loads((self.path / _CHECKPOINT_FILE).read_text("utf-8"))
+            if body.get("key") != self.key or body.get("per_page") != PER_PAGE:
+                return None
+            return Coverage([(int(lo), int(hi)) for lo, hi in body["spans"]])
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    def _write_checkpoint(self, done: Coverage) -> None:
+        body = {"key": self.key, "per_page": PER_PAGE, "spans": done.spans,
+                "stored": len(done), "written_at": datetime.now(UTC).isoformat()}
+        data = json.dumps(body).encode()
+        _atomic_write(self.path / _CHECKPOINT_FILE, lambda sink: sink.write(data))
 
     # -- refreshing -----------------------------------------------------------------------
     def refresh(self, client: Any, *, since: datetime | pd.Timestamp | None = None,
                 progress: bool = False) -> pd.DataFrame:
         """Bring the cache up to date and return it, newest first.
 
-        Reads the head of the list down to the first session already stored as ended, then
-        re-reads (get_session) sessions stored as active that the head did not cover. When the
-        cache does not yet reach back to `since` (None: all history), reads back that far.
+        Parameters
+        ----------
+        client : AnamClient
+            The client to read with (its `iter_session_pages` and `get_session`).
+        since : datetime or Timestamp, optional
+            How far back the cache must reach; None means all history. When the cache does
+            not reach that far yet, the list is read back that far (a full read checkpoints
+            as it goes and resumes after an interruption).
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The whole cache, newest first.
+
+        Raises
+        ------
+        PaginationError
+            When list pages fail after retries; what was read is stored first, and
+            `.frame` holds the whole cache including it.
         """
-        stored, covered = self._read()
         since_ts = None if since is None else _utc(since)
+        with self._locked():
+            covered = self._covered()
+            resume = self._checkpoint() if since_ts is None and self.path.exists() else None
         if covered is False or _reaches_further(since_ts, covered):
-            records = client.iter_sessions(per_page=100, since=None if since_ts is None
-                                           else since_ts.to_pydatetime())
-            fresh = sessions_frame(iterate_with_progress(records, progress))
-            return self.merge(fresh, covered_since=since_ts)
-        ended = set(stored.index[~stored["is_active"].to_numpy()])
-        # `since` adds the client's newest-first check: if the order does not hold it reads
-        # every page instead of trusting the stop record.
+            self._backfill(client, since_ts, resume, progress)
+            if resume is None:
+                return self.load()
+            # Sessions stored by the interrupted run may have ended since: a cheap refresh.
+        return self._refresh_head(client, progress)
+
+    def _backfill(self, client: Any, since: pd.Timestamp | None, resume: Coverage | None,
+                  progress: bool) -> None:
+        """Read the list back to `since` (None: all), storing a checkpoint every
+        CHECKPOINT_ROWS sessions; `resume` skips the positions an earlier run stored."""
+        done = Coverage(resume.spans) if resume is not None else Coverage()
+        touched: set[str] = set()
+        pending: list[dict[str, Any]] = []
+        spans: list[tuple[int, int]] = []
+
+        def flush() -> None:
+            frame = sessions_frame(pending)
+            pending.clear()
+            with self._locked():
+                touched.update(self._append_partitions(frame))
+                if since is None:  # only a full read can be resumed by position
+                    for lo, hi in spans:
+                        done.add(lo, hi)
+                    self._write_checkpoint(done)
+            spans.clear()
+
+        if resume is not None:
+            logger.info("resuming a first read of the session list: %d sessions were stored already",
+                        len(resume))
+        batches = client.iter_session_pages(per_page=PER_PAGE, resume=resume,
+                                            since=None if since is None else since.to_pydatetime())
+        try:
+            for batch in _with_progress(batches, progress):
+                pending.extend(batch)
+                if batch.span is not None:
+                    spans.append(batch.span)
+                if len(pending) >= CHECKPOINT_ROWS:
+                    flush()
+        except PaginationError as exc:
+            flush()
+            exc.frame = self.load()
+            raise
+        flush()
+        with self._locked():
+            self._compact(touched)
+            self._write_meta(_wider(self._covered(), since))
+            (self.path / _CHECKPOINT_FILE).unlink(missing_ok=True)
+
+    def _refresh_head(self, client: Any, progress: bool) -> pd.DataFrame:
+        """Read the head of the list until it covers the sessions that were active (at most
+        HEAD_PAGES pages), re-read at most STRAGGLERS others one by one, skip stale ones."""
+        stored = self.load()  # newest first: a row's rank is about its place in the list
+        active = stored["is_active"].to_numpy(dtype=bool)
+        stale = stored["stale_active"].to_numpy(dtype=bool)
+        live = stored[active & ~stale][["start_time", "updated_at"]]
+        # The head joins the stored sessions at the newest of them: only those need looking up.
+        head = slice(0, (HEAD_PAGES + STRAGGLERS + 10) * PER_PAGE)
+        ended = set(stored.index[head][~active[head]])
         newest = stored["start_time"].max()
-        records = client.iter_sessions(per_page=100, stop=lambda record: record.get("id") in ended,
-                                       since=None if pd.isna(newest) else newest.to_pydatetime())
-        fresh = sessions_frame(iterate_with_progress(records, progress))
-        still_active = [sid for sid in stored.index[stored["is_active"].to_numpy()]
-                        if sid not in fresh.index]
-        updated = sessions_frame(self._reread(client, still_active))
+        stale_count = int(stale.sum())
+        live_pages = np.flatnonzero(active & ~stale) // PER_PAGE + 1
+        del stored, active, stale  # the merge below loads the cache again: never hold two
+        depth = _head_depth(live_pages)
+        by_pages = live.iloc[:int(np.searchsorted(live_pages, depth, side="right"))]
+        oldest_live = by_pages["start_time"].min() if len(by_pages) else pd.NaT
+        since = newest if pd.isna(oldest_live) else min(newest, oldest_live)
+        pending = set(by_pages.index)
+        state = {"after_join": 0, "joined": False}
+
+        def stop(record: Mapping[str, Any]) -> bool:
+            """Past the stored head and then every active session, or HEAD_PAGES past the
+            stored head (new sessions are always read in full, however many arrived)."""
+            rid = record.get("id")
+            pending.discard(rid)
+            state["joined"] = state["joined"] or rid in ended
+            if not state["joined"]:
+                return False
+            state["after_join"] += 1
+            return not pending or state["after_join"] >= HEAD_PAGES * PER_PAGE
+
+        # `since` also adds the client's newest-first check: if the order does not hold it
+        # reads every page instead of trusting the stop record.
+        records = (r for batch in client.iter_session_pages(
+            per_page=PER_PAGE, stop=stop, since=None if pd.isna(since) else since.to_pydatetime())
+            for r in batch)
+        try:
+            fresh = sessions_frame(_with_progress(records, progress, unit=" sessions"))
+        except PaginationError as exc:
+            exc.frame = self.merge(exc.frame if exc.frame is not None else empty_sessions_frame())
+            raise
+        missed = live[~live.index.isin(fresh.index)]
+        # Least recently updated first: those re-read and still running move to the back.
+        chosen = list(missed.sort_values("updated_at", na_position="first").index[:STRAGGLERS])
+        updated = sessions_frame(self._reread(client, chosen))
+        self.last_refresh = {"head_sessions": len(fresh), "rereads": len(chosen),
+                             "deferred": len(missed) - len(chosen), "stale_active": stale_count}
+        if len(missed) > len(chosen):
+            logger.info("%d sessions still marked active were not re-read this time (at most %d per "
+                        "refresh); later refreshes re-read them", len(missed) - len(chosen), STRAGGLERS)
+        if stale_count:
+            logger.info("%d sessions have been 'active' for longer than any session lasts; they are "
+                        "flagged stale_active and no longer re-read", stale_count)
         return self.merge(concat_sessions([fresh, updated]))
 
     @staticmethod
@@ -244,6 +540,74 @@ class SessionStore:
                           "their cached rows are kept and retried next refresh",
                           CacheFileWarning, stacklevel=3)
         return records
+
+
+def _head_depth(pages: np.ndarray) -> int:
+    """How many head pages to read, given the page each active session was on (ascending):
+    the depth d that costs least, d list pages plus one GET per active session deeper than d."""
+    best, best_cost = 1, 1 + int((pages > 1).sum())
+    for d in np.unique(pages):
+        d = int(d)
+        if d > HEAD_PAGES:
+            break
+        cost = d + int((pages > d).sum())
+        if cost < best_cost:
+            best, best_cost = d, cost
+    return best
+
+
+def _frame_of(tables: list[pa.Table]) -> pd.DataFrame:
+    """Part tables → the typed frame, newest first (duplicate ids: the most updated wins)."""
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return empty_sessions_frame()
+    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    tables.clear()
+    return newest_first(frame_from_arrow(table))
+
+
+def _by_partition(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(start date, rows) for each start date in `frame`; no start time → 'unknown'."""
+    if frame.empty:
+        return
+    start = frame["start_time"].to_numpy(dtype="datetime64[us]")
+    days = start.astype("datetime64[D]")
+    known = ~np.isnat(days)
+    for day in np.unique(days[known]):
+        yield str(day), frame[days == day]
+    if not known.all():
+        yield _UNKNOWN_DATE, frame[~known]
+
+
+def _with_progress(items: Iterable[Any], show: bool, unit: str = " sessions") -> Iterator[Any]:
+    """Items passed through; a tqdm bar counts sessions (a batch counts its length)."""
+    if not show:
+        yield from items
+        return
+    from tqdm.auto import tqdm
+    with tqdm(desc="Fetching sessions", unit=unit) as bar:
+        for item in items:
+            bar.update(len(item) if isinstance(item, list) else 1)
+            yield item
+
+
+def _atomic_write(target: Path, write: Any) -> None:
+    """Write `target` via a temp file in its folder, fsync and os.replace: a writer that dies
+    midway leaves the old file (or none) in place, never half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in target.parent.glob(".*.tmp"):  # left by a killed writer (we hold the lock)
+        leftover.unlink(missing_ok=True)
+    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            write(sink)
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
 
 
 def open_store(cache: bool | str | os.PathLike[str], client: Any) -> SessionStore:

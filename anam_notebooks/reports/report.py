@@ -46,7 +46,6 @@ from .render import report_notes, write_report
 FINDINGS_SCHEMA = "anam-notebooks/findings"
 FINDINGS_VERSION = 1
 
-
 @dataclass(frozen=True)
 class Report:
     """What one notebook's run produced: paths, the findings it published, and any error."""

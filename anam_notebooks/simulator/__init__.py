@@ -15,6 +15,10 @@ Planted incidents (`incidents=True`, listed in `Fleet.incidents`):
 2. kind "replicaset": the v5.1.0 replicaset in region us errors about 2.5 times the
    baseline rate over its whole life, a subtler signal spread across all its pods.
 
+3. a latency regression (`Fleet.latency_regressions`, not an exit-status incident): persona
+   answers on the newest engine version start about 0.9 s later after the user stops
+   speaking; `plant_latency_regression` plants one on any engine version or LLM model.
+
 With `incidents=False` ERROR is equally likely everywhere (the baseline, 4 %), so a
 statistical search should find nothing. Other exit statuses are never affected.
 """
@@ -22,8 +26,10 @@ statistical search should find nothing. Other exit statuses are never affected.
 from .app import Simulator, create_app
 from .fleet import Fleet, generate_fleet
 from .incidents import Incident
+from .latency import LatencyRegression
+from .latency_scenario import plant_latency_regression
 from .server import demo_client, running_server
 from .settings import DEMO_API_KEY, DEMO_FLEET
 
-__all__ = ["DEMO_API_KEY", "DEMO_FLEET", "Fleet", "Incident", "Simulator", "create_app", "demo_client",
-           "generate_fleet", "running_server"]
+__all__ = ["DEMO_API_KEY", "DEMO_FLEET", "Fleet", "Incident", "LatencyRegression", "Simulator",
+           "create_app", "demo_client", "generate_fleet", "plant_latency_regression", "running_server"]

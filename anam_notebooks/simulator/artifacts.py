@@ -11,13 +11,16 @@ import hmac
 import random
 import zlib
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
+from .latency import INTERRUPTED_SHARE, LatencyRegression, answer_gap, extra_delay, session_pace
 from .timefmt import parse_iso
 
 RECORDING_HOST = "anam-session-recordings.s3.eu-west-1.amazonaws.com"
 RECORDING_SHARE = 0.85  # ended sessions whose recording was kept
+MAX_MESSAGES = 60
+PLUS_TWO = timezone(timedelta(hours=2))
 
 USER_LINES = ("Hi, can you hear me?", "What are your opening hours?", "I'd like to change my plan.",
               "Can you repeat that, please?", "How much does the premium tier cost?",
@@ -37,12 +40,19 @@ def keeps_transcript(record: Mapping) -> bool:
     return not (isinstance(config, Mapping) and config.get("zeroDataRetention") is True)
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _stamp(moment: datetime, zone: tzinfo = UTC) -> str:
+    return moment.astimezone(zone).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def build_transcript(record: Mapping, seed: int) -> dict:
-    """A plausible conversation inside the session's time range, deterministic per (seed, id)."""
+def build_transcript(record: Mapping, seed: int,
+                     regressions: tuple[LatencyRegression, ...] = ()) -> dict:
+    """A plausible conversation inside the session's time range, deterministic per (seed, id).
+
+    Turns alternate (persona first unless skipGreeting): the persona answers a gap after the
+    user stops (see `latency`), the user replies a pause after the persona stops, or talks
+    over it (`wasInterrupted`, the persona's turn cut short). A few transcripts write their
+    timestamps in +02:00 instead of Z, as real payloads mix offsets.
+    """
     rnd = random.Random(f"{seed}:{record['id']}")
     try:
         start = parse_iso(record["startTime"])
@@ -50,25 +60,36 @@ def build_transcript(record: Mapping, seed: int) -> dict:
         horizon = end or max(start, parse_iso(record.get("updatedAt") or record["startTime"]))
     except (KeyError, TypeError, ValueError):  # a hand-made record with odd times: no messages
         start = horizon = datetime.now(UTC)
-    seconds = (horizon - start).total_seconds()
-    count = max(0, min(60, int(seconds / rnd.uniform(8, 16))))
-    offsets = sorted(rnd.uniform(0.5, max(seconds - 0.5, 0.5)) for _ in range(count))
     raw_config = record.get("personaConfig")
     config: Mapping[str, Any] = raw_config if isinstance(raw_config, Mapping) else {}
-    persona_first = not config.get("skipGreeting", False)
-    messages = []
-    for i, offset in enumerate(offsets):
-        gap = (offsets[i + 1] if i + 1 < count else seconds) - offset
-        persona = (i % 2 == 0) == persona_first
+    persona = not config.get("skipGreeting", False)
+    pace = session_pace(rnd)
+    extra = extra_delay(regressions, record, start)
+    zone = PLUS_TWO if rnd.random() < 0.1 else UTC
+    seconds = (horizon - start).total_seconds()
+    t = rnd.uniform(0.5, 2.0)
+    messages: list[dict] = []
+    while len(messages) < MAX_MESSAGES and t < seconds - 0.2:
+        spoken = min(rnd.uniform(1.5, 9.0) if persona else rnd.uniform(0.8, 7.0), max(seconds - t, 0.1))
         message = {
             "role": "persona" if persona else "user",
             "message": rnd.choice(PERSONA_LINES if persona else USER_LINES),
-            "timestamp": None if rnd.random() < 0.01 else _stamp(start + timedelta(seconds=offset)),
-            "speakingDurationSeconds": round(min(max(gap - 0.2, 0.1), rnd.uniform(0.8, 9.0)), 2),
+            "timestamp": None if rnd.random() < 0.01 else _stamp(start + timedelta(seconds=t), zone),
+            "speakingDurationSeconds": round(spoken, 2),
         }
         if persona:
-            message["wasInterrupted"] = rnd.random() < 0.12
+            interrupted = rnd.random() < INTERRUPTED_SHARE
+            message["wasInterrupted"] = interrupted
+            if interrupted:  # the user starts talking before the persona is done; it stops
+                spoken *= rnd.uniform(0.3, 0.8)
+                message["speakingDurationSeconds"] = round(spoken, 2)
+                t += max(spoken - rnd.uniform(0.1, 0.4), 0.05)
+            else:
+                t += spoken + rnd.uniform(0.4, 4.0)
+        else:
+            t += spoken + answer_gap(rnd, pace, extra)
         messages.append(message)
+        persona = not persona
     return {
         "sessionId": record["id"],
         "personaName": str(config.get("name", "")),
@@ -84,9 +105,11 @@ def build_transcript(record: Mapping, seed: int) -> dict:
 class Transcripts(Mapping):
     """Transcript per session id, present only for sessions that keep one."""
 
-    def __init__(self, by_id: Mapping[str, dict], seed: int) -> None:
+    def __init__(self, by_id: Mapping[str, dict], seed: int,
+                 regressions: tuple[LatencyRegression, ...] = ()) -> None:
         self._by_id = by_id
         self._seed = seed
+        self.regressions = tuple(regressions)
         self._cache: dict[str, dict] = {}
 
     def __getitem__(self, session_id: str) -> dict:
@@ -95,7 +118,7 @@ class Transcripts(Mapping):
         record = self._by_id[session_id]
         if not keeps_transcript(record):
             raise KeyError(session_id)
-        transcript = self._cache[session_id] = build_transcript(record, self._seed)
+        transcript = self._cache[session_id] = build_transcript(record, self._seed, self.regressions)
         return transcript
 
     def __contains__(self, session_id: object) -> bool:

@@ -14,6 +14,7 @@ import numpy as np
 
 from .artifacts import Transcripts
 from .incidents import Incident, pod_incident, replicaset_incident
+from .latency import LatencyRegression, demo_regression
 from .personas import (
     CLIENT_LABELS,
     LABEL_WEIGHTS,
@@ -155,6 +156,7 @@ class Fleet:
 
     def __init__(self, sessions: Iterable[dict], transcripts: dict | None = None,
                  incidents: Iterable[Incident] = (), *, seed: int = 0,
+                 latency_regressions: Iterable[LatencyRegression] = (),
                  _factory: _Factory | None = None) -> None:
         self.sessions: list[dict] = list(sessions)
         for position, record in enumerate(self.sessions):
@@ -162,7 +164,9 @@ class Fleet:
                 raise ValueError(f"session {position} has no string 'id' (got {record!r:.80}); "
                                  "every record needs one to be served")
         self.by_id: dict[str, dict] = {r["id"]: r for r in self.sessions}
-        self.transcripts = Transcripts(self.by_id, seed) if transcripts is None else dict(transcripts)
+        self.latency_regressions: tuple[LatencyRegression, ...] = tuple(latency_regressions)
+        self.transcripts = (Transcripts(self.by_id, seed, self.latency_regressions) if transcripts is None
+                            else dict(transcripts))
         self.incidents: list[Incident] = list(incidents)
         self.seed = seed
         self._factory = _factory
@@ -173,7 +177,8 @@ class Fleet:
     def copy(self) -> Fleet:
         """A fleet sharing the records but with its own lists, so adding sessions stays local."""
         transcripts = None if isinstance(self.transcripts, Transcripts) else self.transcripts
-        return Fleet(self.sessions, transcripts, self.incidents, seed=self.seed, _factory=self._factory)
+        return Fleet(self.sessions, transcripts, self.incidents, seed=self.seed,
+                     latency_regressions=self.latency_regressions, _factory=self._factory)
 
     def replace(self, record: dict) -> None:
         """Swap in a new version of a record (same id), keeping its place in the order."""
@@ -310,4 +315,5 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
     updated = start + ((end_ms - start) * rng.random(len(start))).astype(np.int64)
     factory = _Factory(topo, cast)
     records = factory.records(rng, _Draw(start, region, version, pod, length, status, updated, styles))
-    return Fleet(records, None, planted, seed=seed, _factory=factory)
+    slow = (demo_regression(topo.replicasets[topo.regions[0]][-1].version),) if planted else ()
+    return Fleet(records, None, planted, seed=seed, latency_regressions=slow, _factory=factory)

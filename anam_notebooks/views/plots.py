@@ -27,7 +27,7 @@ from .html import format_duration
 
 __all__ = [
     "session_timeline", "exit_status_over_time", "host_health", "session_detail",
-    "duration_distribution",
+    "duration_distribution", "response_gap_distribution", "latency_over_time",
 ]
 
 _EPOCH = pd.Timestamp("1970-01-01")
@@ -637,4 +637,132 @@ def duration_distribution(df: pd.DataFrame, by: str = "engine_version") -> go.Fi
             hovertemplate="%{y:.1f} min<extra>%{fullData.name}</extra>"))
     fig.update_layout(title=title, showlegend=False, yaxis={"title": "duration (minutes)"},
                       xaxis={"type": "category", "title": _esc(by)})
+    return fig
+
+
+# ---------------------------------------------------------------- response latency
+
+_GAP_AXIS = "response gap (s): user stops → persona starts"
+
+
+def _gaps_with(turns: pd.DataFrame, sessions: pd.DataFrame | None, by: str | None) -> pd.DataFrame:
+    """Answers with a gap: gap (s), time and, when asked, the session's `by` label."""
+    check_frame(turns, ["session_id", "response_gap"])
+    gap = pd.to_numeric(turns["response_gap"], errors="coerce").astype(float)
+    out = pd.DataFrame({"gap": gap.to_numpy(), "session": turns["session_id"].astype(object).to_numpy(),
+                        "time": turns["timestamp"].to_numpy() if "timestamp" in turns.columns else pd.NaT})
+    out = out[out["gap"].notna()]
+    if by is not None and sessions is not None:
+        check_frame(sessions, [by])
+        labels = _labels(sessions[by][~sessions.index.duplicated()])
+        labels.index = labels.index.astype(str)
+        out["group"] = labels.reindex(out["session"].astype(str)).fillna(MISSING_LABEL).to_numpy()
+    return out
+
+
+def response_gap_distribution(turns: pd.DataFrame, sessions: pd.DataFrame,
+                              by: str = "engine_version") -> go.Figure:
+    """ECDF of the response gap per value of `by`: how many answers (y) came within x seconds.
+
+    A curve to the right is a slower group; negative gaps (overlaps) sit left of the dotted zero
+    line. Names carry answers and sessions, so a curve drawn from few sessions shows it.
+
+    Parameters
+    ----------
+    turns
+        A turns frame from `fetch_transcripts`.
+    sessions
+        The sessions frame holding `by`, indexed by session id.
+    by
+        The session attribute to split by; missing values are drawn as "(missing)".
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One step line per group (labels escaped), or a figure saying there is nothing to draw.
+
+    Raises
+    ------
+    ValueError
+        When a frame lacks the needed columns.
+    """
+    title = f"Response gap by {by}"
+    answers = _gaps_with(turns, sessions, by)
+    if answers.empty:
+        return _empty(title, "no persona answers with a known gap")
+    fig = go.Figure()
+    for name in sorted(set(answers["group"])):
+        mine = answers[answers["group"] == name]
+        x = np.sort(mine["gap"].to_numpy())
+        y = np.arange(1, len(x) + 1) / len(x)
+        if len(x) > 2000:  # the curve's shape needs no more points than a screen has
+            keep = np.unique(np.linspace(0, len(x) - 1, 2000).astype(np.int64))
+            x, y = x[keep], y[keep]
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines", line={"shape": "hv", "color": hashed_color(name)},
+            name=f"{_esc(name)} ({len(mine):,} answers, {mine['session'].nunique():,} sessions)",
+            hovertemplate="%{y:.0%} of answers within %{x:.2f} s<extra>%{fullData.name}</extra>"))
+    fig.add_vline(x=0, line_dash="dot", line_color="#444", line_width=1)
+    high = float(np.quantile(answers["gap"], 0.995))
+    fig.update_layout(title=title, legend_title_text=_esc(by), hovermode="closest",
+                      xaxis={"title": _GAP_AXIS, "range": [min(-1.0, float(answers["gap"].min())), high * 1.05]},
+                      yaxis={"title": "share of answers", "tickformat": ".0%", "range": [0, 1.02]})
+    return fig
+
+
+def latency_over_time(turns: pd.DataFrame, sessions: pd.DataFrame | None = None, freq: str = "1h",
+                      tz: str | None = None) -> go.Figure:
+    """p50 and p90 of the response gap per time bucket (by answer time), with a dotted line
+    where each engine version first served a session (a rollout).
+
+    Parameters
+    ----------
+    turns
+        A turns frame from `fetch_transcripts`.
+    sessions
+        The sessions frame, for the rollout markers (None: no markers).
+    freq
+        The bucket, a fixed pandas offset such as "15min", "1h" or "1D".
+    tz
+        Display time zone (an IANA name), None for UTC.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The p50 and p90 lines, hover showing how many answers each point rests on.
+
+    Raises
+    ------
+    ValueError
+        For a bad `freq` or `tz`, or a frame lacking the needed columns.
+    """
+    zone, offset = _zone(tz), to_offset(check_freq(freq))
+    title = f"Response gap p50 / p90 per {freq}"
+    answers = _gaps_with(turns, sessions, None)
+    answers = answers[pd.notna(answers["time"])]
+    if answers.empty:
+        return _empty(title, "no persona answers with a known gap and time")
+    bucket = _wall(answers["time"], zone).dt.floor(offset)
+    bucket.index = answers.index
+    grouped = answers["gap"].groupby(bucket)
+    summary = pd.DataFrame({"p50": grouped.median(), "p90": grouped.quantile(0.9),
+                            "n": grouped.size()}).sort_index()
+    fig = go.Figure()
+    for column, color in (("p50", "#1f77b4"), ("p90", "#ff7f0e")):
+        fig.add_trace(go.Scatter(
+            x=summary.index, y=summary[column].to_numpy(), mode="lines+markers", name=column,
+            line={"color": color}, customdata=summary["n"].to_numpy(),
+            hovertemplate=f"{column} %{{y:.2f}} s of %{{customdata}} answers<br>%{{x}}<extra></extra>"))
+    if sessions is not None and "engine_version" in sessions.columns and "start_time" in sessions.columns:
+        known = sessions[sessions["engine_version"].notna() & sessions["start_time"].notna()]
+        first = known.groupby(known["engine_version"].astype(object).map(str))["start_time"].min()
+        for version, at_utc in first.sort_values().items():
+            at = _wall(pd.Series([at_utc]), zone).iloc[0]
+            fig.add_vline(x=at, line_dash="dot", line_color="#444", line_width=1)
+            fig.add_annotation(x=at, y=1.0, xref="x", yref="paper", yanchor="bottom",
+                               text=f"{_esc(version)} first seen", showarrow=False,
+                               textangle=-30, font={"size": 10})
+    fig.update_layout(title=title, hovermode="closest", margin={"t": 110},
+                      xaxis={"title": f"answer time ({zone.key})"},
+                      yaxis={"title": "response gap (s)", "rangemode": "tozero"})
     return fig
