@@ -117,3 +117,21 @@ def test_session_summary_reads_like_a_ticket_line(df):
     assert text.startswith(f"Session {row.name} (")
     assert f"ended {row['exit_status']} after " in text and "days" not in text
     assert f"on pod {row['engine_pod']}" in text
+
+
+def test_latency_findings_are_the_slower_groups_with_their_sentence():
+    table = pd.DataFrame({
+        "sessions": [120, 300], "turns": [900, 2400], "overlaps": [9, 20], "overlap_rate": [0.01, 0.008],
+        "p50": [1.9, 0.9], "p50_low": [1.8, 0.85], "p50_high": [2.0, 0.95], "p90": [3.1, 1.6],
+        "rest_p50": [0.9, 1.2], "shift": [1.0, -0.3], "persona_messages": [950, 2500],
+        "interruptions": [40, 60], "interruption_rate": [0.042, 0.024],
+        "p_value": [1e-9, 1e-5], "q_value": [3e-9, 2e-5]},
+        index=pd.Index(["v5.1.1", "v5.0.3"], name="engine_version"))
+    table.attrs["by"] = "engine_version"
+    found = analysis.latency_findings(table)
+    assert [f["unit"] for f in found] == ["v5.1.1"]   # the faster group is not a finding
+    finding = found[0]
+    assert finding["level"] == "engine_version" and finding["counts"] == {"sessions": 120, "answers": 900}
+    assert finding["seconds"]["shift"] == 1.0 and finding["q_value"] == 3e-9
+    assert finding["sentence"].startswith("Sessions on engine_version v5.1.1 answer 1.0 s slower")
+    assert analysis.latency_findings(table, q=1e-10) == []

@@ -40,7 +40,7 @@ when the parent is itself significant. `flagged` marks the remaining headlines.
 
 from .exemplars import EXEMPLAR_COLUMNS, exemplars
 from .failures import DEFAULT_FAILURES, FailureSpec, is_failure
-from .findings import DEFAULT_Q, suspect_findings
+from .findings import DEFAULT_Q, latency_findings, suspect_findings
 from .latency import response_latency, summarize_latency
 from .neighbours import (
     NeighbourVerdict,
@@ -68,6 +68,7 @@ __all__ = [
     "exit_status_shift",
     "failure_rates",
     "is_failure",
+    "latency_findings",
     "latest_rollout",
     "neighbour_verdict",
     "neighbour_window",

@@ -88,3 +88,54 @@ def suspect_findings(ranked: pd.DataFrame, q: float = DEFAULT_Q) -> list[dict[st
         raise ValueError(f"q={q!r} must be a number between 0 and 1, e.g. 0.01")
     heads = ranked[ranked["flagged"].fillna(False).astype(bool) & (ranked["q_value"] < q)]
     return [finding_record(row) for _, row in heads.iterrows()]
+
+
+def latency_findings(table: pd.DataFrame, q: float = DEFAULT_Q) -> list[dict[str, Any]]:
+    """The groups of `response_latency` that answer slower than the rest (q below `q`), as
+    findings of the same shape as `suspect_findings`.
+
+    `counts` holds sessions and answers; `rates` the overlap and interruption shares (0..1);
+    `seconds` the p50 (with its interval), the rest's p50, the shift and the p90; `window` is
+    open (the comparison covers the whole window).
+
+    Parameters
+    ----------
+    table : DataFrame
+        The output of `analysis.response_latency`.
+    q : float
+        Only groups with `q_value < q` and a positive shift count (default 0.01).
+
+    Returns
+    -------
+    list of dict
+        Most significant first; empty when no group answers slower.
+
+    Raises
+    ------
+    ValueError
+        When `table` lacks the latency columns, or `q` is not in (0, 1].
+    """
+    from .latency import summarize_latency
+
+    check_frame(table, ["sessions", "turns", "shift", "p50", "q_value"])
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
+        raise ValueError(f"q={q!r} must be a number between 0 and 1, e.g. 0.01")
+    by = str(table.attrs.get("by", table.index.name or "group"))
+    heads = table[(table["q_value"] < q) & (table["shift"] > 0)]
+    found = []
+    for name in heads.index:
+        one = table.loc[[name]]
+        one.attrs = dict(table.attrs)
+        row = table.loc[name]
+        found.append({
+            "level": by, "unit": str(name), "region": None,
+            "counts": {"sessions": _count(row["sessions"]), "answers": _count(row["turns"])},
+            "rates": {"overlap_rate": _number(row.get("overlap_rate")),
+                      "interruption_rate": _number(row.get("interruption_rate"))},
+            "seconds": {k: _number(row.get(k)) for k in ("p50", "p50_low", "p50_high", "rest_p50",
+                                                           "shift", "p90")},
+            "window": {"start": None, "end": None},
+            "p_value": _number(row.get("p_value")), "q_value": _number(row["q_value"]),
+            "explained_by": None, "sentence": summarize_latency(one, q=q),
+        })
+    return found
