@@ -288,7 +288,27 @@ class AsyncAnamClient:
                            api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
                            stop: StopWhen | None = None,
                            resume: _paging.Coverage | None = None) -> AsyncIterator[_paging.Batch]:
-        """The new sessions of each page as a `Batch` (see `AnamClient.iter_session_pages`)."""
+        """Like `iter_sessions`, one `Batch` (a list of new records) per page read.
+
+        Parameters
+        ----------
+        search, persona_id, api_key_id, per_page, since, stop
+            As for `iter_sessions`.
+        resume
+            Tail positions (`Batch.span` of batches stored earlier in a full read, merged in a
+            `Coverage`): their sessions are not yielded again and their pages are not re-read
+            unless the list moved under them. Ignored when `since` or `stop` is given.
+
+        Returns
+        -------
+        async iterator of Batch
+            Each batch's `.span` gives the positions its page covered (None without totals).
+
+        Raises
+        ------
+        PaginationError
+            When pages still fail after retries, once every other page was yielded.
+        """
         return self._session_batches(search=search, persona_id=persona_id, api_key_id=api_key_id,
                                      per_page=per_page, since=since, stop=stop, resume=resume)
 
@@ -401,27 +421,6 @@ class AnamClient:
                            api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
                            stop: StopWhen | None = None,
                            resume: _paging.Coverage | None = None) -> Iterator[_paging.Batch]:
-        """Like `iter_sessions`, one `Batch` (a list of new records) per page read.
-
-        Parameters
-        ----------
-        search, persona_id, api_key_id, per_page, since, stop
-            As for `iter_sessions`.
-        resume
-            Tail positions (`Batch.span` of batches stored earlier in a full read, merged in a
-            `Coverage`): their sessions are not yielded again and their pages are not re-read
-            unless the list moved under them. Ignored when `since` or `stop` is given.
-
-        Returns
-        -------
-        Iterator[Batch]
-            Each batch's `.span` gives the positions its page covered (None without totals).
-
-        Raises
-        ------
-        PaginationError
-            When pages still fail after retries, once every other page was yielded.
-        """
         batches = self._async._session_batches(search=search, persona_id=persona_id,
                                                api_key_id=api_key_id, per_page=per_page,
                                                since=since, stop=stop, resume=resume)
@@ -432,7 +431,8 @@ class AnamClient:
 
 
 # The blocking methods behave exactly like the coroutines they run: one text documents both.
-for _name in ("get_session", "get_transcript", "get_recording_url", "list_sessions", "iter_sessions"):
+for _name in ("get_session", "get_transcript", "get_recording_url", "list_sessions", "iter_sessions",
+              "iter_session_pages"):
     getattr(AnamClient, _name).__doc__ = getattr(AsyncAnamClient, _name).__doc__
 
 

@@ -132,6 +132,22 @@ class SessionStore:
     Engines type `start_date` as a date, or as text when some sessions have no start time
     (their folder is `start_date=unknown`). Columns are the frame's, minus the derived
     `stale_active`; the id is the column `id`. Read it while no refresh is writing, or copy it.
+
+    Parameters
+    ----------
+    directory : str or path
+        The folder holding the dataset (one per API base URL and organisation).
+    base_url : str
+        The API base URL the sessions came from (part of the cache key).
+    organization_id : str, optional
+        The organisation the sessions belong to (part of the cache key).
+    lock_timeout : float
+        Seconds to wait for another kernel's write to finish before giving up.
+
+    Raises
+    ------
+    ValueError
+        `base_url` is empty or not a string, or `organization_id` is not a string.
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, base_url: str,
@@ -157,18 +173,50 @@ class SessionStore:
 
     # -- reading --------------------------------------------------------------------------
     def load(self) -> pd.DataFrame:
-        """The cached sessions, newest first (an empty typed frame when there is no cache)."""
+        """The cached sessions, newest first (an empty typed frame when there is no cache).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The sessions frame, with `stale_active` derived on load.
+
+        Raises
+        ------
+        filelock.Timeout
+            Another process held the cache's lock for longer than `lock_timeout`.
+        """
         with self._locked():
             return self._load()
 
     def covered_since(self) -> Covered:
-        """Since when the cache holds every session: a UTC time, None for all history,
-        or False when nothing is cached yet."""
+        """Since when the cache holds every session.
+
+        Returns
+        -------
+        pandas.Timestamp, None or False
+            A UTC time, None for all history, or False when nothing is cached yet.
+
+        Raises
+        ------
+        filelock.Timeout
+            Another process held the cache's lock for longer than `lock_timeout`.
+        """
         with self._locked():
             return self._covered()
 
     def partitions(self) -> list[str]:
-        """The start dates (YYYY-MM-DD, or 'unknown') that have data, oldest first."""
+        """The start dates (YYYY-MM-DD, or 'unknown') that have data, oldest first.
+
+        Returns
+        -------
+        list of str
+            One entry per ``start_date=...`` folder holding at least one part file.
+
+        Raises
+        ------
+        OSError
+            The dataset folder cannot be listed.
+        """
         return sorted(p.name.split("=", 1)[1] for p in self.path.glob(f"{_PARTITION}=*") if p.is_dir()
                       and any(p.glob("part-*.parquet")))
 
@@ -299,7 +347,25 @@ class SessionStore:
               ) -> pd.DataFrame:
         """Add `frame`'s sessions to the cache (same id: the most updated row wins) and return
         the whole cache. Only the start-date partitions of `frame`'s rows are rewritten.
-        `covered_since` records a completed full read; False keeps the old mark."""
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            Sessions to add, in the sessions-frame shape.
+        covered_since : Timestamp, None or False
+            Records a completed full read back to this time (None: all history); False keeps
+            the old mark.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The whole cache after the merge, newest first.
+
+        Raises
+        ------
+        filelock.Timeout
+            Another process held the cache's lock for longer than `lock_timeout`.
+        """
         with self._locked():
             covered = self._covered()
             if covered_since is not False:
@@ -308,7 +374,13 @@ class SessionStore:
             return self._load()
 
     def clear(self) -> None:
-        """Delete the cached dataset (and any single-file cache from an earlier version)."""
+        """Delete the cached dataset (and any single-file cache from an earlier version).
+
+        Raises
+        ------
+        filelock.Timeout
+            Another process held the cache's lock for longer than `lock_timeout`.
+        """
         with self._locked():
             shutil.rmtree(self.path, ignore_errors=True)
             self._legacy.unlink(missing_ok=True)

@@ -32,6 +32,26 @@ def transcript_frame(transcript: Mapping[str, Any], *, session_start: TimeBound 
     speaking_duration (timedelta, from speakingDurationSeconds), interrupted (nullable boolean:
     NA for user messages and when not reported). The start is `session_start` when given, else
     the transcript's own startTime. `frame.attrs` carries session_id and persona_name.
+
+    Parameters
+    ----------
+    transcript : dict
+        The transcript object as the API sends it.
+    session_start : datetime or str, optional
+        Where offsets count from; the transcript's ``startTime`` when None.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per message, indexed by its position. Malformed messages and fields become
+        nulls with a `MalformedRecordWarning`; many transcripts at once go to `turns_frame`.
+
+    Raises
+    ------
+    TypeError
+        `transcript` is not a mapping.
+    ValueError
+        `session_start` is not a readable time.
     """
     if not isinstance(transcript, Mapping):
         raise TypeError(f"transcript_frame expects the transcript object (a dict), got {type(transcript).__name__}")
