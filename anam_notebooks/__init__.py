@@ -30,8 +30,10 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from .data.store import SessionStore
     from .data.transcripts import transcript_frame
     from .fetch import connect, fetch_sessions
+    from .notebook import publish_findings, read_findings, setup_notebook
     from .views.explorer import SessionExplorer
     from .views.lookup import SessionLookup
+    from .views.tables import show_table
 
 _LAZY = {
     "AnamClient": "api.client",
@@ -44,6 +46,10 @@ _LAZY = {
     "SessionStore": "data.store",
     "SessionLookup": "views.lookup",
     "SessionExplorer": "views.explorer",
+    "setup_notebook": "notebook",
+    "publish_findings": "notebook",
+    "read_findings": "notebook",
+    "show_table": "views.tables",
     "analysis": None,
     "plots": None,
     "widgets": None,

@@ -1,4 +1,14 @@
-"""The `anam-notebooks` command: one function per subcommand."""
+"""The `anam-notebooks` command: one function per subcommand.
+
+Exit codes of `demo` and `report` (for schedulers):
+
+- 0: every report was written (and, with `--fail-on-findings`, nothing stands out)
+- 1: a notebook failed (its report shows the failing cell; stderr names it)
+- 2: bad usage (an unknown option or parameter, a missing notebook)
+- 3: `--fail-on-findings` was given and at least one finding stands out
+
+Report paths go to stdout, one per line; progress and errors go to stderr.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +21,18 @@ from typing import Any
 
 from .api.config import API_KEY_ENV, API_URL_ENV, api_key_from_env
 from .simulator.settings import DEMO_API_KEY, DEMO_FLEET
+
+EXIT_OK = 0
+EXIT_NOTEBOOK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_FINDINGS = 3
+_EXIT_CODES = (
+    "exit codes:\n"
+    f"  {EXIT_OK}  every report written (and nothing stands out, with --fail-on-findings)\n"
+    f"  {EXIT_NOTEBOOK_FAILED}  a notebook failed (stderr names the notebook and cell)\n"
+    f"  {EXIT_USAGE}  bad usage\n"
+    f"  {EXIT_FINDINGS}  a finding stands out (only with --fail-on-findings)\n"
+    "Each report's findings are in <notebook>.findings.json beside its HTML.")
 
 
 def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +82,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description=(f"Execute NOTEBOOK with papermill against the API named by {API_URL_ENV} / "
                      f"{API_KEY_ENV} (the built-in simulator when no key is set) and render it "
                      "to a self-contained HTML report."))
+    report.epilog = demo.epilog = _EXIT_CODES
+    report.formatter_class = demo.formatter_class = argparse.RawDescriptionHelpFormatter
     report.add_argument("notebook", type=Path, metavar="NOTEBOOK")
     report.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"),
@@ -121,6 +145,13 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
                         help="folder for the executed notebooks and HTML reports (default reports/)")
     parser.add_argument("--keep-input", action="store_true",
                         help="show the code cells in the reports (hidden by default)")
+    parser.add_argument("--redact", action="store_true",
+                        help="mask transcript text, client labels and system prompts (counts and "
+                             "figures stay), for a report with a wider audience")
+    parser.add_argument("--fail-on-findings", action="store_true",
+                        help=f"exit {EXIT_FINDINGS} when any finding stands out (0 when none does), "
+                             "so a scheduler can page someone; findings are also written to "
+                             "<notebook>.findings.json")
 
 
 def _parameter_value(text: str) -> Any:
@@ -138,54 +169,70 @@ def _parameter_value(text: str) -> Any:
     return text
 
 
-def _print_reports(reports: Sequence[Any]) -> int:
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _print_reports(reports: Sequence[Any], *, fail_on_findings: bool = False) -> int:
+    """Paths to stdout, failures to stderr; the exit code (see the module docstring)."""
     failed = 0
     for report in reports:
         if report.html is not None:
             print(report.html)
+        if report.findings_json is not None and report.findings_json.exists():
+            print(report.findings_json)
         if report.error:
             failed += 1
-            print(f"{report.notebook.name} failed: {report.error}", file=sys.stderr)
-    return 1 if failed else 0
+            print(report.error, file=sys.stderr)
+    if failed:
+        return EXIT_NOTEBOOK_FAILED
+    standing = [r for r in reports if r.stands_out]
+    for report in standing:
+        print(f"{report.notebook.name}: {report.headline}", file=sys.stderr)
+    return EXIT_FINDINGS if fail_on_findings and standing else EXIT_OK
 
 
 def demo_reports(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Run every curated notebook (against the simulator when no key is set) into HTML reports."""
-    from .reports.report import make_reports, simulator_environment
+    """Run every curated notebook (against the simulator when no key is set) into HTML reports,
+    plus an index.html linking each with its headline finding."""
+    from .reports.report import configured_source, make_reports, simulator_environment, write_index
 
     folder = args.notebooks or Path(__file__).resolve().parent.parent / "notebooks"
     notebooks = sorted(folder.glob("*.ipynb"))
     if not notebooks:
         parser.error(f"no notebooks in {folder}: give --notebooks DIR")
     started = time.monotonic()
+    options = {"keep_input": args.keep_input, "redact": args.redact, "progress": _progress}
     if api_key_from_env() is None:
-        print(f"{API_KEY_ENV} is not set: running against the built-in simulator "
-              f"({args.sessions:,} sessions over {args.span}).", flush=True)
+        _progress(f"{API_KEY_ENV} is not set: running against the built-in simulator "
+                  f"({args.sessions:,} sessions over {args.span}).")
         try:
             with simulator_environment(sessions=args.sessions, span=args.span, seed=args.seed) as (env, source):
-                reports = make_reports(notebooks, args.output, keep_input=args.keep_input,
-                                       environment=(env, source))
+                reports = make_reports(notebooks, args.output, environment=(env, source), **options)
         except ValueError as exc:
             parser.error(str(exc))
     else:
-        reports = make_reports(notebooks, args.output, keep_input=args.keep_input)
-    status = _print_reports(reports)
-    print(f"{len(reports)} reports in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        source = configured_source()
+        reports = make_reports(notebooks, args.output, **options)
+    status = _print_reports(reports, fail_on_findings=args.fail_on_findings)
+    print(write_index(reports, args.output, source=source))
+    _progress(f"{len(reports)} reports in {time.monotonic() - started:.0f} s")
     return status
 
 
 def report_one(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Run one notebook against the configured API into an HTML report."""
+    """Run one notebook against the configured API into an HTML report and its findings JSON."""
     from .reports.report import make_reports
 
     if not args.notebook.is_file():
         parser.error(f"notebook {str(args.notebook)!r} does not exist")
     parameters = {name: _parameter_value(value) for name, value in args.parameter}
     try:
-        reports = make_reports([args.notebook], args.output, parameters, keep_input=args.keep_input)
+        reports = make_reports([args.notebook], args.output, parameters, keep_input=args.keep_input,
+                               redact=args.redact, progress=_progress)
     except ValueError as exc:
         parser.error(str(exc))
-    return _print_reports(reports)
+    return _print_reports(reports, fail_on_findings=args.fail_on_findings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,3 +91,27 @@ def test_an_api_key_is_refused_as_a_parameter(tmp_path):
 def test_an_unknown_parameter_is_refused_naming_the_valid_ones(tmp_path):
     with pytest.raises(ValueError, match="session_id"):
         run_notebook(NOTEBOOKS[0], tmp_path / "out.ipynb", {"sesion_id": "x"})
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_set_up_by_one_package_call_with_a_redact_parameter(path):
+    """Figures, data notes and redaction come from `an.setup_notebook`, not from cell code."""
+    nb = nbformat.read(str(path), as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    setup = [s for s in code if "an.setup_notebook(" in s]
+    assert len(setup) == 1 and "redact=redact" in setup[0]
+    assert code.index(setup[0]) == 1, "the set-up call comes right after the parameters"
+    assert not any("an.connect(" in s or "pio.renderers" in s or "plotly.io" in s for s in code)
+    params = pm.inspect_notebook(str(path))
+    assert params["redact"]["default"] == "False"
+    published = sum("an.publish_findings(" in s for s in code)
+    assert published == 1 if path.stem[:2] in ("01", "02", "03") else published <= 1
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_cell_reimplements_package_logic(path):
+    """Rollout detection, exemplar selection and the neighbour verdict live in `analysis`."""
+    nb = nbformat.read(str(path), as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "groupby(\"engine_version\"" not in source and "tz_localize" not in source
+    assert "window_start\"]" not in source and "SystemExit" not in source

@@ -312,3 +312,33 @@ def test_data_never_becomes_hover_template_text(hostile_df, fleet):
     for fig in figures:
         for trace in fig.data:
             assert "FAIL" not in (trace.hovertemplate or "")
+
+
+# -- colours that do not mislead: a status never seen before never looks like a known one
+
+def _delta_e(a: str, b: str) -> float:
+    from coloraide import Color
+
+    return Color(a).delta_e(Color(b), method="2000")
+
+
+def test_every_hashed_colour_is_far_from_every_known_status_colour():
+    from anam_notebooks.views.colors import MIN_DELTA_E_FROM_KNOWN, MIN_DELTA_E_WITHIN_PALETTE
+
+    for colour in PALETTE:
+        closest = min(KNOWN_STATUS_COLORS.items(), key=lambda kv: _delta_e(colour, kv[1]))
+        assert _delta_e(colour, closest[1]) >= MIN_DELTA_E_FROM_KNOWN, (colour, closest)
+    pairs = [(a, b) for i, a in enumerate(PALETTE) for b in PALETTE[i + 1:]]
+    assert min(_delta_e(a, b) for a, b in pairs) >= MIN_DELTA_E_WITHIN_PALETTE
+    known = list(KNOWN_STATUS_COLORS.values())
+    assert min(_delta_e(a, b) for i, a in enumerate(known) for b in known[i + 1:]) >= MIN_DELTA_E_FROM_KNOWN
+
+
+def test_new_statuses_never_take_a_known_status_look():
+    statuses = ["ENGINE_OOM", "MAX_DURATION_REACHED", "CLIENT_DISCONNECTED", "FAILED_TO_START",
+                *(f"NEW_STATUS_{n}" for n in range(300))]
+    for status in statuses:
+        colour = status_color(status)
+        assert colour not in KNOWN_STATUS_COLORS.values()
+        assert min(_delta_e(colour, k) for k in KNOWN_STATUS_COLORS.values()) >= 20, status
+    assert _delta_e(status_color("ENGINE_OOM"), KNOWN_STATUS_COLORS["NORMAL_EXIT"]) >= 20

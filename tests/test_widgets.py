@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import httpx
 import pandas as pd
@@ -306,7 +307,10 @@ def test_explorer_static_rendering_is_escaped(hostile_fleet, hostile_client):
     html = bundle["text/html"]
     assert HOSTILE not in html and ESCAPED in html
     assert 'class="plotly-graph-div"' in html
-    assert "+01:00" in html or "+00:00" in html
+    # Times to the second in the display zone, the zone named once in the column header.
+    assert "start_time (Europe/London)" in html
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</td>", html)
+    assert "+00:00" not in html and "+01:00" not in html
 
 
 def test_explorer_rejects_a_frame_without_the_columns(df):
@@ -326,3 +330,13 @@ def test_recording_links_only_for_http_urls():
 
     assert "<a" not in link("javascript:alert(1)", "x")
     assert link('https://h/r?a=1&b="', "x").startswith('<a href="https://h/r?a=1&amp;b=&quot;"')
+
+
+def test_buttons_are_sized_to_their_labels_and_headers_never_break_inside_a_word(client):
+    """JupyterLab cut "Get recording link" to "Get recording l…" and broke "speaking_duration"."""
+    lookup = SessionLookup(client)
+    assert lookup.recording_button.layout.width == "auto" and lookup.button.layout.width == "auto"
+    from anam_notebooks.views.html import style
+
+    header_rule = re.search(r"table\.anam-table\.anam-table th\{([^}]*)\}", style()).group(1)
+    assert "white-space:nowrap" in header_rule and "overflow-wrap:normal" in header_rule

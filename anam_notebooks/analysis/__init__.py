@@ -62,9 +62,19 @@ Fisher exact test per value, BY-corrected across all of them).
 """
 
 from .differences import what_differs
+from .exemplars import EXEMPLAR_COLUMNS, exemplars
 from .failures import DEFAULT_FAILURES, FailureSpec, is_failure
+from .findings import DEFAULT_Q, latency_findings, suspect_findings
 from .latency import response_latency, summarize_latency
+from .neighbours import (
+    NeighbourVerdict,
+    neighbour_verdict,
+    neighbour_window,
+    session_summary,
+    verdict_findings,
+)
 from .rates import failure_rates
+from .rollouts import latest_rollout, rollouts, split_time
 from .shifts import exit_status_shift
 from .suspects import DEFAULT_LEVELS, MIN_FAILURES, MIN_SESSIONS, rank_suspects
 from .wording import summarize_suspects
@@ -72,15 +82,28 @@ from .wording import summarize_suspects
 __all__ = [
     "DEFAULT_FAILURES",
     "DEFAULT_LEVELS",
+    "DEFAULT_Q",
+    "EXEMPLAR_COLUMNS",
     "MIN_FAILURES",
     "MIN_SESSIONS",
     "FailureSpec",
+    "NeighbourVerdict",
+    "exemplars",
     "exit_status_shift",
     "failure_rates",
     "is_failure",
+    "latency_findings",
+    "latest_rollout",
+    "neighbour_verdict",
+    "neighbour_window",
     "rank_suspects",
+    "rollouts",
+    "session_summary",
+    "split_time",
+    "suspect_findings",
     "response_latency",
     "summarize_latency",
     "summarize_suspects",
+    "verdict_findings",
     "what_differs",
 ]

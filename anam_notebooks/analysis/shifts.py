@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from ..data.checks import check_frame, ended_mask
+from ..data.timespan import parse_time_bound
 from .failures import FailureSpec, is_failure
 from .stats import monte_carlo_chi2, q_values
 
@@ -49,14 +50,16 @@ def _split_sides(df: pd.DataFrame, split: Any, before: Any, after: Any
         return sides[0], sides[1], f"{split}: {before!r} → {after!r}"
     if isinstance(split, (str, datetime, pd.Timestamp, np.datetime64)):
         try:
-            when = pd.Timestamp(split)
+            # The forms `since` takes: a datetime, an ISO time, or a span before now ("6h").
+            when = parse_time_bound(split if isinstance(split, str) else pd.Timestamp(split),
+                                    name="split")
         except (ValueError, TypeError):
-            when = pd.NaT
-        if pd.isna(when):
+            when = None
+        if when is None or pd.isna(when):
             raise ValueError(
                 f"split={split!r} is neither a column of the frame nor a timestamp; pass a time "
-                "such as '2024-05-03 12:00', a column name with before=/after=, or a boolean mask")
-        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+                "such as '2024-05-03 12:00' or a span before now such as '6h', a column name "
+                "with before=/after=, or a boolean mask")
         check_frame(df, ["start_time"])
         start = pd.to_datetime(df["start_time"], utc=True, errors="coerce")
         return (start < when).to_numpy(), (start >= when).to_numpy(), f"start_time at {when.isoformat()}"
@@ -67,7 +70,8 @@ def exit_status_shift(df: pd.DataFrame, split: Any, before: Any = None, after: A
                       failures: FailureSpec = None) -> pd.DataFrame:
     """Did the exit-status mix change between two sets of ended sessions, and which statuses moved?
 
-    `split` is a time (sessions starting before vs at/after it; naive times are UTC), a column
+    `split` is a time in any form `since` takes (a datetime or ISO string, naive meaning UTC, or
+    a span before now such as "6h"; sessions starting before vs at/after it), a column
     name with `before=`/`after=` values (e.g. "engine_version", before="v5.0.3", after="v5.1.0"),
     or a boolean mask (True = after). One row per status (unknown statuses included): counts,
     shares, difference (after − before share), and a per-status Fisher exact p/q-value.

@@ -1,21 +1,40 @@
 """Run a notebook headlessly with papermill, with the API settings in the kernel's environment.
 
 The API key reaches the kernel only through `ANAM_API_KEY` in its environment: papermill records
-parameters in the output notebook, so a key must never be one.
+parameters in the output notebook, so a key must never be one. The kernel talks over local IPC
+sockets rather than loopback TCP: nothing to eavesdrop on, and no "Kernel is running over TCP
+without encryption" warning for a newcomer to take for a problem.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.paths import jupyter_runtime_dir
+from traitlets import CaselessStrEnum, default
 
 from ..api.config import API_KEY_ENV
 from ..views.redact import is_secret_name
+
+
+class IPCKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels listen on IPC sockets in a private runtime directory."""
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    @default("ip")
+    def _private_socket_path(self) -> str:
+        # Absolute, so the kernel (started in the notebook's folder) and this process agree.
+        folder = Path(jupyter_runtime_dir())
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder / f"anam-kernel-{uuid.uuid4().hex[:12]}-ipc")
 
 
 def _apply(values: Mapping[str, str | None]) -> None:
@@ -70,5 +89,6 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[s
     with _environment(env or {}):
         pm.execute_notebook(str(notebook), str(output), parameters=parameters,
                             kernel_name=kernel_name, progress_bar=False, log_output=False,
-                            cwd=str(Path(notebook).parent), execution_timeout=timeout)
+                            cwd=str(Path(notebook).parent), execution_timeout=timeout,
+                            kernel_manager_class=IPCKernelManager)
     return nbformat.read(str(output), as_version=4)

@@ -1,16 +1,34 @@
-"""Notebook → executed notebook → self-contained HTML report, against the API or the simulator.
+"""Notebook → executed notebook → self-contained HTML report + findings JSON.
 
 `make_reports` is what `anam-notebooks demo` and `anam-notebooks report` run: it executes each
 notebook with papermill (the key travels in the kernel's environment, never as a parameter),
-renders HTML with a header saying which data the report covers, and keeps going past a notebook
-that fails so the others still get their report.
+renders HTML with a header saying which data the report covers, writes the findings beside it
+as `<notebook>.findings.json`, and keeps going past a notebook that fails so the others still
+get their report.
+
+The findings file (`FINDINGS_SCHEMA`, version 1) is one JSON object:
+
+- `schema`: "anam-notebooks/findings", `version`: 1
+- `notebook`: the notebook's name (stem); `title`
+- `window`: {`start`, `end`: ISO-8601 UTC or null (open), `since`, `until`: as given}
+- `source`: where the data came from (never a key); `generated_at`: ISO-8601 UTC
+- `parameters`: the parameters given (none is ever a secret)
+- `stands_out`: true when any finding is listed
+- `findings`: most suspicious first, each {`level`, `unit`, `region`, `counts` {sessions,
+  failures, ...}, `rates` {rate, baseline, lift, ... as shares 0..1}, `window` {start, end},
+  `p_value`, `q_value`, `explained_by`, `sentence`}; [] when nothing stands out
+- `published`: false when the notebook published no findings at all (then `findings` is [])
+- `q`: the q-value threshold the findings used
+- `data_notes`: [{`message`, `count`}], the data-quality warnings raised while it ran
+- `error`: null, or which cell failed and how
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,16 +39,39 @@ import nbformat
 
 from ..api.config import API_KEY_ENV, API_URL_ENV, api_key_from_env, base_url_from_env
 from ..data.timespan import parse_window
+from ..notebook import read_findings
 from .execute import notebook_parameters, run_notebook
-from .render import write_report
+from .render import report_notes, write_report
 
+FINDINGS_SCHEMA = "anam-notebooks/findings"
+FINDINGS_VERSION = 1
 
 @dataclass(frozen=True)
 class Report:
+    """What one notebook's run produced: paths, the findings it published, and any error."""
+
     notebook: Path
     executed: Path
     html: Path | None
     error: str | None = None
+    findings_json: Path | None = None
+    findings: tuple[dict[str, Any], ...] = ()
+    title: str = ""
+
+    @property
+    def stands_out(self) -> bool:
+        """True when the notebook published at least one finding."""
+        return bool(self.findings)
+
+    @property
+    def headline(self) -> str:
+        """One line for an index: the first finding, "nothing stands out", or the error."""
+        if self.error:
+            return f"failed: {self.error}"
+        if self.findings:
+            more = f" (+{len(self.findings) - 1} more)" if len(self.findings) > 1 else ""
+            return str(self.findings[0].get("sentence") or "") + more
+        return "Nothing stands out."
 
 
 def _default(spec: Any) -> Any:
@@ -62,39 +103,132 @@ def header_facts(notebook: Path, parameters: Mapping[str, Any], source: str,
             facts.append(("Data window", f"invalid: {exc}"))
     facts.append(("Source", source))
     facts.append(("Generated", f"{generated:%Y-%m-%d %H:%M:%S} UTC"))
+    if values.get("redact"):
+        facts.append(("Redacted", "transcript text, client labels and system prompts are masked"))
     given = {k: v for k, v in parameters.items() if k in declared}
+    if values.get("redact") and given.get("search") is not None:
+        given["search"] = "(masked)"   # a search is often a client label
     if given:
         facts.append(("Parameters", ", ".join(f"{k}={v!r}" for k, v in sorted(given.items()))))
     return facts
 
 
+def _cell_error(notebook: Path, exc: Any) -> str:
+    """Which notebook and cell failed, and how (papermill's error, without the traceback)."""
+    where = f"cell [{exc.exec_count}]" if exc.exec_count else f"code cell {exc.cell_index}"
+    first = next((line.strip() for line in str(exc.source or "").splitlines() if line.strip()), "")
+    shown = f" ({first[:80]}{'…' if len(first) > 80 else ''})" if first else ""
+    return f"{notebook.name} failed in {where}{shown}: {exc.ename}: {exc.evalue}"
+
+
+def _window(values: Mapping[str, Any], generated: datetime) -> dict[str, Any]:
+    since, until = values.get("since"), values.get("until")
+    try:
+        start, end = parse_window(since, until, now=generated)
+    except ValueError:
+        start = end = None
+    iso = (lambda t: None if t is None else t.isoformat().replace("+00:00", "Z"))
+    return {"start": iso(start), "end": iso(end) if end is not None else
+            generated.isoformat().replace("+00:00", "Z"), "since": since, "until": until}
+
+
+def findings_document(report: Report, *, parameters: Mapping[str, Any], source: str,
+                      generated: datetime, notes: Mapping[str, int], published: bool,
+                      q: float | None) -> dict[str, Any]:
+    """The findings file's content for one report (see the module docstring for the schema)."""
+    declared = notebook_parameters(report.notebook)
+    values = {name: parameters.get(name, _default(spec)) for name, spec in declared.items()}
+    return {
+        "schema": FINDINGS_SCHEMA, "version": FINDINGS_VERSION,
+        "notebook": report.notebook.stem, "title": report.title,
+        "window": _window(values, generated), "source": source,
+        "generated_at": generated.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "parameters": {k: ("(masked)" if k == "search" and parameters.get("redact") and v is not None else v)
+                       for k, v in parameters.items() if k in declared},
+        "stands_out": bool(report.findings), "published": published, "q": q,
+        "findings": list(report.findings),
+        "data_notes": [{"message": m, "count": c} for m, c in sorted(notes.items(), key=lambda kv: -kv[1])],
+        "error": report.error,
+    }
+
+
+def _findings_q(nb: Any) -> float | None:
+    from ..views.findings import FINDINGS_MIME
+
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            value = output.get("data", {}).get(FINDINGS_MIME)
+            if isinstance(value, Mapping) and "q" in value:
+                return float(value["q"])
+    return None
+
+
 def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[str, Any] | None = None,
                 *, source: str, env: Mapping[str, str | None] | None = None,
-                keep_input: bool = False) -> Report:
-    """Execute one notebook and render its HTML report into `out_dir`.
+                keep_input: bool = False, redact: bool = False) -> Report:
+    """Execute one notebook, render its HTML report and its findings JSON into `out_dir`.
 
-    A notebook that fails still gets a report (showing the error) and `Report.error`.
+    Parameters
+    ----------
+    notebook : path
+        The notebook to run.
+    out_dir : path
+        Where `<stem>.ipynb`, `<stem>.html` and `<stem>.findings.json` go.
+    parameters : mapping, optional
+        Papermill parameters the notebook declares (never a key).
+    source : str
+        Where the data comes from, for the header and the findings file.
+    env : mapping, optional
+        The kernel's environment overrides (API URL and key).
+    keep_input : bool
+        Show the code cells.
+    redact : bool
+        Run with `redact=True` (the notebook must declare a `redact` parameter).
+
+    Returns
+    -------
+    Report
+        A notebook that fails still gets a report (showing the error) and `Report.error`
+        naming the notebook and cell.
+
+    Raises
+    ------
+    ValueError
+        For a parameter the notebook does not declare, or a key given as a parameter.
     """
     import papermill as pm
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     parameters = dict(parameters or {})
-    generated = datetime.now(UTC)
+    title = notebook.stem.split("_", 1)[-1].replace("_", " ").capitalize()
+    if redact:
+        if "redact" not in notebook_parameters(notebook):
+            raise ValueError(f"{notebook.name} declares no `redact` parameter, so it cannot be "
+                             "redacted; run it without --redact or add the parameter")
+        parameters["redact"] = True
+    generated = datetime.now(UTC).replace(microsecond=0)
     facts = header_facts(notebook, parameters, source, generated)
     executed = out_dir / f"{notebook.stem}.ipynb"
     error = None
-    nb: nbformat.NotebookNode | Path
     try:
-        nb = run_notebook(notebook, executed, parameters, env=env)
+        node = run_notebook(notebook, executed, parameters, env=env)
     except pm.PapermillExecutionError as exc:
-        error = f"{exc.ename}: {exc.evalue}"
+        error = _cell_error(notebook, exc)
         if not executed.exists():
-            return Report(notebook, executed, None, error)
-        nb = executed  # the partly executed notebook still renders, error cell included
-    title = notebook.stem.split("_", 1)[-1].replace("_", " ").capitalize()
-    html = write_report(nb, out_dir / f"{notebook.stem}.html", title=title, facts=facts,
+            return Report(notebook, executed, None, error, title=title)
+        node = nbformat.read(str(executed), as_version=4)
+    html = write_report(node, out_dir / f"{notebook.stem}.html", title=title, facts=facts,
                         keep_input=keep_input)
-    return Report(notebook, executed, html, error)
+    found = read_findings(node)
+    report = Report(notebook, executed, html, error, out_dir / f"{notebook.stem}.findings.json",
+                    tuple(found or ()), title)
+    document = findings_document(report, parameters=parameters, source=source, generated=generated,
+                                 notes=report_notes(node), published=found is not None,
+                                 q=_findings_q(node))
+    assert report.findings_json is not None
+    report.findings_json.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str)
+                                    + "\n", encoding="utf-8")
+    return report
 
 
 @contextmanager
@@ -121,17 +255,89 @@ def configured_source() -> str:
 
 def make_reports(notebooks: Sequence[str | Path], out_dir: str | Path,
                  parameters: Mapping[str, Any] | None = None, *, keep_input: bool = False,
-                 environment: tuple[Mapping[str, str | None], str] | None = None) -> list[Report]:
+                 redact: bool = False,
+                 environment: tuple[Mapping[str, str | None], str] | None = None,
+                 progress: Callable[[str], None] | None = None) -> list[Report]:
     """Reports for several notebooks, one after the other.
 
-    `environment` is (kernel environment, source description), e.g. from
-    `simulator_environment`; without it, the configured API when ANAM_API_KEY is set, else a
-    simulator served for the length of the call.
+    Parameters
+    ----------
+    notebooks : sequence of paths
+        The notebooks to run.
+    out_dir : path
+        Where the reports go.
+    parameters : mapping, optional
+        Papermill parameters given to every notebook.
+    keep_input : bool
+        Show the code cells.
+    redact : bool
+        Mask transcript text, client labels and system prompts (see `make_report`).
+    environment : (mapping, str), optional
+        (kernel environment, source description), e.g. from `simulator_environment`; without
+        it, the configured API when ANAM_API_KEY is set, else a simulator served for the call.
+    progress : callable, optional
+        Called with one line before each notebook runs (the CLI prints it to stderr).
+
+    Returns
+    -------
+    list of Report
+
+    Raises
+    ------
+    ValueError
+        As `make_report` does.
     """
     if environment is None and api_key_from_env() is None:
         with simulator_environment() as environment:
             return make_reports(notebooks, out_dir, parameters, keep_input=keep_input,
-                                environment=environment)
+                                redact=redact, environment=environment, progress=progress)
     env, source = environment if environment is not None else ({}, configured_source())
-    return [make_report(nb, out_dir, parameters, source=source, env=env, keep_input=keep_input)
-            for nb in notebooks]
+    reports = []
+    for n, nb in enumerate(notebooks, start=1):
+        if progress is not None:
+            progress(f"[{n}/{len(notebooks)}] running {Path(nb).name}")
+        reports.append(make_report(nb, out_dir, parameters, source=source, env=env,
+                                   keep_input=keep_input, redact=redact))
+    return reports
+
+
+def write_index(reports: Sequence[Report], out_dir: str | Path, *, source: str = "") -> Path:
+    """`index.html` in `out_dir` linking every report with its headline finding (escaped).
+
+    Parameters
+    ----------
+    reports : sequence of Report
+    out_dir : path
+    source : str
+        Where the data came from, shown once at the top.
+
+    Returns
+    -------
+    Path
+        The index file.
+    """
+    from ..views import html as _html
+    from ..views.findings import callout_style
+
+    out_dir = Path(out_dir)
+    rows = []
+    for report in reports:
+        name = report.title or report.notebook.stem
+        link = (f'<a href="{_html.esc(report.html.name)}">{_html.esc(name)}</a>'
+                if report.html is not None else _html.esc(name))
+        kind = "failed" if report.error else ("stands-out" if report.stands_out else "quiet")
+        rows.append(f'<li class="{kind}"><h2>{link}</h2><p>{_html.esc(report.headline)}</p></li>')
+    generated = datetime.now(UTC)
+    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>Anam session reports</title>" + callout_style() +
+            "<style>body{font:15px/1.5 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em}"
+            "ul{list-style:none;padding:0}li{border:1px solid #ddd;border-left:6px solid #067647;"
+            "padding:.4em 1em;margin:.6em 0;border-radius:4px}li.stands-out{border-left-color:#b42318}"
+            "li.failed{border-left-color:#7a271a;background:#fef3f2}h2{font-size:1.1em;margin:.2em 0}"
+            "p{margin:.2em 0;overflow-wrap:anywhere}</style></head><body>"
+            "<h1>Anam session reports</h1>"
+            f"<p>{_html.esc(source)}{' · ' if source else ''}generated "
+            f"{generated:%Y-%m-%d %H:%M:%S} UTC</p><ul>{''.join(rows)}</ul></body></html>")
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -21,6 +21,18 @@ from ..api.errors import (
 from . import html as _html
 
 
+def headless_run() -> bool:
+    """True while a kernel runs a cell for a client that takes no input: papermill and nbclient
+    execute with `allow_stdin=False`; JupyterLab, Notebook and VS Code send True."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    kernel = getattr(shell, "kernel", None)
+    return kernel is not None and getattr(kernel, "_allow_stdin", True) is False
+
+
 def show_figure(output: W.Output, fig: go.Figure | None) -> None:
     """Put a figure in an Output as the plotly mimetype (no kernel needed, no CDN)."""
     if fig is None:
@@ -72,6 +84,9 @@ class StaticRendering:
         return self._repr_html_()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data = dict(W.Widget._repr_mimebundle_(self, **kwargs) or {})
+        # Run headless (papermill), nobody will ever drive the widget, and a saved widget view
+        # would win over the static HTML in `jupyter nbconvert` (then draw nothing offline).
+        data = {} if headless_run() else dict(W.Widget._repr_mimebundle_(self, **kwargs) or {})
         data["text/html"] = self._repr_html_()
+        data.setdefault("text/plain", f"<{type(self).__name__}>")
         return data

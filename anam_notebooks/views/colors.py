@@ -25,11 +25,19 @@ KNOWN_STATUS_COLORS: dict[str, str] = {
     ACTIVE_LABEL: "#7f7f7f",
 }
 
-# Distinct from the fixed colours above, so a hashed status never looks like a known one.
+#: How different (CIEDE2000 colour difference) a hashed colour is from every fixed status
+#: colour, at least. About 2 is a just-noticeable difference; at 20 two swatches read as
+#: different colours at a glance, so a new status never passes for a known one.
+MIN_DELTA_E_FROM_KNOWN = 20.0
+#: How different the hashed colours are from each other, at least.
+MIN_DELTA_E_WITHIN_PALETTE = 12.0
+
+# Chosen by greedy max-min selection over an OKLCH grid (lightness 0.45-0.75, chroma 0.10-0.15,
+# in sRGB gamut), keeping only colours at least MIN_DELTA_E_FROM_KNOWN from every fixed colour;
+# tests/test_plots.py measures both distances.
 PALETTE: tuple[str, ...] = (
-    "#9467bd", "#8c564b", "#e377c2", "#ff7f0e", "#393b79", "#637939",
-    "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
-    "#756bb1", "#636363", "#ad494a", "#a55194",
+    "#c47581", "#056641", "#4845a5", "#e99b2a", "#89afed", "#7d460b",
+    "#922452", "#ab72d3", "#757628", "#fc8a61", "#ec86cc", "#925b8d",
 )
 
 

@@ -15,6 +15,7 @@ from .base import StaticRendering, show_figure, style_widget
 from .colors import MISSING_LABEL, status_label
 from .lookup import SessionLookup
 from .plots import session_timeline
+from .tables import format_frame
 
 _ALL = "(all)"
 _MISSING_VALUE = object()
@@ -149,7 +150,7 @@ class SessionExplorer(StaticRendering, W.VBox):
             f"{len(self.matching)} of {len(self.df)} sessions match"
             + (f"; by exit status: {breakdown}" if breakdown else ""), kind="info")
         columns = [c for c in _TABLE_COLUMNS if c in self.df.columns]
-        self.table.value = _html.table(self._display_times(shown), columns=columns)
+        self.table.value = _html.table(format_frame(shown[columns], tz=self.tz))
         if len(shown) < len(self.matching):
             self.table.value += _html.message(
                 f"table shows the newest {len(shown)} of {len(self.matching)} matching sessions; "
@@ -176,15 +177,6 @@ class SessionExplorer(StaticRendering, W.VBox):
     def _on_select(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self.open_session(change["new"])
-
-    def _display_times(self, frame: pd.DataFrame) -> pd.DataFrame:
-        if self.tz is None or frame.empty:
-            return frame
-        out = frame.copy()
-        for column in ("start_time", "end_time"):
-            if column in out.columns:
-                out[column] = pd.to_datetime(out[column], utc=True).dt.tz_convert(self.tz)
-        return out
 
     def _repr_html_(self) -> str:
         """The current filters, table and timeline as static HTML (plotly.js not included)."""

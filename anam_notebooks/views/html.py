@@ -24,7 +24,9 @@ _STYLE = (
     "table.anam-table.anam-table th,table.anam-table.anam-table td{border:1px solid #ddd;"
     "padding:2px 6px;text-align:left;"
     "vertical-align:top;white-space:pre-wrap;max-width:40em;overflow-wrap:anywhere}"
-    "table.anam-table.anam-table th{background:#f4f4f4}"
+    # Headers never break inside a word ("speaking_duratio/n"): they wrap at spaces only.
+    "table.anam-table.anam-table th{background:#f4f4f4;overflow-wrap:normal;word-break:keep-all;"
+    "white-space:nowrap}"
     ".anam-card{border:1px solid #ccc;border-left:6px solid var(--accent,#888);padding:6px 10px;"
     "font:13px/1.5 sans-serif;margin:4px 0}"
     ".anam-card dl{display:grid;grid-template-columns:max-content 1fr;gap:0 1em;margin:2px 0}"
@@ -70,12 +72,22 @@ def format_duration(value: Any) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
+def format_time(value: Any) -> str:
+    """A time to the second with its zone named: `2026-04-20 09:00:05 UTC` (naive means UTC)."""
+    if is_missing(value):
+        return MISSING
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    zone = getattr(stamp.tzinfo, "key", None) or stamp.tzname() or "UTC"
+    return f"{stamp:%Y-%m-%d %H:%M:%S} {'UTC' if zone in ('UTC', 'Etc/UTC', 'Z') else zone}"
+
+
 def format_value(value: Any) -> str:
     """Plain text for one cell: timestamps in ISO form, durations readable, missing as a dash."""
     if is_missing(value):
         return MISSING
     if isinstance(value, (pd.Timestamp, dt.datetime)):
-        return pd.Timestamp(value).isoformat()
+        return format_time(value)
     if isinstance(value, (pd.Timedelta, dt.timedelta)):
         return format_duration(value)
     return str(value)

@@ -27,6 +27,7 @@ from .base import StaticRendering, error_text, show_figure, style_widget
 from .colors import ACTIVE_LABEL, status_color, status_label
 from .plots import session_detail
 from .redact import redact
+from .tables import format_frame
 
 _UUID = re.compile(UUID_PATTERN)
 _ID_ATTEMPT = re.compile(r"[0-9a-fA-F]{32}|(?=.*-)[0-9a-fA-F-]{16,}|\{.*\}|urn:uuid:.*|https?://.*",
@@ -64,14 +65,15 @@ class SessionLookup(StaticRendering, W.VBox):
         self.tz = tz
         self.text = W.Text(placeholder="session id, URL containing one, or client label",
                            continuous_update=False, layout=W.Layout(width="32em"))
-        self.button = W.Button(description="Look up", icon="search")
+        self.button = W.Button(description="Look up", icon="search", layout=W.Layout(width="auto"))
         self.message = W.HTML()
         self.matches = W.Dropdown(options=[], description="Matches",
                                   layout=W.Layout(width="48em", display="none"))
         self.matches_table = W.HTML()
         self.card = W.HTML()
+        # Sized to its label: ipywidgets' fixed button width cuts it to "Get recording l…".
         self.recording_button = W.Button(description="Get recording link", icon="film",
-                                         disabled=True)
+                                         disabled=True, layout=W.Layout(width="auto"))
         self.recording = W.HTML()
         self.config = W.HTML()
         self.transcript = W.HTML()
@@ -149,7 +151,7 @@ class SessionLookup(StaticRendering, W.VBox):
             self.recording.value = _html.message(error_text(exc))
             return None
         self.recording.value = _html.link(url, "Download recording (link valid about an hour)")
-        return url
+        return str(url)
 
     # -- internals
 
@@ -224,7 +226,7 @@ class SessionLookup(StaticRendering, W.VBox):
         self.message.value = _html.message(note + ". Choose one below.", kind="info")
         columns = [c for c in ("client_label", "exit_status", "start_time", "duration",
                                "engine_pod", "engine_version") if c in frame.columns]
-        self.matches_table.value = _html.table(frame, columns=columns)
+        self.matches_table.value = _html.table(format_frame(frame[columns], tz=self.tz))
         options = [("choose a session…", None)]
         for sid, row in frame.iterrows():
             options.append((" · ".join([_html.format_value(row.get("start_time")),

@@ -1,0 +1,68 @@
+"""Exemplar sessions to hand to engineering: the failures that illustrate a finding."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ..data.checks import check_count, check_frame
+from .failures import FailureSpec, is_failure
+
+#: The columns an exemplar table shows, when the frame has them.
+EXEMPLAR_COLUMNS: tuple[str, ...] = ("start_time", "duration", "exit_status", "engine_pod",
+                                     "engine_version", "client_label")
+
+
+def _field(finding: Any, name: str) -> Any:
+    if isinstance(finding, Mapping):
+        if name in ("window_start", "window_end"):
+            return (finding.get("window") or {}).get(name.removeprefix("window_"))
+        return finding.get(name)
+    return finding[name]
+
+
+def exemplars(df: pd.DataFrame, finding: Any = None, failures: FailureSpec = None, n: int = 10,
+              columns: Sequence[str] = EXEMPLAR_COLUMNS) -> pd.DataFrame:
+    """Failed sessions that illustrate `finding`, newest first; the latest failures without one.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A sessions frame.
+    finding : row of rank_suspects, finding dict, or None
+        A unit (`level`, `unit`) and its incident window (`window_start`/`window_end`, or the
+        `window` of a finding dict). Only the unit's failures inside that window are picked
+        (all of its failures when the window is missing).
+    failures : FailureSpec
+        Which exit statuses count as failures (see `is_failure`).
+    n : int
+        At most this many sessions.
+    columns : sequence of str
+        Columns to keep, among those the frame has.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by session id (the id to paste into a ticket).
+
+    Raises
+    ------
+    TypeError, ValueError
+        When `df` is not a sessions frame, the finding's level is not a column, or `n` < 0.
+    """
+    check_frame(df, ["exit_status", "start_time"])
+    n = check_count(n, "n")
+    pick = df[is_failure(df["exit_status"], failures)]
+    if finding is not None:
+        level, unit = _field(finding, "level"), _field(finding, "unit")
+        check_frame(df, [level])
+        pick = pick[(pick[level].astype("string") == str(unit)).fillna(False).to_numpy(dtype=bool)]
+        start, end = _field(finding, "window_start"), _field(finding, "window_end")
+        if start is not None and not pd.isna(start) and end is not None and not pd.isna(end):
+            start, end = pd.Timestamp(start), pd.Timestamp(end)
+            inside = (pick["start_time"] >= start) & (pick["start_time"] < end)
+            pick = pick[inside.fillna(False).to_numpy(dtype=bool)]
+    pick = pick.sort_values("start_time", ascending=False, kind="stable")
+    return pick[[c for c in columns if c in pick.columns]].head(n)
