@@ -25,7 +25,7 @@ from typing import Any
 import nbformat
 import pandas as pd
 
-from .analysis.findings import DEFAULT_Q, suspect_findings
+from .analysis.findings import DEFAULT_Q, suspect_findings, suspect_headline
 from .data.fields import MalformedRecordWarning
 from .data.store import CacheFileWarning
 from .fetch import connect
@@ -125,7 +125,7 @@ def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_opt
 
 
 def publish_findings(findings: pd.DataFrame | Sequence[Mapping[str, Any]], *, q: float = DEFAULT_Q,
-                     quiet_text: str | None = None) -> list[dict[str, Any]]:
+                     quiet_text: str | None = None, headline: str | None = None) -> list[dict[str, Any]]:
     """Display findings as a value a report and a scheduler read, with a callout for people.
 
     Parameters
@@ -137,6 +137,9 @@ def publish_findings(findings: pd.DataFrame | Sequence[Mapping[str, Any]], *, q:
         The q-value threshold (default 0.01), recorded with the findings.
     quiet_text : str, optional
         What the callout says when nothing stands out.
+    headline : str, optional
+        A lead sentence above the findings; for a `rank_suspects` frame it defaults to the
+        "engine, provider or client?" answer (`analysis.suspect_headline`).
 
     Returns
     -------
@@ -149,14 +152,17 @@ def publish_findings(findings: pd.DataFrame | Sequence[Mapping[str, Any]], *, q:
         When a frame is not a `rank_suspects` result, `q` is not in (0, 1], or a finding dict
         lacks one of `FINDING_KEYS`.
     """
-    found = suspect_findings(findings, q=q) if isinstance(findings, pd.DataFrame) else [
-        dict(f) for f in findings]
+    if isinstance(findings, pd.DataFrame):
+        found = suspect_findings(findings, q=q)
+        headline = headline if headline is not None else suspect_headline(findings, q=q)
+    else:
+        found = [dict(f) for f in findings]
     for n, finding in enumerate(found):
         missing = [k for k in FINDING_KEYS if k not in finding]
         if missing:
             raise ValueError(f"finding {n} lacks {missing}: every finding needs "
                              f"{list(FINDING_KEYS)} (see analysis.suspect_findings)")
-    _display(findings_bundle(found, q=q, quiet_text=quiet_text))
+    _display(findings_bundle(found, q=q, quiet_text=quiet_text, headline=headline))
     return found
 
 

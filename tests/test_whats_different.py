@@ -10,6 +10,7 @@ import pytest
 from anam_notebooks.reports.execute import run_notebook
 from anam_notebooks.reports.report import simulator_environment
 from anam_notebooks.simulator import DEMO_FLEET, generate_fleet
+from anam_notebooks.views.findings import FINDINGS_MIME
 
 pytestmark = pytest.mark.notebook
 
@@ -34,10 +35,16 @@ def printed(nb) -> str:
                      if o.get("output_type") == "stream")
 
 
+def published(nb) -> dict:
+    """The first findings value the notebook published (what the report's callout opens with)."""
+    return next(o["data"][FINDINGS_MIME] for c in nb.cells for o in c.get("outputs", [])
+                if FINDINGS_MIME in o.get("data", {}))
+
+
 @pytest.mark.parametrize("name", ["02_engine_hosts", "04_whats_different"])
 def test_first_finding_names_the_engine_provider_and_client_causes(executed, demo, name):
-    text = printed(executed[name])
-    first = next(line for line in text.splitlines() if line.startswith("Engine, provider or client?"))
+    first = published(executed[name])["headline"]
+    assert first.startswith("Engine, provider or client?")
     for incident in demo.incidents:
         assert incident.value in first, (incident.kind, first)
     assert "the engine (" in first.lower() and "a provider (tts_provider CARTESIA)" in first
@@ -53,3 +60,13 @@ def test_whats_different_compares_failing_and_healthy_sessions_in_the_window(exe
     assert tables and "failing_share" in tables[0] and "difference" in tables[0]
     pod = next(i for i in demo.incidents if i.kind == "pod")
     assert pod.value in tables[0]   # the window is the pod's: its name leads the differences
+
+
+def test_the_report_callout_opens_with_that_answer(executed):
+    from anam_notebooks.reports.render import render_html
+
+    html = render_html(executed["02_engine_hosts"], title="Engine hosts")
+    callout = html[html.index('class="anam-findings'):]
+    lead = callout[callout.index('class="anam-headline"'):callout.index("</p>")]
+    assert "Engine, provider or client?" in lead and "a provider (tts_provider CARTESIA)" in lead
+    assert callout.index('class="anam-headline"') < callout.index("<ol>")  # before the findings list

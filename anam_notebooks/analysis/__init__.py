@@ -64,7 +64,7 @@ Fisher exact test per value, BY-corrected across all of them).
 from .differences import what_differs
 from .exemplars import EXEMPLAR_COLUMNS, exemplars
 from .failures import DEFAULT_FAILURES, FailureSpec, is_failure
-from .findings import DEFAULT_Q, latency_findings, suspect_findings
+from .findings import DEFAULT_Q, headline_window, latency_findings, suspect_findings, suspect_headline
 from .latency import response_latency, summarize_latency
 from .neighbours import (
     NeighbourVerdict,
@@ -91,6 +91,7 @@ __all__ = [
     "exemplars",
     "exit_status_shift",
     "failure_rates",
+    "headline_window",
     "is_failure",
     "latency_findings",
     "latest_rollout",
@@ -101,6 +102,7 @@ __all__ = [
     "session_summary",
     "split_time",
     "suspect_findings",
+    "suspect_headline",
     "response_latency",
     "summarize_latency",
     "summarize_suspects",

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ..data.checks import check_frame
+from .wording import cause_sentence
 
 #: The q-value below which a headline counts as standing out (the notebooks' threshold).
 DEFAULT_Q = 0.01
@@ -86,8 +87,66 @@ def suspect_findings(ranked: pd.DataFrame, q: float = DEFAULT_Q) -> list[dict[st
     check_frame(ranked, ["level", "unit", "flagged", "q_value", "finding"])
     if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
         raise ValueError(f"q={q!r} must be a number between 0 and 1, e.g. 0.01")
-    heads = ranked[ranked["flagged"].fillna(False).astype(bool) & (ranked["q_value"] < q)]
-    return [finding_record(row) for _, row in heads.iterrows()]
+    return [finding_record(row) for _, row in _headlines(ranked, q).iterrows()]
+
+
+def suspect_headline(ranked: pd.DataFrame, q: float = DEFAULT_Q) -> str:
+    """The sentence answering "engine, provider or client?" for the headlines below `q`.
+
+    Parameters
+    ----------
+    ranked : DataFrame
+        The output of `analysis.rank_suspects`.
+    q : float
+        Only flagged units with `q_value < q` count as standing out.
+
+    Returns
+    -------
+    str
+        E.g. "Engine, provider or client? The engine (pod …) and a client (sdk_version …)."
+
+    Raises
+    ------
+    ValueError
+        When `ranked` lacks the columns of `rank_suspects`, or `q` is not in (0, 1].
+    """
+    check_frame(ranked, ["level", "unit", "flagged", "q_value"])
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
+        raise ValueError(f"q={q!r} must be a number between 0 and 1, e.g. 0.01")
+    return cause_sentence(_headlines(ranked, q))
+
+
+def headline_window(ranked: pd.DataFrame, q: float = DEFAULT_Q) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """The time window of the top headline below `q`, or (None, None) when none stands out.
+
+    Parameters
+    ----------
+    ranked : DataFrame
+        The output of `analysis.rank_suspects`.
+    q : float
+        Only flagged units with `q_value < q` count as standing out.
+
+    Returns
+    -------
+    tuple of (Timestamp or None, Timestamp or None)
+        The UTC start and end of the window where the top headline's excess lies.
+
+    Raises
+    ------
+    ValueError
+        When `ranked` lacks the columns of `rank_suspects`, or `q` is not in (0, 1].
+    """
+    check_frame(ranked, ["level", "unit", "flagged", "q_value", "window_start", "window_end"])
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
+        raise ValueError(f"q={q!r} must be a number between 0 and 1, e.g. 0.01")
+    heads = _headlines(ranked, q)
+    if heads.empty or pd.isna(heads["window_start"].iloc[0]):
+        return None, None
+    return heads["window_start"].iloc[0], heads["window_end"].iloc[0]
+
+
+def _headlines(ranked: pd.DataFrame, q: float) -> pd.DataFrame:
+    return ranked[ranked["flagged"].fillna(False).astype(bool) & (ranked["q_value"] < q)]
 
 
 def latency_findings(table: pd.DataFrame, q: float = DEFAULT_Q) -> list[dict[str, Any]]:

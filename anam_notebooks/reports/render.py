@@ -50,6 +50,7 @@ class Prepared:
     findings: list[dict[str, Any]] | None = None
     q: float | None = None
     quiet_text: str | None = None
+    headline: str | None = None
     notes: Counter[str] = field(default_factory=Counter)
     sections: list[tuple[str, str, int]] = field(default_factory=list)
 
@@ -99,6 +100,7 @@ def _static_outputs(outputs: Iterable[dict], prepared: Prepared) -> list[dict]:
                     prepared.findings = (prepared.findings or []) + list(value.get("findings", []))
                     prepared.q = value.get("q", prepared.q)
                     prepared.quiet_text = value.get("quiet_text") or prepared.quiet_text
+                    prepared.headline = prepared.headline or value.get("headline")
             if PLOTLY_MIME in data:
                 output = copy.deepcopy(output)
                 output["data"] = {"text/html": figure_html(data[PLOTLY_MIME])}
@@ -139,7 +141,7 @@ def _top(prepared: Prepared) -> str:
     parts = []
     if prepared.findings is not None:
         parts.append(findings_callout(prepared.findings, q=prepared.q or 0.01,
-                                      quiet_text=prepared.quiet_text))
+                                      quiet_text=prepared.quiet_text, headline=prepared.headline))
     parts.append(notes_section(sorted(prepared.notes.items(), key=lambda kv: (-kv[1], kv[0]))))
     if len(prepared.sections) >= TOC_MIN_SECTIONS:
         items = "".join(f'<li class="anam-toc-{level}"><a href="#{anchor}">{_html.esc(title)}</a></li>'

@@ -39,26 +39,29 @@ def callout_style() -> str:
 
 
 def findings_callout(findings: Sequence[Mapping[str, Any]], *, q: float,
-                     quiet_text: str | None = None) -> str:
-    """An escaped HTML callout: each finding's sentence, or a green "nothing stands out"."""
+                     quiet_text: str | None = None, headline: str | None = None) -> str:
+    """An escaped HTML callout: the `headline` answer, then each finding's sentence, or a green
+    "nothing stands out"."""
+    lead = f'<p class="anam-headline"><strong>{_html.esc(headline)}</strong></p>' if headline else ""
     if not findings:
         text = quiet_text or f"No unit stands out (no headline with q < {q:g})."
         return (f'{_CALLOUT_STYLE}<div class="anam-findings anam-quiet" role="note">'
-                f"<h3>Findings</h3>{_html.esc(text)}</div>")
+                f"<h3>Findings</h3>{lead}{_html.esc(text)}</div>")
     noun = "finding stands" if len(findings) == 1 else "findings stand"
     items = "".join(f"<li>{_html.esc(f.get('sentence') or '')}</li>" for f in findings)
     return (f'{_CALLOUT_STYLE}<div class="anam-findings" role="note">'
-            f"<h3>{len(findings)} {noun} out (q &lt; {_html.esc(f'{q:g}')})</h3><ol>{items}</ol></div>")
+            f"<h3>{len(findings)} {noun} out (q &lt; {_html.esc(f'{q:g}')})</h3>{lead}<ol>{items}</ol></div>")
 
 
 def findings_bundle(findings: Sequence[Mapping[str, Any]], *, q: float,
-                    quiet_text: str | None = None) -> dict[str, Any]:
+                    quiet_text: str | None = None, headline: str | None = None) -> dict[str, Any]:
     """The display data of a findings output: the JSON value, the callout and plain text."""
     lines = ([f"{n}. {f.get('sentence')}" for n, f in enumerate(findings, start=1)]
              or [quiet_text or f"No unit stands out (no headline with q < {q:g})."])
-    return {FINDINGS_MIME: {"findings": [dict(f) for f in findings], "q": q, "quiet_text": quiet_text},
-            "text/html": findings_callout(findings, q=q, quiet_text=quiet_text),
-            "text/plain": "\n".join(lines)}
+    return {FINDINGS_MIME: {"findings": [dict(f) for f in findings], "q": q, "quiet_text": quiet_text,
+                            "headline": headline},
+            "text/html": findings_callout(findings, q=q, quiet_text=quiet_text, headline=headline),
+            "text/plain": "\n".join(([headline] if headline else []) + lines)}
 
 
 def note_bundle(category: str, message: str) -> dict[str, Any]:
