@@ -30,6 +30,27 @@ class NeighbourVerdict:
 
     `verdict` is "pod" (its neighbours failed significantly more than the fleet), "session"
     (they did not), or "unknown" (no pod named, or no ended neighbours to judge by).
+
+    Attributes
+    ----------
+    session_id : str
+        The session the verdict is about.
+    pod : str or None
+        The engine pod that served it (None when its engine host names none).
+    verdict : str
+        "pod", "session" or "unknown".
+    sentence : str
+        The verdict in plain words, with the numbers.
+    neighbours : DataFrame
+        The pod's other sessions around the session's time.
+    pod_sessions, pod_failures : int
+        Ended neighbours on the pod, and how many of them failed.
+    fleet_sessions, fleet_failures : int
+        Ended sessions on the rest of the fleet in the same window, and their failures.
+    p_value : float or None
+        One-sided Fisher exact test that the pod failed more than the fleet (None untested).
+    window : tuple of (str or None, str or None)
+        The neighbourhood's start and end, ISO-8601 UTC.
     """
 
     session_id: str

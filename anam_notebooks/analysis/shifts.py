@@ -77,6 +77,30 @@ def exit_status_shift(df: pd.DataFrame, split: Any, before: Any = None, after: A
     shares, difference (after − before share), and a per-status Fisher exact p/q-value.
     `df.attrs` holds the overall test: chi2, dof, p_value and method (chi-square, or a seeded
     Monte Carlo exact test when some expected count is under 5).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A sessions frame.
+    split : datetime, str, column name or boolean mask
+        Where "before" ends and "after" begins (see above).
+    before, after : value or collection of values, optional
+        With a column `split`: the values on each side (e.g. before="v5.0.3").
+    failures : collection of str, callable or None
+        Which statuses count as failures (marks the `failure` column; see `is_failure`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per exit status, most changed first; the overall test in `attrs`.
+
+    Raises
+    ------
+    ValueError
+        `split` is neither a time, a column nor a mask of the frame's length; a column split
+        lacks `before`/`after` or they match no session; or one side holds no ended session.
+    TypeError
+        `split` has an unusable type, or `df` is not a DataFrame.
     """
     check_frame(df, ["exit_status"])
     before_mask, after_mask, described = _split_sides(df, split, before, after)
