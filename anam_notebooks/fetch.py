@@ -31,7 +31,7 @@ from .data.checks import ended_mask
 from .data.fields import one_time
 from .data.progress import Progress, iterate_with_progress, show_progress
 from .data.sampling import sample_sessions
-from .data.sessions import newest_first, normalise_sessions_frame, sessions_frame
+from .data.sessions import newest_first, normalize_sessions_frame, sessions_frame
 from .data.store import open_store
 from .data.timespan import TimeBound, parse_window
 from .data.transcript_store import OUTCOMES, concat_turns, empty_turns, open_transcript_store
@@ -146,7 +146,7 @@ def fetch_sessions(client: Any = None, since: TimeBound = None, until: TimeBound
     frame = newest_first(_within(frame, start, end))
     # Only the categories of the rows returned: the same sessions give the same frame,
     # whether they were filtered by the server or from the cache.
-    return normalise_sessions_frame(frame if limit is None else frame.head(limit))
+    return normalize_sessions_frame(frame if limit is None else frame.head(limit))
 
 
 def _limit_stop(limit: int | None, start: pd.Timestamp | None, end: pd.Timestamp | None

@@ -1,7 +1,9 @@
 """Benchmarks: each `bench_<topic>.py` has a `main()` printing figures against an in-run baseline."""
 
+import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -13,3 +15,27 @@ def best_of(runs: int, func: Callable[[], Any]) -> float:
         func()
         best = min(best, time.perf_counter() - began)
     return best
+
+
+def _serve(make_app: Callable[[], Any], urls: Any, done: Any) -> None:
+    from anam_notebooks.simulator import running_server
+
+    with running_server(make_app()) as url:
+        urls.put(url)
+        done.wait()
+
+
+@contextmanager
+def server_process(make_app: Callable[[], Any]) -> Iterator[str]:
+    """The simulator app `make_app()` builds, behind uvicorn in a child process (as a real API
+    would be: in this process it would share the GIL and bill its JSON encoding to the client
+    being measured); yields its loopback URL. `make_app` must be a module-level function."""
+    ctx = multiprocessing.get_context("spawn")
+    urls, done = ctx.Queue(), ctx.Event()
+    child = ctx.Process(target=_serve, args=(make_app, urls, done), daemon=True)
+    child.start()
+    try:
+        yield urls.get(timeout=60)
+    finally:
+        done.set()
+        child.join(timeout=10)

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-import multiprocessing
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 
 from anam_notebooks.api.client import AnamClient
-from anam_notebooks.simulator import DEMO_API_KEY, create_app, running_server
+from anam_notebooks.simulator import DEMO_API_KEY, create_app
+
+from . import server_process
 
 SESSIONS = 20_000
 LATENCY = 0.05
@@ -29,25 +28,9 @@ PER_PAGE = 100
 HEADERS = {"Authorization": f"Bearer {DEMO_API_KEY}"}
 
 
-def _serve(urls: multiprocessing.Queue, done: multiprocessing.Event) -> None:
-    app = create_app(sessions=SESSIONS, latency=LATENCY, seed=1)
-    with running_server(app) as url:
-        urls.put(url)
-        done.wait()
-
-
-@contextmanager
-def server_process() -> Iterator[str]:
-    """The simulator behind uvicorn in a child process; yields its loopback URL."""
-    ctx = multiprocessing.get_context("spawn")
-    urls, done = ctx.Queue(), ctx.Event()
-    child = ctx.Process(target=_serve, args=(urls, done), daemon=True)
-    child.start()
-    try:
-        yield urls.get(timeout=60)
-    finally:
-        done.set()
-        child.join(timeout=10)
+def _app():
+    """The simulator this benchmark reads from (built in the server's own process)."""
+    return create_app(sessions=SESSIONS, latency=LATENCY, seed=1)
 
 
 def sequential_one_connection(url: str) -> int:
@@ -106,7 +89,7 @@ def timed(label: str, run) -> float:
 
 
 def main() -> None:
-    with server_process() as url:
+    with server_process(_app) as url:
         ours(url, 8)  # untimed pass: the simulator caches each record's JSON on first use
         print(f"iter_sessions: {SESSIONS} sessions, {LATENCY * 1000:.0f} ms per request")
         results = {}

@@ -11,15 +11,14 @@ Target: >= 70 % of the floor.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from anam_notebooks import AnamClient, analysis, fetch_transcripts, sessions_frame
-from anam_notebooks.simulator import DEMO_API_KEY, create_app, generate_fleet, running_server
+from anam_notebooks.simulator import DEMO_API_KEY, create_app, generate_fleet
+
+from . import server_process
 
 TRANSCRIPTS = 5000
 SESSIONS = 6500          # about 15 % keep no transcript (zero data retention)
@@ -29,29 +28,14 @@ END = datetime(2026, 4, 20, 12, tzinfo=UTC)
 FLEET = {"seed": 3, "sessions": SESSIONS, "span": "3d", "end": END}
 
 
-def _serve(urls: multiprocessing.Queue, done: multiprocessing.Event) -> None:
-    app = create_app(generate_fleet(**FLEET), latency=LATENCY)
-    with running_server(app) as url:
-        urls.put(url)
-        done.wait()
-
-
-@contextmanager
-def server_process() -> Iterator[str]:
-    ctx = multiprocessing.get_context("spawn")
-    urls, done = ctx.Queue(), ctx.Event()
-    child = ctx.Process(target=_serve, args=(urls, done), daemon=True)
-    child.start()
-    try:
-        yield urls.get(timeout=60)
-    finally:
-        done.set()
-        child.join(timeout=10)
+def _app():
+    """The simulator this benchmark reads from (built in the server's own process)."""
+    return create_app(generate_fleet(**FLEET), latency=LATENCY)
 
 
 def main() -> None:
     sessions = sessions_frame(generate_fleet(**FLEET).sessions)   # the same fleet the server holds
-    with server_process() as url, tempfile.TemporaryDirectory() as cache:
+    with server_process(_app) as url, tempfile.TemporaryDirectory() as cache:
         client = AnamClient(api_key=DEMO_API_KEY, base_url=url, concurrency=CONCURRENCY)
         began = time.perf_counter()
         turns = fetch_transcripts(client, sessions, sample=TRANSCRIPTS, cache=cache, progress=False)

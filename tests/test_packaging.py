@@ -14,7 +14,7 @@ CONDA_NAMES: dict[str, str] = {}
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*?)\s*(;.*)?$")
 
 
-def normalise(name: str) -> str:
+def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -22,7 +22,7 @@ def split(requirement: str) -> tuple[str, str]:
     """(conda name, version bound) of a requirement string."""
     match = REQUIREMENT.match(requirement)
     assert match, f"unreadable requirement {requirement!r}"
-    name = normalise(match.group(1))
+    name = normalize(match.group(1))
     return CONDA_NAMES.get(name, name), match.group(3).replace(" ", "")
 
 

@@ -85,8 +85,7 @@ def suspect_findings(ranked: pd.DataFrame, q: float = DEFAULT_Q) -> list[dict[st
         When `ranked` lacks the columns of `rank_suspects`, or `q` is not in (0, 1].
     """
     check_frame(ranked, ["level", "unit", "flagged", "q_value", "finding"])
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
-        raise ValueError(f"q={q!r} must be a number between 0 and 1, e.g. 0.01")
+    _check_q(q)
     return [finding_record(row) for _, row in _headlines(ranked, q).iterrows()]
 
 
@@ -111,8 +110,7 @@ def suspect_headline(ranked: pd.DataFrame, q: float = DEFAULT_Q) -> str:
         When `ranked` lacks the columns of `rank_suspects`, or `q` is not in (0, 1].
     """
     check_frame(ranked, ["level", "unit", "flagged", "q_value"])
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
-        raise ValueError(f"q={q!r} must be a number between 0 and 1, e.g. 0.01")
+    _check_q(q)
     return cause_sentence(_headlines(ranked, q))
 
 
@@ -137,12 +135,16 @@ def headline_window(ranked: pd.DataFrame, q: float = DEFAULT_Q) -> tuple[pd.Time
         When `ranked` lacks the columns of `rank_suspects`, or `q` is not in (0, 1].
     """
     check_frame(ranked, ["level", "unit", "flagged", "q_value", "window_start", "window_end"])
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
-        raise ValueError(f"q={q!r} must be a number between 0 and 1, e.g. 0.01")
+    _check_q(q)
     heads = _headlines(ranked, q)
     if heads.empty or pd.isna(heads["window_start"].iloc[0]):
         return None, None
     return heads["window_start"].iloc[0], heads["window_end"].iloc[0]
+
+
+def _check_q(q: object) -> None:
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
+        raise ValueError(f"q={q!r} must be a number between 0 and 1, e.g. 0.01")
 
 
 def _headlines(ranked: pd.DataFrame, q: float) -> pd.DataFrame:
@@ -177,8 +179,7 @@ def latency_findings(table: pd.DataFrame, q: float = DEFAULT_Q) -> list[dict[str
     from .latency import summarize_latency
 
     check_frame(table, ["sessions", "turns", "shift", "p50", "q_value"])
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
-        raise ValueError(f"q={q!r} must be a number between 0 and 1, e.g. 0.01")
+    _check_q(q)
     by = str(table.attrs.get("by", table.index.name or "group"))
     heads = table[(table["q_value"] < q) & (table["shift"] > 0)]
     found = []

@@ -37,7 +37,7 @@ from .fields import (
 from .user_agent import UA_COLUMNS, user_agent_parts
 
 __all__ = [
-    "MalformedRecordWarning", "sessions_frame", "empty_sessions_frame", "normalise_sessions_frame",
+    "MalformedRecordWarning", "sessions_frame", "empty_sessions_frame", "normalize_sessions_frame",
     "frame_from_arrow", "keep_latest", "newest_first", "concat_sessions",
 ]
 
@@ -218,7 +218,7 @@ def _dictionary_categorical(arrow: pa.ChunkedArray) -> pd.Categorical:
     return sorted_categorical(codes, dictionary.to_pylist())
 
 
-def normalise_sessions_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def normalize_sessions_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Every contract column in contract order and dtype; sorted, used-only categories.
 
     Used after merges so that equal rows give equal frames, however they were assembled.
@@ -273,7 +273,7 @@ def keep_latest(frame: pd.DataFrame) -> pd.DataFrame:
 def concat_sessions(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """Stack session frames column by column (categoricals unioned), keeping the contract
     dtypes even where one part is empty or all-null; duplicates are left to `keep_latest`."""
-    parts = [normalise_sessions_frame(f) for f in frames if len(f)]
+    parts = [normalize_sessions_frame(f) for f in frames if len(f)]
     if len(parts) < 2:
         return parts[0] if parts else empty_sessions_frame()
     data: dict[str, Any] = {}
@@ -283,12 +283,12 @@ def concat_sessions(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
         else:
             data[column] = pd.concat([p[column] for p in parts], ignore_index=True).array
     index = parts[0].index.append([p.index for p in parts[1:]])
-    return normalise_sessions_frame(pd.DataFrame(data, index=pd.Index(index, dtype=STRING, name="id")))
+    return normalize_sessions_frame(pd.DataFrame(data, index=pd.Index(index, dtype=STRING, name="id")))
 
 
 def empty_sessions_frame() -> pd.DataFrame:
     """A frame with no rows but every contract column and dtype."""
-    return normalise_sessions_frame(pd.DataFrame(index=pd.Index([], dtype=STRING, name="id")))
+    return normalize_sessions_frame(pd.DataFrame(index=pd.Index([], dtype=STRING, name="id")))
 
 
 @contextlib.contextmanager
@@ -387,7 +387,7 @@ def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
             frame[column] = values
     frame = keep_latest(frame)
     frame["stale_active"] = stale_active(frame)
-    return normalise_sessions_frame(frame)
+    return normalize_sessions_frame(frame)
 
 
 def stale_active(frame: pd.DataFrame) -> np.ndarray:

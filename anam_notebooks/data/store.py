@@ -682,16 +682,20 @@ def _atomic_write(target: Path, write: Any) -> None:
     _fsync_directory(target.parent)
 
 
+def cache_directory(cache: bool | str | os.PathLike[str]) -> Path:
+    """The folder a `cache=` argument names: True is `default_cache_dir()`, else the path."""
+    if cache is True:
+        return default_cache_dir()
+    if isinstance(cache, (str, os.PathLike)) and str(cache):
+        return Path(cache)
+    raise ValueError(f"cache={cache!r} is not valid: expected None/False (no cache), "
+                     "True (the per-user cache directory) or a directory path")
+
+
 def open_store(cache: bool | str | os.PathLike[str], client: Any) -> SessionStore:
     """The store for `client`'s API and organisation: `cache` True means default_cache_dir(),
     otherwise it is the directory. The organisation is read from the newest session."""
-    if cache is True:
-        directory = default_cache_dir()
-    elif isinstance(cache, (str, os.PathLike)) and str(cache):
-        directory = Path(cache)
-    else:
-        raise ValueError(f"cache={cache!r} is not valid: expected None/False (no cache), "
-                         "True (the per-user cache directory) or a directory path")
+    directory = cache_directory(cache)
     page = client.list_sessions(page=1, per_page=1)
     data = page.get("data") if isinstance(page, dict) else None
     first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}

@@ -32,7 +32,7 @@ from filelock import FileLock
 
 from .columns import STRING, TIMEDELTA, UTC_TIME
 from .fields import categorical
-from .store import CacheFileWarning, default_cache_dir
+from .store import CacheFileWarning, cache_directory
 from .transcripts import concat_turns, empty_turns, response_gaps
 
 __all__ = ["OUTCOMES", "TRANSCRIPT_SCHEMA_VERSION", "TranscriptStore", "concat_turns", "empty_turns",
@@ -208,11 +208,5 @@ def open_transcript_store(cache: bool | str | os.PathLike[str], base_url: str,
                           organization_id: str | None) -> TranscriptStore:
     """The transcript store in `cache` (True: the per-user cache directory) for this API and
     organisation (read from the sessions frame, so opening it costs no request)."""
-    if cache is True:
-        directory = default_cache_dir()
-    elif isinstance(cache, (str, os.PathLike)) and str(cache):
-        directory = Path(cache)
-    else:
-        raise ValueError(f"cache={cache!r} is not valid: expected None/False (no cache), "
-                         "True (the per-user cache directory) or a directory path")
+    directory = cache_directory(cache)
     return TranscriptStore(directory, base_url=base_url, organization_id=organization_id)

@@ -72,12 +72,7 @@ def transcript_frame(transcript: Mapping[str, Any], *, session_start: TimeBound 
         else:
             problems.add("message", f"{label} #{number}", "is not an object", "skipped")
     keys = [f"{label} #{n}" for n in range(len(rows))]
-    role = string_array([m.get("role") for m in rows], "role", keys, problems)
-    text = string_array([m.get("message") for m in rows], "message", keys, problems)
-    stamps = timestamp_array([m.get("timestamp") for m in rows], "timestamp", keys, problems)
-    speaking = _speaking([m.get("speakingDurationSeconds") for m in rows], keys, problems)
-    interrupted = bool_array([m.get("wasInterrupted") if m.get("role") != "user" else None for m in rows],
-                            "wasInterrupted", keys, problems)
+    role, text, stamps, speaking, interrupted = _message_columns(rows, keys, problems)
     problems.emit("transcript_frame")
 
     if session_start is not None:
@@ -98,6 +93,19 @@ def transcript_frame(transcript: Mapping[str, Any], *, session_start: TimeBound 
     }, index=pd.RangeIndex(len(rows), name="message"))
     frame.attrs.update(session_id=session_id, persona_name=transcript.get("personaName"))
     return frame
+
+
+def _message_columns(rows: list[dict[str, Any]], keys: list[str], problems: Problems
+                     ) -> tuple[pa.Array, pa.Array, pa.Array, np.ndarray, pa.Array]:
+    """Each message field as a column: role, text, start time, speaking time, interrupted
+    (persona messages only); wrong-typed values become nulls, reported through `problems`."""
+    role = string_array([m.get("role") for m in rows], "role", keys, problems)
+    text = string_array([m.get("message") for m in rows], "message", keys, problems)
+    stamps = timestamp_array([m.get("timestamp") for m in rows], "timestamp", keys, problems)
+    speaking = _speaking([m.get("speakingDurationSeconds") for m in rows], keys, problems)
+    interrupted = bool_array([m.get("wasInterrupted") if m.get("role") != "user" else None for m in rows],
+                             "wasInterrupted", keys, problems)
+    return role, text, stamps, speaking, interrupted
 
 
 def _speaking(values: list[Any], keys: list[str], problems: Problems) -> np.ndarray:
@@ -186,12 +194,7 @@ def turns_frame(transcripts: Iterable[Mapping[str, Any]], session_ids: Sequence[
                 problems.add("message", f"{label} #{number}", "is not an object", "skipped")
     keys = [f"{s} #{i}" for s, i in zip(sids, index)]
     session = string_array(sids, "sessionId", keys, problems)
-    role = string_array([m.get("role") for m in rows], "role", keys, problems)
-    text = string_array([m.get("message") for m in rows], "message", keys, problems)
-    stamps = timestamp_array([m.get("timestamp") for m in rows], "timestamp", keys, problems)
-    speaking = _speaking([m.get("speakingDurationSeconds") for m in rows], keys, problems)
-    interrupted = bool_array([m.get("wasInterrupted") if m.get("role") != "user" else None for m in rows],
-                             "wasInterrupted", keys, problems)
+    role, text, stamps, speaking, interrupted = _message_columns(rows, keys, problems)
     problems.emit("turns_frame")
 
     timestamp = pd.Series(stamps.to_pandas(), dtype=UTC_TIME)
