@@ -7,6 +7,24 @@ from contextlib import contextmanager
 from typing import Any
 
 
+def peak_rss_bytes() -> int:
+    """This process's own peak resident memory (Linux: VmHWM of /proc/self/status).
+
+    Not `getrusage().ru_maxrss`: Linux carries that across exec from the address space the
+    child was forked from, so a child started by a big parent would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def best_of(runs: int, func: Callable[[], Any]) -> float:
     """The fastest of `runs` timed calls of `func`, in seconds (the least disturbed by noise)."""
     best = float("inf")

@@ -80,13 +80,14 @@ def _records(count: int, seed: int) -> Iterator[dict]:
 
 
 _BIG_BUILD = """
-import resource, sys
+import sys
 sys.path[:0] = {paths!r}
+from bench import peak_rss_bytes
 from bench.bench_frames import seed_shaped_records
 from anam_notebooks.data.sessions import sessions_frame
 frame = sessions_frame(seed_shaped_records({rows}))
 assert len(frame) == {rows}
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, frame.memory_usage(deep=True).sum())
+print(peak_rss_bytes(), frame.memory_usage(deep=True).sum())
 """
 
 
@@ -105,7 +106,7 @@ def _store_round_trip(frame: pd.DataFrame) -> tuple[float, float, int]:
         store = SessionStore(directory, base_url="https://api.anam.ai", organization_id="bench")
         write = best_of(1, lambda: store.merge(frame))
         read = best_of(3, store.load)
-        return write, read, store.path.stat().st_size
+        return write, read, sum(p.stat().st_size for p in store.path.rglob("*.parquet"))
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -29,13 +28,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import peak_rss_bytes
+
 SESSIONS = int(os.environ.get("SESSIONS", 1_000_000))
 END = datetime(2026, 4, 20, 12, tzinfo=UTC)
 ZOMBIES = 0.01  # share of sessions left "active" for good
 RSS_TARGET_GB = 1.5
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
+from bench import peak_rss_bytes
 from anam_notebooks import AnamClient, fetch_sessions
 from anam_notebooks.simulator import DEMO_API_KEY
 url, cache = sys.argv[1], sys.argv[2]
@@ -45,7 +47,7 @@ with AnamClient(DEMO_API_KEY, url, concurrency=16) as client:
 elapsed = time.perf_counter() - began
 print(json.dumps({"rows": len(df), "seconds": elapsed,
                   "deep_mb": df.memory_usage(deep=True).sum() / 1e6,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rss_mb": peak_rss_bytes() / 2**20,
                   "active": int(df.is_active.sum()), "stale": int(df.stale_active.sum())}))
 """
 
@@ -100,15 +102,20 @@ def _ask(pipe, command: str):
     return pipe.recv()
 
 
+def _child_command(url: str, cache: Path) -> list[str]:
+    """A fresh interpreter running CHILD, with this process's import path (for `bench`)."""
+    return [sys.executable, "-c", f"import sys; sys.path[:0] = {sys.path!r}\n" + CHILD, url, str(cache)]
+
+
 def fetch_child(url: str, cache: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, url, str(cache)], check=True,
+    out = subprocess.run(_child_command(url, cache), check=True,
                          capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def killed_at_half(url: str, cache: Path, sessions: int) -> int:
     """Start a first read and SIGKILL it once its checkpoint holds half the sessions."""
-    child = subprocess.Popen([sys.executable, "-c", CHILD, url, str(cache)],
+    child = subprocess.Popen(_child_command(url, cache),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stored = 0
     try:
@@ -192,7 +199,7 @@ def main() -> None:
               f"({warm['active'] / warm['rows']:.1%}), {warm['stale']:,} flagged stale_active; "
               f"{warm['seconds']:.1f} s, peak RSS {warm['rss_mb']:.0f} MB")
         analyses(full_cache, url)
-    print(f"  (this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+    print(f"  (this process: peak RSS {peak_rss_bytes() / 2**20:.0f} MB)")
 
 
 if __name__ == "__main__":
