@@ -33,6 +33,7 @@ def _express(df: pd.DataFrame):
     data["end_time"] = data["end_time"].fillna(pd.Timestamp.now())
     data["exit_status"] = data["exit_status"].astype(object).fillna("ACTIVE")
     data["engine_pod"] = data["engine_pod"].astype(object).fillna("(missing)")
+    data["duration"] = data["duration"].astype(str)  # plotly's JSON engine takes no Timedelta
     return px.timeline(data, x_start="start_time", x_end="end_time", y="engine_pod",
                        color="exit_status",
                        hover_data=["id", "client_label", "duration", "engine_version"])
