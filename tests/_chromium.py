@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from types import ModuleType
 
 import pytest
 
@@ -24,9 +25,23 @@ def chromium_path() -> str:
         return path
     message = ("Debian's chromium is not installed: `make test` installs it with apt-get "
                "(apt-get install chromium)")
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if _under_ci():
         pytest.fail(message + "; CI never skips the browser tests")
     pytest.skip(message)
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def playwright_sync_api() -> ModuleType:
+    """Playwright's sync API; a skip when it is not installed, except under CI, which never
+    skips the browser tests (there an import error fails the module)."""
+    if _under_ci():
+        from playwright import sync_api
+
+        return sync_api
+    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
 
 
 def launch(playwright, extra_args: Sequence[str] = ()):

@@ -9,7 +9,6 @@ log in `test-artifacts/`.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 pytest.register_assert_rewrite("_jupyterlab")   # it is also loaded as a plugin, below
 
-from _chromium import chromium_path, launch  # noqa: E402
+from _chromium import chromium_path, launch, playwright_sync_api  # noqa: E402
 from _jupyterlab import (  # noqa: E402
     ARTIFACTS,
     OFFLINE_ARGS,
@@ -37,11 +36,7 @@ from anam_notebooks.reports.report import simulator_environment  # noqa: E402
 pytest_plugins = ["_jupyterlab"]   # keeps each phase's report so failures get a screenshot
 pytestmark = pytest.mark.browser
 
-if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    from playwright import sync_api  # CI never skips the browser tests
-else:
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed: pip install -e '.[test]'")
+sync_api = playwright_sync_api()
 expect = sync_api.expect
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"

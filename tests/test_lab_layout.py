@@ -6,7 +6,6 @@ One Lab server for the module, its kernels pointed at a small simulator on loopb
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 pytest.register_assert_rewrite("_jupyterlab")
 
-from _chromium import chromium_path, launch  # noqa: E402
+from _chromium import chromium_path, launch, playwright_sync_api  # noqa: E402
 from _jupyterlab import (  # noqa: E402
     ARTIFACTS,
     OFFLINE_ARGS,
@@ -29,11 +28,7 @@ from anam_notebooks.reports.report import simulator_environment  # noqa: E402
 pytest_plugins = ["_jupyterlab"]
 pytestmark = pytest.mark.browser
 
-if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    from playwright import sync_api
-else:
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed: pip install -e '.[test]'")
+sync_api = playwright_sync_api()
 expect = sync_api.expect
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "01_session_lookup.ipynb"
 
