@@ -26,6 +26,7 @@ from .api.errors import (
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and the API reference
     from . import analysis, plots, simulator, widgets
     from .api.client import AnamClient, AsyncAnamClient
+    from .api.source import SessionSource
     from .data.sessions import sessions_frame
     from .data.store import SessionStore
     from .data.transcripts import transcript_frame
@@ -33,11 +34,13 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from .notebook import publish_findings, read_findings, setup_notebook
     from .views.explorer import SessionExplorer
     from .views.lookup import SessionLookup
+    from .views.masking import RedactedClient
     from .views.tables import show_table
 
 _LAZY = {
     "AnamClient": "api.client",
     "AsyncAnamClient": "api.client",
+    "SessionSource": "api.source",
     "connect": "fetch",
     "fetch_sessions": "fetch",
     "fetch_transcripts": "fetch",
@@ -45,6 +48,7 @@ _LAZY = {
     "transcript_frame": "data.transcripts",
     "SessionStore": "data.store",
     "SessionLookup": "views.lookup",
+    "RedactedClient": "views.masking",
     "SessionExplorer": "views.explorer",
     "setup_notebook": "notebook",
     "publish_findings": "notebook",

@@ -3,30 +3,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .api.client import AnamClient, AsyncAnamClient
+from .api.client import AnamClient
 from .api.config import API_KEY_ENV, api_key_from_env
 from .api.errors import (
     AnamAPIError,
     AnamConnectionError,
-    AnamError,
     AuthenticationError,
     ConfigurationError,
     InvalidSessionId,
     NotFoundError,
+    PaginationError,
 )
 from .api.ids import check_search, normalize_uuid_filter
 from .api.runner import RUNNER
+from .api.source import AsyncSessionSource, SessionSource, TranscriptResult, check_source
 from .data.checks import ended_mask
 from .data.fields import one_time
 from .data.progress import Progress, iterate_with_progress, show_progress
@@ -82,7 +81,7 @@ def connect(api_key: str | None = None, base_url: str | None = None, **kw: Any) 
 
 
 
-def fetch_sessions(client: Any = None, since: TimeBound = None, until: TimeBound = None,
+def fetch_sessions(client: SessionSource | None = None, since: TimeBound = None, until: TimeBound = None,
                    persona_id: str | None = None, api_key_id: str | None = None,
                    search: str | None = None, limit: int | None = None,
                    cache: bool | str | Path | None = None, progress: Progress = True) -> pd.DataFrame:
@@ -93,8 +92,10 @@ def fetch_sessions(client: Any = None, since: TimeBound = None, until: TimeBound
 
     Parameters
     ----------
-    client : AnamClient, optional
-        The client to read with; None means `connect()` (the simulator without a key).
+    client : SessionSource, optional
+        The client to read with (`AnamClient`, or `RedactedClient` for masked frames: the
+        cache then still holds raw sessions, masked on the way out); None means `connect()`
+        (the simulator without a key).
     since, until : datetime, str or None
         datetime (naive = UTC), ISO-8601 string, or a span before now ("90m", "24h", "7d",
         "2w"). Paging starts at the newest end and stops once past `since`.
@@ -121,6 +122,8 @@ def fetch_sessions(client: Any = None, since: TimeBound = None, until: TimeBound
     ------
     ValueError
         For a bad window, limit, filter or cache argument.
+    TypeError
+        When `client` is not a `SessionSource` (the message names what it lacks).
     PaginationError
         When pages still fail after retries; its `.frame` holds every session that was read
         (with a cache: the whole cache, the partial read already stored in it).
@@ -132,21 +135,35 @@ def fetch_sessions(client: Any = None, since: TimeBound = None, until: TimeBound
     persona_id = normalize_uuid_filter("persona_id", persona_id)
     api_key_id = normalize_uuid_filter("api_key_id", api_key_id)
     search = check_search(search)
-    if client is None:
-        client = connect()
-    if cache is not None and cache is not False:
-        store = open_store(cache, client)
-        frame = store.refresh(client, since=start, progress=show)
-        frame = _filter_locally(frame, persona_id=persona_id, api_key_id=api_key_id, search=search)
-    else:
-        records = client.iter_sessions(search=search, persona_id=persona_id, api_key_id=api_key_id,
-                                       per_page=100, since=start.to_pydatetime() if start is not None else None,
-                                       stop=_limit_stop(limit, start, end))
-        frame = sessions_frame(iterate_with_progress(records, show))
+    source = _sync_source(client)
+    gate = source.redaction
+    reader = gate.raw if gate is not None else source   # the cache only ever holds raw sessions
+    try:
+        if cache is not None and cache is not False:
+            store = open_store(cache, reader)
+            frame = store.refresh(reader, since=start, progress=show)
+            frame = _filter_locally(frame, persona_id=persona_id, api_key_id=api_key_id, search=search)
+        else:
+            records = reader.iter_sessions(search=search, persona_id=persona_id, api_key_id=api_key_id,
+                                           per_page=100, since=start.to_pydatetime() if start is not None else None,
+                                           stop=_limit_stop(limit, start, end))
+            frame = sessions_frame(iterate_with_progress(records, show))
+    except PaginationError as exc:
+        if gate is not None and exc.frame is not None:
+            exc.frame = gate.sessions_frame(exc.frame)
+        raise
     frame = newest_first(_within(frame, start, end))
     # Only the categories of the rows returned: the same sessions give the same frame,
     # whether they were filtered by the server or from the cache.
-    return normalize_sessions_frame(frame if limit is None else frame.head(limit))
+    frame = normalize_sessions_frame(frame if limit is None else frame.head(limit))
+    return frame if gate is None else gate.sessions_frame(frame)
+
+
+def _sync_source(client: SessionSource | None) -> SessionSource:
+    """The client to read with: `connect()` for None, else checked against the contract."""
+    source = check_source(connect() if client is None else client)
+    assert isinstance(source, SessionSource)
+    return source
 
 
 def _limit_stop(limit: int | None, start: pd.Timestamp | None, end: pd.Timestamp | None
@@ -200,13 +217,14 @@ def _filter_locally(frame: pd.DataFrame, *, persona_id: str | None, api_key_id: 
 TRANSCRIPT_STRATA = ("engine_version", "llm_model")
 
 
-def fetch_transcripts(client: Any, sessions_df: pd.DataFrame, sample: int | None = None,
-                      cache: bool | str | Path | None = None, progress: Progress = True, *,
+def fetch_transcripts(client: SessionSource | AsyncSessionSource | None, sessions_df: pd.DataFrame,
+                      sample: int | None = None, cache: bool | str | Path | None = None, progress: Progress = True, *,
                       strata: Sequence[str] = TRANSCRIPT_STRATA, seed: int = 0) -> pd.DataFrame:
     """Transcripts of the sessions in `sessions_df` as a turns frame: one row per message.
 
     Requests go through the client's one request path (its concurrency limit, retries and
-    backoff), many at a time. A session without a transcript is counted, never raised: 404
+    backoff), many at a time (`iter_transcripts`). With a redacting client the cache is read
+    and written raw, and the turns returned are masked. A session without a transcript is counted, never raised: 404
     (unknown, or none kept), `transcriptsEnabled: false`, and zero data retention (sessions the
     frame marks `zero_data_retention` are not even asked for). A request that still fails after
     the client's retries is counted as failed, with a warning; everything else is kept.
@@ -214,7 +232,8 @@ def fetch_transcripts(client: Any, sessions_df: pd.DataFrame, sample: int | None
     Parameters
     ----------
     client
-        An `AnamClient` or `AsyncAnamClient` (from `connect()`); None connects.
+        A `SessionSource` (`AnamClient`, `RedactedClient`) or an `AsyncSessionSource`
+        (`AsyncAnamClient`); None connects.
     sessions_df
         A sessions frame (from `fetch_sessions`), indexed by session id.
     sample
@@ -248,7 +267,7 @@ def fetch_transcripts(client: Any, sessions_df: pd.DataFrame, sample: int | None
     ValueError
         For a bad `sample`, `cache`, `progress`, `strata` or `seed`, before any request.
     TypeError
-        When `sessions_df` is not a DataFrame.
+        When `sessions_df` is not a DataFrame, or `client` not a session source.
     AuthenticationError
         When the API refuses the key (nothing else would succeed either); transcripts read
         before it are still cached.
@@ -270,8 +289,9 @@ def fetch_transcripts(client: Any, sessions_df: pd.DataFrame, sample: int | None
         raise ValueError(f"cache={cache!r} is not valid: expected None/False (no cache), "
                          "True (the per-user cache directory) or a directory path")
     show = show_progress(progress)
-    if client is None:
-        client = connect()
+    source = check_source(connect() if client is None else client, allow_async=True)
+    gate = source.redaction
+    reader = gate.raw if gate is not None else source   # the cache only ever holds raw transcripts
 
     frame = sessions_df[~sessions_df.index.duplicated()]
     zdr = (frame["zero_data_retention"].fillna(False).to_numpy(dtype=bool)
@@ -287,14 +307,14 @@ def fetch_transcripts(client: Any, sessions_df: pd.DataFrame, sample: int | None
     cached_turns, outcomes = empty_turns(), dict[str, str]()
     if cache is not None and cache is not False:
         orgs = frame["organization_id"].dropna() if "organization_id" in frame.columns else pd.Series([])
-        store = open_transcript_store(cache, client.base_url, str(orgs.iloc[0]) if len(orgs) else None)
+        store = open_transcript_store(cache, reader.base_url, str(orgs.iloc[0]) if len(orgs) else None)
         cached_turns, outcomes = store.load([sid for sid in ids if sid in ended])
     todo = [sid for sid in ids if sid not in outcomes]
     from_cache = len(ids) - len(todo)
 
     fresh: dict[str, tuple[str, Any]] = {}
     try:
-        _fetch_each(client, todo, fresh, show)
+        _fetch_each(reader, todo, fresh, show)
     finally:
         got = [(sid, body) for sid, (outcome, body) in fresh.items() if outcome == "transcript"]
         fresh_turns = turns_frame([body for _, body in got], session_ids=[sid for sid, _ in got])
@@ -309,6 +329,8 @@ def fetch_transcripts(client: Any, sessions_df: pd.DataFrame, sample: int | None
                       "they are left out (call again to retry them)", TranscriptFetchWarning, stacklevel=2)
 
     turns = _in_order(concat_turns([cached_turns, fresh_turns]), ids)
+    if gate is not None:
+        turns = gate.turns_frame(turns)
     counts["transcripts"] = counts.pop("transcript")
     turns.attrs.update(sessions=len(ids), **counts, requests=len(fresh), from_cache=from_cache,
                        sample=sample)
@@ -331,65 +353,40 @@ def _classify(exc: BaseException) -> tuple[str, Any]:
     raise exc
 
 
-def _answer(body: Any) -> tuple[str, Any]:
-    if not isinstance(body, Mapping):
+def _answer(result: TranscriptResult) -> tuple[str, Any]:
+    if isinstance(result, BaseException):
+        return _classify(result)
+    if not isinstance(result, Mapping):
         return "failed", "not a JSON object"
-    if body.get("transcriptsEnabled") is False:
+    if result.get("transcriptsEnabled") is False:
         return "transcripts_disabled", None
-    return "transcript", body
+    return "transcript", result
 
 
-def _fetch_each(client: Any, ids: list[str], out: dict[str, tuple[str, Any]], show: bool) -> None:
-    """Ask for every transcript in `ids`, filling `out` as answers arrive (kept on interruption)."""
+def _fetch_each(reader: SessionSource | AsyncSessionSource, ids: list[str],
+                out: dict[str, tuple[str, Any]], show: bool) -> None:
+    """Ask for every transcript in `ids` through the client's `iter_transcripts`, filling
+    `out` as answers arrive (kept on interruption)."""
     if not ids:
         return
     bar = None
     if show:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(ids), desc="Fetching transcripts", unit=" transcripts")
-    aclient = client if isinstance(client, AsyncAnamClient) else getattr(client, "_async", None)
+    results: Iterator[tuple[str, TranscriptResult]] = (
+        reader.iter_transcripts(ids) if isinstance(reader, SessionSource)
+        else RUNNER.iterate(reader.iter_transcripts(ids)))
     try:
-        if isinstance(aclient, AsyncAnamClient):
-            # One run for all: the client's limiter keeps `concurrency` requests in flight the
-            # whole time; answers land in `out` as they come, so an interruption keeps them.
-            RUNNER.run(_gather(aclient, ids, out, bar))
-        else:  # any object with a blocking get_transcript(id)
-            workers = max(1, int(getattr(client, "concurrency", 8)))
-            with ThreadPoolExecutor(max_workers=workers) as threads:
-                for sid, result in zip(ids, threads.map(_blocking(client), ids)):
-                    out[sid] = result
-                    if bar is not None:
-                        bar.update()
+        for sid, result in results:
+            out[sid] = _answer(result)
+            if bar is not None:
+                bar.update()
     finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
         if bar is not None:
             bar.close()
-
-
-def _blocking(client: Any) -> Callable[[str], tuple[str, Any]]:
-    def one(sid: str) -> tuple[str, Any]:
-        try:
-            return _answer(client.get_transcript(sid))
-        except (AnamError, ValueError) as exc:
-            return _classify(exc)
-    return one
-
-
-async def _gather(aclient: AsyncAnamClient, ids: list[str], out: dict[str, tuple[str, Any]],
-                  bar: Any) -> None:
-    async def one(sid: str) -> None:
-        try:
-            out[sid] = _answer(await aclient.get_transcript(sid))
-        except (AnamError, ValueError) as exc:
-            out[sid] = _classify(exc)
-        if bar is not None:
-            bar.update()
-
-    tasks = [asyncio.ensure_future(one(sid)) for sid in ids]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 def _in_order(turns: pd.DataFrame, ids: list[str]) -> pd.DataFrame:

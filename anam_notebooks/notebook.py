@@ -8,7 +8,7 @@
 mimetype and loads plotly.js once (so plain `jupyter nbconvert --to html`, JupyterLab's export
 and static viewers draw every figure without a network), turns data-quality warnings into "data
 notes" a report lists, connects (the API, or the simulator without a key) and, with `redact`,
-masks transcript text, client labels and system prompts in everything read.
+masks what customers and their users wrote (labels, prompts, transcripts...) in everything read.
 
 `publish_findings` displays findings as a value (`application/vnd.anam.findings+json`) with a
 callout for people; `read_findings` gets them back from an executed notebook.
@@ -26,6 +26,7 @@ import nbformat
 import pandas as pd
 
 from .analysis.findings import DEFAULT_Q, suspect_findings, suspect_headline
+from .api.source import Redaction, SessionSource
 from .data.fields import MalformedRecordWarning
 from .data.store import CacheFileWarning
 from .fetch import connect
@@ -53,12 +54,20 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+# The masking of a redacted run: data notes pass through it too (a note may quote a value).
+_note_gate: Redaction | None = None
+
+
+def _note(kind: str, text: str) -> None:
+    _display(note_bundle(kind, text if _note_gate is None else _note_gate.text(text)))
+
+
 class _NoteHandler(logging.Handler):
     """Warnings logged by the package (a list that kept changing, skipped items) as data notes."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            _display(note_bundle("log", record.getMessage()))
+            _note("log", record.getMessage())
         except Exception:  # noqa: BLE001 - a note must never break the notebook
             self.handleError(record)
 
@@ -69,7 +78,7 @@ _original_showwarning = warnings.showwarning
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: str | None = None) -> None:
     if issubclass(category, UserWarning) and not issubclass(category, DeprecationWarning):
-        _display(note_bundle(category.__name__, str(message)))
+        _note(category.__name__, str(message))
     else:
         _original_showwarning(message, category, filename, lineno, file, line)
 
@@ -86,15 +95,17 @@ def capture_data_notes() -> None:
         logger.addHandler(handler)
 
 
-def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_options: Any) -> Any:
+def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_options: Any) -> SessionSource:
     """Set a notebook up for figures everywhere, data notes and (optionally) redaction; connect.
 
     Parameters
     ----------
     redact : bool
-        Mask transcript text, client labels and system prompts in every record read through
-        the returned client (counts, statuses and figures stay), for a report with a wider
-        audience. Recordings are refused.
+        Mask what customers and their users wrote in everything read through the returned
+        client, for a report with a wider audience: records, frames from `fetch_sessions` and
+        `fetch_transcripts` (a cache still holds the raw data), the lookup and explorer
+        widgets, findings and data notes. Counts, statuses, times, engines and product names
+        stay, so every figure still works; the table under Notes lists each field.
     announce : bool
         Print one line naming the data source.
     **connect_options
@@ -102,24 +113,53 @@ def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_opt
 
     Returns
     -------
-    AnamClient or RedactedClient
-        The client to pass to `fetch_sessions`, `SessionLookup` and the rest.
+    SessionSource
+        The client to pass to `fetch_sessions`, `SessionLookup` and the rest (an `AnamClient`,
+        or a `RedactedClient` around one).
 
     Raises
     ------
     ConfigurationError
         As `connect` does, e.g. a base URL without an API key.
+
+    Notes
+    -----
+    What `redact=True` masks and keeps:
+
+    | field | masked or kept | why |
+    |---|---|---|
+    | `clientLabel` (`client_label`) | masked: `label-<8 hex>` | set by the customer's app; one stand-in per label |
+    | `personaConfig.name`, `personaName` (`persona_name`) | masked: `persona-<8 hex>` | named by the customer |
+    | `systemPrompt`, `personality`, `fillerPhrases` | masked | written by the customer |
+    | knowledge and tools (names, descriptions) in `personaConfig` | masked | written by the customer |
+    | other text in `personaConfig` (metadata, URLs, unknown keys) | masked | may hold the customer's words |
+    | `type`, `id`, `modelName`, `format`, `languageCode` | kept | product settings (`llm_model`...) |
+    | `ttsProvider`, `ttsProviderModelId`, `ttsProviderVoiceId` | kept | product names (`tts_provider`...) |
+    | `avatarEngineKey`, `avatarVersion` | kept | product names (`avatar_version`) |
+    | numbers and switches in `personaConfig` | kept | settings, no words |
+    | `clientMetadata.userAgent`, `.sdkVersion` | kept | from the browser and SDK; parsed into columns |
+    | other `clientMetadata` fields | masked | arbitrary metadata the customer's app sends |
+    | transcript `messages[].message` (`text`) | masked | what the end user and the persona said |
+    | transcript roles, timestamps, durations, interruptions | kept | timings (response latency) |
+    | ids, times, `sessionLengthMs`, `exitStatus` | kept | counts, statuses and times |
+    | `engineHost`, `engineProtocol`, `engineVersion` | kept | engines |
+    | `apiKeyId`, `organizationId` | kept | identifiers, no words |
+    | any other text field | masked | an unknown field may hold a person's words |
+    | recordings | refused | a recording is the conversation itself |
     """
     use_offline_renderer()
     if _in_kernel():
         data, metadata = plotlyjs_bundle()
         _display(data, metadata)
         capture_data_notes()
-    client: Any = connect(**connect_options)
+    global _note_gate
+    client: SessionSource = connect(**connect_options)
     if redact:
         client = RedactedClient(client)
+    _note_gate = client.redaction
     if announce:
-        masked = " (redacted: transcript text, client labels and system prompts masked)" if redact else ""
+        masked = (" (redacted: labels, persona names, prompts, transcripts and other text customers "
+                  "wrote are masked)") if redact else ""
         print(f"Data source: {client.source}{masked}")
     return client
 

@@ -16,8 +16,8 @@ import anam_notebooks as an
 
 # Public callables that raise nothing of their own: widget actions show every failure inline
 # (a notebook keeps running), closing and redacting cannot fail.
-RAISES_NOTHING = {"widgets.redact", "AnamClient.close", "AsyncAnamClient.aclose", "SessionLookup.lookup",
-                  "SessionLookup.open_session", "SessionLookup.fetch_recording", "SessionExplorer.filtered",
+RAISES_NOTHING = {"widgets.redact", "AnamClient.close", "AsyncAnamClient.aclose", "RedactedClient.close",
+                  "SessionSource.close", "SessionLookup.lookup", "SessionLookup.open_session", "SessionLookup.fetch_recording", "SessionExplorer.filtered",
                   "SessionExplorer.refresh", "SessionExplorer.open_session", "analysis.verdict_findings",
                   "analysis.session_summary"}
 SECTION = re.compile(r"^(Parameters|Attributes|Returns|Yields|Raises)\n-{3,}\n", re.MULTILINE)
@@ -60,6 +60,8 @@ def test_public_callable_has_numpy_sections(name):
     target = obj.__init__ if inspect.isclass(obj) else obj
     signature = inspect.signature(target)
     params = [p.name for p in signature.parameters.values() if p.name not in ("self", "cls")]
+    if getattr(obj, "_is_protocol", False):   # a contract (SessionSource) is never constructed
+        params = []
     # A result type (a dataclass) documents its fields as Attributes; anything else its Parameters.
     heading = "Attributes" if dataclasses.is_dataclass(obj) else "Parameters"
     if params:

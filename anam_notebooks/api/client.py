@@ -7,8 +7,9 @@ Resources are thin methods over one request path (`_http.HttpCore`); listing is 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ import httpx
 
 from . import paging as _paging
 from .config import API_KEY_ENV, api_key_from_env, base_url_from_env
-from .errors import AnamAPIError, ConfigurationError
+from .errors import AnamAPIError, AnamError, ConfigurationError
 from .http import HttpCore, check_base_url, make_timeout
 from .ids import (
     check_page,
@@ -28,6 +29,7 @@ from .ids import (
 )
 from .retry import Backoff
 from .runner import RUNNER
+from .source import Redaction, TranscriptResult
 
 __all__ = ["AnamClient", "AsyncAnamClient", "Backoff"]
 
@@ -71,6 +73,9 @@ class AsyncAnamClient:
     ConfigurationError
         When no API key is set, or an option is out of range (the message names it).
     """
+
+    #: Records come as the API sent them (see `SessionSource.redaction`).
+    redaction: Redaction | None = None
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
                  timeout: float | httpx.Timeout = 30.0, max_retries: int = 4,
@@ -312,6 +317,53 @@ class AsyncAnamClient:
         return self._session_batches(search=search, persona_id=persona_id, api_key_id=api_key_id,
                                      per_page=per_page, since=since, stop=stop, resume=resume)
 
+    def iter_transcripts(self, session_ids: Iterable[str]) -> AsyncIterator[tuple[str, TranscriptResult]]:
+        """Many transcripts at once, through the one request path (its concurrency limit,
+        retries and backoff): ``(session_id, transcript)`` as each answer arrives, in no
+        particular order.
+
+        A session whose transcript cannot be read yields the error instead of raising it, so
+        one bad session never loses the others: `NotFoundError` (unknown, or none kept),
+        `InvalidSessionId`, or the `AnamAPIError` / `AnamConnectionError` left after retries.
+        Closing the iterator early cancels the requests still in flight.
+
+        Parameters
+        ----------
+        session_ids : iterable of str
+            The sessions to read (every request is started at once; the client's limiter
+            keeps `concurrency` of them in flight).
+
+        Returns
+        -------
+        async iterator of (str, dict or Exception)
+            Each session id once, with its transcript or the error reading it raised.
+
+        Raises
+        ------
+        TypeError
+            When `session_ids` is not iterable.
+        """
+        return self._transcripts(list(session_ids))
+
+    async def _transcripts(self, ids: list[str]) -> AsyncIterator[tuple[str, TranscriptResult]]:
+        done: asyncio.Queue[tuple[str, TranscriptResult]] = asyncio.Queue()
+
+        async def one(sid: str) -> None:
+            result: TranscriptResult
+            try:
+                result = await self.get_transcript(sid)
+            except (AnamError, ValueError) as exc:
+                result = exc
+            done.put_nowait((sid, result))
+
+        tasks = [asyncio.ensure_future(one(sid)) for sid in ids]
+        try:
+            for _ in ids:
+                yield await done.get()
+        finally:
+            for task in tasks:
+                task.cancel()
+
     def _session_batches(self, *, search: str | None, persona_id: Any, api_key_id: Any,
                          per_page: int, since: datetime | None,
                          stop: StopWhen | None, resume: _paging.Coverage | None = None
@@ -382,6 +434,14 @@ class AnamClient:
         self.base_url: str = self._async.base_url
         self.source: str = self.base_url
 
+    #: Records come as the API sent them (see `SessionSource.redaction`).
+    redaction: Redaction | None = None
+
+    @property
+    def concurrency(self) -> int:
+        """Requests in flight at most."""
+        return self._async.concurrency
+
     def __repr__(self) -> str:
         return f"AnamClient(base_url={self.base_url!r}, source={self.source!r})"
 
@@ -424,7 +484,10 @@ class AnamClient:
         batches = self._async._session_batches(search=search, persona_id=persona_id,
                                                api_key_id=api_key_id, per_page=per_page,
                                                since=since, stop=stop, resume=resume)
-        return _drain_batches(batches)
+        return RUNNER.iterate(batches)
+
+    def iter_transcripts(self, session_ids: Iterable[str]) -> Iterator[tuple[str, TranscriptResult]]:
+        return RUNNER.iterate(self._async.iter_transcripts(session_ids))
 
     def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         return RUNNER.run(method(*args))
@@ -432,7 +495,7 @@ class AnamClient:
 
 # The blocking methods behave exactly like the coroutines they run: one text documents both.
 for _name in ("get_session", "get_transcript", "get_recording_url", "list_sessions", "iter_sessions",
-              "iter_session_pages"):
+              "iter_session_pages", "iter_transcripts"):
     getattr(AnamClient, _name).__doc__ = getattr(AsyncAnamClient, _name).__doc__
 
 
@@ -465,29 +528,10 @@ def _flatten(batches: AsyncIterator[_paging.Batch]) -> AsyncIterator[Record]:
 
 
 _MISSING = object()
-_DONE = _paging.Batch()
-
-
-async def _next_batch(batches: AsyncIterator[_paging.Batch]) -> _paging.Batch:
-    try:
-        return await anext(batches)
-    except StopAsyncIteration:
-        return _DONE
-
-
-def _drain_batches(batches: AsyncIterator[_paging.Batch]) -> Iterator[_paging.Batch]:
-    """Pull batches across to the caller's thread; closing early cancels the pending pages."""
-    try:
-        while (batch := RUNNER.run(_next_batch(batches))) is not _DONE:
-            yield batch
-    finally:
-        aclose = getattr(batches, "aclose", None)
-        if aclose is not None:
-            RUNNER.finish(aclose())
 
 
 def _drain(batches: AsyncIterator[_paging.Batch]) -> Iterator[Record]:
-    for batch in _drain_batches(batches):
+    for batch in RUNNER.iterate(batches):
         yield from batch
 
 

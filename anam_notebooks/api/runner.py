@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -59,6 +59,17 @@ class LoopThread:
             future.cancel()
             raise
 
+    def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+        """An async iterator drained from the caller's thread, item by item, on the background
+        loop; closing the iterator early closes `items` (cancelling what it had pending)."""
+        try:
+            while (item := self.run(_next_item(items))) is not _END:
+                yield item  # type: ignore[misc]
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                self.finish(aclose())
+
     def finish(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run clean-up `coro`: wait for it, or just schedule it when called from the loop."""
         if self.in_loop_thread():
@@ -67,6 +78,16 @@ class LoopThread:
             task.add_done_callback(_cleanups.discard)
         else:
             self.run(coro)
+
+
+_END = object()
+
+
+async def _next_item(items: AsyncIterator[T]) -> T | object:
+    try:
+        return await anext(items)
+    except StopAsyncIteration:
+        return _END
 
 
 def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

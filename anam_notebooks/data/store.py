@@ -46,6 +46,7 @@ from filelock import FileLock
 
 from ..api.errors import AnamAPIError, AnamConnectionError, PaginationError
 from ..api.paging import Coverage
+from ..api.source import SessionSource
 from .columns import CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME
 from .sessions import (
     concat_sessions,
@@ -463,14 +464,15 @@ class SessionStore:
         _atomic_write(self.path / _CHECKPOINT_FILE, lambda sink: sink.write(data))
 
     # -- refreshing -----------------------------------------------------------------------
-    def refresh(self, client: Any, *, since: datetime | pd.Timestamp | None = None,
+    def refresh(self, client: SessionSource, *, since: datetime | pd.Timestamp | None = None,
                 progress: bool = False) -> pd.DataFrame:
         """Bring the cache up to date and return it, newest first.
 
         Parameters
         ----------
-        client : AnamClient
-            The client to read with (its `iter_session_pages` and `get_session`).
+        client : SessionSource
+            The client to read with (its `iter_session_pages` and `get_session`); records are
+            stored as it returns them, so give it the raw client (`fetch_sessions` does).
         since : datetime or Timestamp, optional
             How far back the cache must reach; None means all history. When the cache does
             not reach that far yet, the list is read back that far (a full read checkpoints
@@ -500,7 +502,7 @@ class SessionStore:
             # Sessions stored by the interrupted run may have ended since: a cheap refresh.
         return self._refresh_head(client, progress)
 
-    def _backfill(self, client: Any, since: pd.Timestamp | None, resume: Coverage | None,
+    def _backfill(self, client: SessionSource, since: pd.Timestamp | None, resume: Coverage | None,
                   progress: bool) -> None:
         """Read the list back to `since` (None: all), storing a checkpoint every
         CHECKPOINT_ROWS sessions; `resume` skips the positions an earlier run stored."""
@@ -542,7 +544,7 @@ class SessionStore:
             self._write_meta(_wider(self._covered(), since))
             (self.path / _CHECKPOINT_FILE).unlink(missing_ok=True)
 
-    def _refresh_head(self, client: Any, progress: bool) -> pd.DataFrame:
+    def _refresh_head(self, client: SessionSource, progress: bool) -> pd.DataFrame:
         """Read the head of the list until it covers the sessions that were active (at most
         HEAD_PAGES pages), re-read at most STRAGGLERS others one by one, skip stale ones."""
         stored = self.load()  # newest first: a row's rank is about its place in the list
@@ -599,7 +601,7 @@ class SessionStore:
         return self.merge(concat_sessions([fresh, updated]))
 
     @staticmethod
-    def _reread(client: Any, session_ids: Iterable[str]) -> list[dict[str, Any]]:
+    def _reread(client: SessionSource, session_ids: Iterable[str]) -> list[dict[str, Any]]:
         records, failed = [], []
         for sid in session_ids:
             try:
@@ -692,7 +694,7 @@ def cache_directory(cache: bool | str | os.PathLike[str]) -> Path:
                      "True (the per-user cache directory) or a directory path")
 
 
-def open_store(cache: bool | str | os.PathLike[str], client: Any) -> SessionStore:
+def open_store(cache: bool | str | os.PathLike[str], client: SessionSource) -> SessionStore:
     """The store for `client`'s API and organisation: `cache` True means default_cache_dir(),
     otherwise it is the directory. The organisation is read from the newest session."""
     directory = cache_directory(cache)

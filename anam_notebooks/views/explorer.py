@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..api.source import SessionSource
 from ..data.checks import check_frame
 from . import html as _html
 from .base import StaticRendering, show_figure, style_widget
@@ -49,8 +50,9 @@ class SessionExplorer(StaticRendering, W.VBox):
     ----------
     df : pandas.DataFrame
         A sessions frame (from `fetch_sessions` or `sessions_frame`).
-    client : AnamClient, optional
-        The client the embedded lookup reads sessions with (see `SessionLookup`).
+    client : SessionSource, optional
+        The client the embedded lookup reads sessions with (see `SessionLookup`); with a
+        `RedactedClient` the frame is masked too, whatever it was built from.
     tz : str, optional
         IANA time zone for the times shown; UTC when None.
     by : str
@@ -64,13 +66,18 @@ class SessionExplorer(StaticRendering, W.VBox):
         `df` is not a DataFrame.
     ValueError
         A needed column is missing (the message lists the frame's columns), or `max_rows` < 1.
+    TypeError
+        When `client` is not a `SessionSource` (the message names what it lacks).
     """
 
-    def __init__(self, df: pd.DataFrame, client: Any = None, *, tz: str | None = None,
+    def __init__(self, df: pd.DataFrame, client: SessionSource | None = None, *, tz: str | None = None,
                  by: str = "engine_pod", max_rows: int = 200) -> None:
         check_frame(df, ["start_time", "exit_status", by])
         if max_rows < 1:
             raise ValueError(f"max_rows must be a positive integer, got {max_rows!r}")
+        self.session_lookup = SessionLookup(client, tz=tz)
+        gate = client.redaction if client is not None else None
+        df = df if gate is None else gate.sessions_frame(df)
         self.df = df
         self.tz = tz
         self.by = by
@@ -103,7 +110,6 @@ class SessionExplorer(StaticRendering, W.VBox):
         self.timeline_output = W.Output()
         self.select = W.Dropdown(options=[("choose a session to open…", None)],
                                  description="Open", layout=W.Layout(width="48em"))
-        self.session_lookup = SessionLookup(client, tz=tz)
         self.figure: go.Figure | None = None
         self.matching: pd.DataFrame = df.iloc[:0]
         for control in (self.time_range, self.statuses, *self.dropdowns.values()):

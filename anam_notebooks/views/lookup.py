@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 
 from ..api.errors import NotFoundError
 from ..api.ids import UUID_PATTERN
+from ..api.source import SessionSource, check_source
 from ..data.sessions import sessions_frame
 from ..data.transcripts import transcript_frame
 from . import html as _html
@@ -45,6 +46,12 @@ def _frame_row(record: Mapping[str, Any]) -> pd.Series | None:
     return frame.iloc[0] if len(frame) else None
 
 
+def _sync_source(client: object) -> SessionSource:
+    source = check_source(client)
+    assert isinstance(source, SessionSource)
+    return source
+
+
 class SessionLookup(StaticRendering, W.VBox):
     """Paste a session id, a URL containing one, or a client-label search; see the session.
 
@@ -53,15 +60,21 @@ class SessionLookup(StaticRendering, W.VBox):
 
     Parameters
     ----------
-    client : AnamClient, optional
+    client : SessionSource, optional
         The client to read sessions with; `connect()` (the API with a key, else the simulator)
-        on first use when None.
+        on first use when None. With a `RedactedClient` every record, search echo and error
+        message shown is masked.
     tz : str, optional
         IANA time zone for the times shown; UTC when None.
+
+    Raises
+    ------
+    TypeError
+        When `client` is not a `SessionSource` (the message names what it lacks).
     """
 
-    def __init__(self, client: Any = None, *, tz: str | None = None) -> None:
-        self._client = client
+    def __init__(self, client: SessionSource | None = None, *, tz: str | None = None) -> None:
+        self._client = _sync_source(client) if client is not None else None
         self.tz = tz
         self.text = W.Text(placeholder="session id, URL containing one, or client label",
                            continuous_update=False, layout=W.Layout(width="32em"))
@@ -148,19 +161,24 @@ class SessionLookup(StaticRendering, W.VBox):
                                                  kind="info")
             return None
         except Exception as exc:  # noqa: BLE001 - every failure becomes an inline message
-            self.recording.value = _html.message(error_text(exc))
+            self.recording.value = _html.message(self._shown(error_text(exc)))
             return None
         self.recording.value = _html.link(url, "Download recording (link valid about an hour)")
         return str(url)
 
     # -- internals
 
-    def _get_client(self) -> Any:
+    def _get_client(self) -> SessionSource:
         if self._client is None:
             from ..fetch import connect  # the default client is decided on top (API or simulator)
 
             self._client = connect()
         return self._client
+
+    def _shown(self, text: str) -> str:
+        """Text about to be shown (a search echoed, an error), masked in a redacted view."""
+        gate = self._client.redaction if self._client is not None else None
+        return text if gate is None else gate.text(text)
 
     def _on_text(self, change: dict[str, Any]) -> None:
         if not self._quiet:
@@ -174,7 +192,7 @@ class SessionLookup(StaticRendering, W.VBox):
         try:
             action()
         except Exception as exc:  # noqa: BLE001 - no traceback reaches the notebook reader
-            self.message.value = _html.message(error_text(exc))
+            self.message.value = _html.message(self._shown(error_text(exc)))
 
     def _clear_session(self) -> None:
         self.session = self.transcript_df = self.figure = None
@@ -206,12 +224,12 @@ class SessionLookup(StaticRendering, W.VBox):
         else:
             self._search(client, text)
 
-    def _search(self, client: Any, text: str) -> None:
+    def _search(self, client: SessionSource, text: str) -> None:
         page = client.list_sessions(page=1, per_page=100, search=text)
         records = [r for r in (page.get("data") or []) if isinstance(r, Mapping)]
         total = (page.get("meta") or {}).get("total") or len(records)
         if not records:
-            self.message.value = _html.message(f"No session matches {text!r}.", kind="info")
+            self.message.value = _html.message(f"No session matches {self._shown(text)!r}.", kind="info")
         elif len(records) == 1:
             self._show_session(dict(records[0]))
         else:
@@ -220,7 +238,7 @@ class SessionLookup(StaticRendering, W.VBox):
     def _show_matches(self, records: list[Mapping[str, Any]], total: int, text: str) -> None:
         self.match_records = [dict(r) for r in records]
         frame = sessions_frame(self.match_records)
-        note = f"{total} sessions match {text!r}"
+        note = f"{total} sessions match {self._shown(text)!r}"
         if total > len(records):
             note += f"; showing the newest {len(records)}, refine the search to see others"
         self.message.value = _html.message(note + ". Choose one below.", kind="info")
@@ -275,7 +293,7 @@ class SessionLookup(StaticRendering, W.VBox):
                 "No transcript kept for this session (zero data retention, or none recorded).",
                 kind="info")
         except Exception as exc:  # noqa: BLE001 - the card stays; the failure is shown inline
-            self.transcript.value = _html.message("Transcript unavailable: " + error_text(exc),
+            self.transcript.value = _html.message("Transcript unavailable: " + self._shown(error_text(exc)),
                                                   kind="warning")
         else:
             self.transcript.value = _html.table(self.transcript_df, index=False, columns=[

@@ -1,0 +1,382 @@
+"""What a client is: the contract every session source fulfils, written down as types.
+
+`SessionSource` lists every method and attribute the rest of the package uses from a client
+(`fetch_sessions`, `fetch_transcripts`, the store, `SessionLookup`, `SessionExplorer`, the
+notebooks). `AnamClient` and `RedactedClient` implement it explicitly; a wrapper that forgets a
+method is rejected by mypy at the call site, and at run time by `check_source` with a message
+naming what is missing, instead of silently forwarding to whatever it wraps.
+`AsyncSessionSource` is the same contract with coroutines and async iterators
+(`AsyncAnamClient`).
+
+A source that masks what it returns says so through `redaction` (a `Redaction`): readers that
+keep a cache read raw records through `redaction.raw`, store them raw, and pass what they return
+through the redaction's masking, so a cache never holds masked data and a masked reader is
+never served raw data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .paging import Batch, Coverage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["AsyncSessionSource", "Redaction", "SessionSource", "TranscriptResult", "check_source"]
+
+Record = dict[str, Any]
+StopWhen = Callable[[Record], bool]
+#: What `iter_transcripts` yields for one session: its transcript, or the error that reading it
+#: raised (`NotFoundError` for none kept, `InvalidSessionId`, `AnamAPIError`, `AnamConnectionError`).
+TranscriptResult = Record | Exception
+
+
+@runtime_checkable
+class Redaction(Protocol):
+    """How a redacting source masks what it reads: one gate for records, frames and text.
+
+    Attributes
+    ----------
+    raw : SessionSource
+        The unmasked source underneath; caches read and store through it, never through the
+        masking source.
+    """
+
+    @property
+    def raw(self) -> SessionSource: ...
+
+    def session(self, record: Mapping[str, Any]) -> Record:
+        """A masked copy of one session record."""
+        ...
+
+    def transcript(self, transcript: Mapping[str, Any]) -> Record:
+        """A masked copy of one transcript."""
+        ...
+
+    def sessions_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A masked copy of a sessions frame (the column contract)."""
+        ...
+
+    def turns_frame(self, turns: pd.DataFrame) -> pd.DataFrame:
+        """A masked copy of a turns frame (`fetch_transcripts`)."""
+        ...
+
+    def text(self, value: str) -> str:
+        """What to show instead of text a reader typed or a record held (e.g. a label searched for)."""
+        ...
+
+
+@runtime_checkable
+class SessionSource(Protocol):
+    """Every method and attribute the package uses from a blocking client.
+
+    Attributes
+    ----------
+    base_url : str
+        The API's base URL (part of a cache's key).
+    source : str
+        Where the data comes from, as a report states it (the base URL, or "simulator").
+    concurrency : int
+        Requests in flight at most.
+    redaction : Redaction or None
+        None when records come as the API sent them; otherwise the masking every reader applies.
+    """
+
+    base_url: str
+    source: str
+
+    @property
+    def concurrency(self) -> int: ...
+
+    @property
+    def redaction(self) -> Redaction | None: ...
+
+    def get_session(self, session_id: Any) -> Record:
+        """One session record.
+
+        Parameters
+        ----------
+        session_id : str or uuid.UUID
+            The session's UUID, in any common form, or a URL that holds exactly one.
+
+        Returns
+        -------
+        dict
+            The ``Session`` record.
+
+        Raises
+        ------
+        InvalidSessionId
+            Before any request, when `session_id` holds no UUID.
+        NotFoundError
+            The API knows no such session, or kept none of it.
+        AnamAPIError, AnamConnectionError
+            Any other error answer after retries, or the API could not be reached.
+        """
+        ...
+
+    def get_transcript(self, session_id: Any) -> Record:
+        """One session's transcript.
+
+        Parameters
+        ----------
+        session_id : str or uuid.UUID
+            The session's UUID, in any common form, or a URL that holds exactly one.
+
+        Returns
+        -------
+        dict
+            ``sessionId``, ``personaName``, times and ``messages``.
+
+        Raises
+        ------
+        InvalidSessionId
+            Before any request, when `session_id` holds no UUID.
+        NotFoundError
+            The API knows no such session, or kept none of it.
+        AnamAPIError, AnamConnectionError
+            Any other error answer after retries, or the API could not be reached.
+        """
+        ...
+
+    def get_recording_url(self, session_id: Any) -> str:
+        """A presigned download URL of the session's recording.
+
+        Parameters
+        ----------
+        session_id : str or uuid.UUID
+            The session's UUID, in any common form, or a URL that holds exactly one.
+
+        Returns
+        -------
+        str
+            The URL, valid about an hour.
+
+        Raises
+        ------
+        InvalidSessionId
+            Before any request, when `session_id` holds no UUID.
+        NotFoundError
+            The API knows no such session, or kept no recording.
+        AnamAPIError, AnamConnectionError
+            Any other error answer after retries, or the API could not be reached.
+        """
+        ...
+
+    def list_sessions(self, page: int = 1, per_page: int = 100, search: str | None = None,
+                      persona_id: Any = None, api_key_id: Any = None) -> Record:
+        """One page of sessions.
+
+        Parameters
+        ----------
+        page : int
+            The page number, from 1.
+        per_page : int
+            Sessions per page, 1 to 100.
+        search : str, optional
+            Matches session ids and client labels.
+        persona_id, api_key_id : str or uuid.UUID, optional
+            Exact filters.
+
+        Returns
+        -------
+        dict
+            ``{"data": [Session, ...], "meta": {...}}``.
+
+        Raises
+        ------
+        ValueError
+            Before any request, for a bad page, per_page or filter.
+        AnamAPIError, AnamConnectionError
+            An error answer after retries, or the API could not be reached.
+        """
+        ...
+
+    def iter_sessions(self, *, search: str | None = None, persona_id: Any = None,
+                      api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
+                      stop: StopWhen | None = None) -> Iterator[Record]:
+        """Every session of every page, each id once.
+
+        Parameters
+        ----------
+        search : str, optional
+            Matches session ids and client labels.
+        persona_id, api_key_id : str or uuid.UUID, optional
+            Exact filters.
+        per_page : int
+            Sessions per request, 1 to 100.
+        since : datetime, optional
+            Timezone-aware: stop after the first page whose sessions all started earlier.
+        stop : callable, optional
+            ``stop(record) -> bool``: stop after the page holding a record it accepts.
+
+        Yields
+        ------
+        dict
+            Each session record once, newest first page by page.
+
+        Raises
+        ------
+        ValueError
+            Before any request, for a bad filter, `per_page`, `since` or `stop`.
+        PaginationError
+            When pages still fail after retries, once every other record was yielded.
+        """
+        ...
+
+    def iter_session_pages(self, *, search: str | None = None, persona_id: Any = None,
+                           api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
+                           stop: StopWhen | None = None,
+                           resume: Coverage | None = None) -> Iterator[Batch]:
+        """Like `iter_sessions`, one `Batch` (the new records of a page) per page read.
+
+        Parameters
+        ----------
+        search : str, optional
+            Matches session ids and client labels.
+        persona_id, api_key_id : str or uuid.UUID, optional
+            Exact filters.
+        per_page : int
+            Sessions per request, 1 to 100.
+        since : datetime, optional
+            Timezone-aware: stop after the first page whose sessions all started earlier.
+        stop : callable, optional
+            ``stop(record) -> bool``: stop after the page holding a record it accepts.
+        resume : Coverage, optional
+            Tail positions stored earlier in a full read: not yielded or re-read again.
+
+        Yields
+        ------
+        Batch
+            A page's new records; ``.span`` gives the list positions it covered.
+
+        Raises
+        ------
+        ValueError
+            Before any request, for a bad filter, `per_page`, `since` or `stop`.
+        PaginationError
+            When pages still fail after retries, once every other record was yielded.
+        """
+        ...
+
+    def iter_transcripts(self, session_ids: Iterable[str]) -> Iterator[tuple[str, TranscriptResult]]:
+        """Many transcripts read concurrently, as each answer arrives (in no particular order).
+
+        A transcript that cannot be read is yielded as the error reading it raised
+        (`NotFoundError`, `InvalidSessionId`, `AnamAPIError`, `AnamConnectionError`), never
+        raised, so one bad session loses nothing else. Closing early cancels the rest.
+
+        Parameters
+        ----------
+        session_ids : iterable of str
+            The sessions to read.
+
+        Yields
+        ------
+        tuple of (str, dict or Exception)
+            Each session id once, with its transcript or the error.
+
+        Raises
+        ------
+        TypeError
+            When `session_ids` is not iterable.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the connections; the client cannot be used afterwards."""
+        ...
+
+
+@runtime_checkable
+class AsyncSessionSource(Protocol):
+    """`SessionSource` for async code: the same methods as coroutines / async iterators."""
+
+    base_url: str
+    source: str
+
+    @property
+    def concurrency(self) -> int: ...
+
+    @property
+    def redaction(self) -> Redaction | None: ...
+
+    async def get_session(self, session_id: Any) -> Record:
+        """As in `SessionSource` (awaited, or iterated with ``async for``)."""
+        ...
+
+    async def get_transcript(self, session_id: Any) -> Record:
+        """As in `SessionSource` (awaited, or iterated with ``async for``)."""
+        ...
+
+    async def get_recording_url(self, session_id: Any) -> str:
+        """As in `SessionSource` (awaited, or iterated with ``async for``)."""
+        ...
+
+    async def list_sessions(self, page: int = 1, per_page: int = 100, search: str | None = None,
+                            persona_id: Any = None, api_key_id: Any = None) -> Record:
+        """As in `SessionSource` (awaited, or iterated with ``async for``)."""
+        ...
+
+    def iter_sessions(self, *, search: str | None = None, persona_id: Any = None,
+                      api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
+                      stop: StopWhen | None = None) -> AsyncIterator[Record]:
+        """As in `SessionSource` (awaited, or iterated with ``async for``)."""
+        ...
+
+    def iter_session_pages(self, *, search: str | None = None, persona_id: Any = None,
+                           api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
+                           stop: StopWhen | None = None,
+                           resume: Coverage | None = None) -> AsyncIterator[Batch]:
+        """As in `SessionSource` (awaited, or iterated with ``async for``)."""
+        ...
+
+    def iter_transcripts(self, session_ids: Iterable[str]) -> AsyncIterator[tuple[str, TranscriptResult]]:
+        """As in `SessionSource` (awaited, or iterated with ``async for``)."""
+        ...
+
+    async def aclose(self) -> None:
+        """As in `SessionSource` (awaited, or iterated with ``async for``)."""
+        ...
+
+
+_MEMBERS = ("base_url", "source", "concurrency", "redaction", "get_session", "get_transcript",
+            "get_recording_url", "list_sessions", "iter_sessions", "iter_session_pages",
+            "iter_transcripts")
+
+
+def check_source(client: object, name: str = "client", *, allow_async: bool = False
+                 ) -> SessionSource | AsyncSessionSource:
+    """`client` itself when it is a session source; else a TypeError naming what it lacks.
+
+    Parameters
+    ----------
+    client : object
+        What a caller passed as a client.
+    name : str
+        The argument's name, for the message.
+    allow_async : bool
+        Also accept an `AsyncSessionSource` (e.g. `AsyncAnamClient`).
+
+    Returns
+    -------
+    SessionSource or AsyncSessionSource
+        The same object.
+
+    Raises
+    ------
+    TypeError
+        When `client` lacks a member of the contract (each missing name is listed).
+    """
+    if isinstance(client, SessionSource) or (allow_async and isinstance(client, AsyncSessionSource)):
+        return client
+    closer = ("close", "aclose") if allow_async else ("close",)
+    missing = [m for m in _MEMBERS if not hasattr(client, m)]
+    if not any(hasattr(client, c) for c in closer):
+        missing.append(" or ".join(closer))
+    kinds = "a SessionSource or an AsyncSessionSource" if allow_async else "a SessionSource"
+    raise TypeError(f"{name}={type(client).__name__} object is not {kinds} (like AnamClient or "
+                    f"RedactedClient): it lacks {', '.join(missing) or 'nothing by name (check the types)'}")
