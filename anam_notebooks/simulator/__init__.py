@@ -35,8 +35,10 @@ from .fleet import Fleet, generate_fleet
 from .incidents import Incident
 from .latency import LatencyRegression
 from .latency_scenario import plant_latency_regression
+from .markers import MARKER_PREFIX, plant_marker_text
 from .server import demo_client, running_server
 from .settings import DEMO_API_KEY, DEMO_FLEET
 
-__all__ = ["DEMO_API_KEY", "DEMO_FLEET", "Fleet", "Incident", "LatencyRegression", "Simulator",
-           "create_app", "demo_client", "generate_fleet", "plant_latency_regression", "running_server"]
+__all__ = ["DEMO_API_KEY", "DEMO_FLEET", "MARKER_PREFIX", "Fleet", "Incident", "LatencyRegression", "Simulator",
+           "create_app", "demo_client", "generate_fleet", "plant_latency_regression", "plant_marker_text",
+           "running_server"]
