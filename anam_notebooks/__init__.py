@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from .data.sessions import sessions_frame
     from .data.store import SessionStore
     from .data.transcripts import transcript_frame
-    from .fetch import connect, fetch_sessions, fetch_transcripts
+    from .fetch import connect, fetch_sessions, fetch_transcripts, notebook_cache
     from .notebook import publish_findings, read_findings, setup_notebook
     from .views.explorer import SessionExplorer
     from .views.lookup import SessionLookup
@@ -44,6 +44,7 @@ _LAZY = {
     "connect": "fetch",
     "fetch_sessions": "fetch",
     "fetch_transcripts": "fetch",
+    "notebook_cache": "fetch",
     "sessions_frame": "data.sessions",
     "transcript_frame": "data.transcripts",
     "SessionStore": "data.store",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ from .data.fields import one_time
 from .data.progress import Progress, iterate_with_progress, show_progress
 from .data.sampling import sample_sessions
 from .data.sessions import newest_first, normalize_sessions_frame, sessions_frame
-from .data.store import open_store
+from .data.store import default_cache_dir, open_store
 from .data.timespan import TimeBound, parse_window
 from .data.transcript_store import OUTCOMES, concat_turns, empty_turns, open_transcript_store
 from .data.transcripts import turns_frame
@@ -79,6 +80,54 @@ def connect(api_key: str | None = None, base_url: str | None = None, **kw: Any) 
     print(message)
     return client
 
+
+
+#: Set by Jupyter Server for the kernel of every notebook opened in JupyterLab or Notebook.
+INTERACTIVE_ENV = "JPY_SESSION_NAME"
+
+
+def notebook_cache(cache: bool | str | Path | None = None, client: SessionSource | None = None) -> bool | Path:
+    """What a notebook's `cache` parameter means: the value to pass as ``cache=`` to
+    `fetch_sessions` and `fetch_transcripts`.
+
+    A scheduled (headless) run of a notebook reads through the per-user cache by default, so the
+    next run only refreshes it (a few dozen requests instead of every session of the window);
+    a notebook opened in JupyterLab reads the API directly unless given a directory.
+
+    Parameters
+    ----------
+    cache : None, bool, str or Path
+        None: the per-user cache (`default_cache_dir()`, which honours
+        ``ANAM_NOTEBOOKS_CACHE``) when run headless (papermill, a scheduler, a script), no
+        cache in an interactive Jupyter session (one whose kernel Jupyter Server started, marked
+        by ``JPY_SESSION_NAME``). True: the per-user cache. False: no cache. A path: that
+        directory.
+    client : SessionSource, optional
+        The notebook's client. A redacted one reads through the cache like any other: the
+        cache holds raw records and `fetch_sessions` / `fetch_transcripts` mask what they
+        return, so the next unredacted reader gets the real data and a redacted one never
+        sees it.
+
+    Returns
+    -------
+    Path or False
+        The cache directory, or False for none.
+
+    Raises
+    ------
+    ValueError
+        For any other value (an empty path, a number), naming the valid ones.
+    """
+    if (cache is not None and not isinstance(cache, (bool, str, os.PathLike))) or cache == "":
+        raise ValueError(f"cache={cache!r} is not valid: expected None (the per-user cache when "
+                         "headless), True (the per-user cache), False (no cache) or a directory path")
+    if cache is None:
+        return False if os.environ.get(INTERACTIVE_ENV) else default_cache_dir()
+    if cache is True:
+        return default_cache_dir()
+    if cache is False:
+        return False
+    return Path(cache).expanduser()
 
 
 def fetch_sessions(client: SessionSource | None = None, since: TimeBound = None, until: TimeBound = None,

@@ -1,4 +1,5 @@
-"""Shared fixtures: a fixed demo fleet, a simulator app over it, and ways to reach it."""
+"""Shared fixtures: a fixed demo fleet, a simulator app over it, and ways to reach it; every
+test reads and writes a session cache of its own, never the user's."""
 
 from __future__ import annotations
 
@@ -9,11 +10,28 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from anam_notebooks.data.store import CACHE_DIR_ENV
 from anam_notebooks.simulator import Fleet, create_app, generate_fleet, running_server
 
 FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 FLEET_SEED = 7
 FLEET_SIZE = 3000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory) -> Iterator[None]:
+    """The per-user cache of the whole run (module fixtures that execute notebooks see this one):
+    a temporary folder, inherited by papermill kernels through the environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_DIR_ENV, str(tmp_path_factory.mktemp("user-cache")))
+        patch.delenv("JPY_SESSION_NAME", raising=False)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _test_cache(tmp_path_factory, monkeypatch) -> None:
+    """Each test its own per-user cache, so no test sees another's sessions."""
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(scope="session")

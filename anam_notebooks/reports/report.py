@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import json
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from typing import Any
 import nbformat
 
 from ..api.config import API_KEY_ENV, API_URL_ENV, api_key_from_env, base_url_from_env
+from ..data.store import CACHE_DIR_ENV
 from ..data.timespan import parse_window
 from ..notebook import read_findings
 from .execute import notebook_parameters, run_notebook
@@ -236,6 +238,10 @@ def simulator_environment(fleet: Any = None, *, api_key: str | None = None,
                           **fleet_options: Any) -> Iterator[tuple[dict[str, str], str]]:
     """Serve the simulator on loopback for the length of the block (a fresh random key unless
     `api_key` is given); yields the kernel environment pointing at it and a source description.
+
+    The kernels get a session cache of their own (``ANAM_NOTEBOOKS_CACHE``, a temporary folder
+    removed afterwards): the notebooks of one run share it (the first reads the fleet, the rest
+    only refresh), and a generated fleet never lands in the user's cache.
     """
     from ..simulator import DEMO_FLEET, create_app, generate_fleet, running_server
 
@@ -243,8 +249,8 @@ def simulator_environment(fleet: Any = None, *, api_key: str | None = None,
         fleet = generate_fleet(**{**DEMO_FLEET, **fleet_options})
     key = api_key or "demo-" + secrets.token_urlsafe(16)
     app = create_app(fleet, api_key=key)
-    with running_server(app) as url:
-        yield ({API_URL_ENV: url, API_KEY_ENV: key},
+    with running_server(app) as url, tempfile.TemporaryDirectory(prefix="anam-demo-cache-") as cache:
+        yield ({API_URL_ENV: url, API_KEY_ENV: key, CACHE_DIR_ENV: cache},
                f"built-in simulator at {url}: {len(fleet.sessions):,} generated sessions")
 
 

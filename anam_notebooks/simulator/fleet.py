@@ -6,8 +6,10 @@ records in one pass, so 20,000 sessions take well under a second.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -34,7 +36,9 @@ from .personas import (
     Cast,
     build_cast,
     client_metadata,
+    nanoid,
     persona_config,
+    random_uuid,
 )
 from .timefmt import STYLE_WEIGHTS, format_many, parse_iso, parse_span, to_ms, utc_end
 from .topology import Topology, build_topology, engine_host
@@ -49,6 +53,7 @@ MEDIAN_SECONDS = {"NORMAL_EXIT": 180, "ERROR": 40, "CLIENT_DISCONNECTED": 120, "
                   "TIMEOUT": 330, "MAX_DURATION_REACHED": 1800, "ENGINE_OOM": 600}
 MAX_SECONDS = 1800
 MIN_ACTIVE = 3
+UUID_SHAPE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass
@@ -284,6 +289,20 @@ def _validate(seed: object, sessions: object, incidents: object) -> None:
                          "False, or a collection of those kinds")
 
 
+def fleet_organization(settings: tuple, drawn: str) -> str:
+    """The simulated organisation of one generated fleet: an id derived from every setting that
+    shapes the fleet (seed, size, span, end instant, incidents), in the style of `drawn`.
+
+    A session cache is keyed by API base URL and organisation, and a simulator's URL says nothing
+    about its fleet (one in-process URL; loopback ports are reused), so the organisation carries
+    the fleet's identity: two fleets that differ in any setting never share a cache entry. The
+    demo fleet ends "now", so each run of it is an organisation of its own.
+    """
+    digest = hashlib.sha256(repr(settings).encode("utf-8")).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
+    return random_uuid(rng) if UUID_SHAPE.match(drawn) else nanoid(rng, len(drawn))
+
+
 def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = "7d",
                    end: datetime | None = None, incidents: bool | Iterable[str] = True) -> Fleet:
     """Build `sessions` records over `span` ending at `end` (now when None), newest first.
@@ -317,9 +336,11 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
     start_ms = end_ms - span_ms
     rng = np.random.default_rng(seed)
     topo = build_topology(rng, start_ms, end_ms)
-    cast = build_cast(rng)
-    baseline = ERROR_BASELINE
     kinds = set(KINDS) if incidents is True else set(incidents or ())
+    cast = build_cast(rng)
+    cast = replace(cast, organization_id=fleet_organization(
+        (seed, sessions, span_ms, end_ms, sorted(kinds), incidents is True), cast.organization_id))
+    baseline = ERROR_BASELINE
     planted: list[Incident] = []
     n_surge = 0
     if kinds and sessions >= 20:
