@@ -146,7 +146,8 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-input", action="store_true",
                         help="show the code cells in the reports (hidden by default)")
     parser.add_argument("--redact", action="store_true",
-                        help="mask transcript text, client labels and system prompts (counts and "
+                        help="mask what customers and their users wrote: labels, persona names, prompts, "
+                             "transcripts... (counts, statuses, engines and "
                              "figures stay), for a report with a wider audience")
     parser.add_argument("--fail-on-findings", action="store_true",
                         help=f"exit {EXIT_FINDINGS} when any finding stands out (0 when none does), "

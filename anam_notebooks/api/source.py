@@ -16,6 +16,7 @@ never served raw data.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -346,11 +347,19 @@ class AsyncSessionSource(Protocol):
 _MEMBERS = ("base_url", "source", "concurrency", "redaction", "get_session", "get_transcript",
             "get_recording_url", "list_sessions", "iter_sessions", "iter_session_pages",
             "iter_transcripts")
+_MISSING = object()
+
+
+def _has(obj: object, name: str) -> bool:
+    """Defined by the object or its class, not conjured by a `__getattr__` that forwards."""
+    return inspect.getattr_static(obj, name, _MISSING) is not _MISSING
 
 
 def check_source(client: object, name: str = "client", *, allow_async: bool = False
                  ) -> SessionSource | AsyncSessionSource:
-    """`client` itself when it is a session source; else a TypeError naming what it lacks.
+    """`client` itself when it implements the session-source contract; else a TypeError naming
+    what it lacks. A member only reachable through `__getattr__` counts as missing: a wrapper
+    writes out every member, so nothing reaches the wrapped client unmasked by accident.
 
     Parameters
     ----------
@@ -371,12 +380,14 @@ def check_source(client: object, name: str = "client", *, allow_async: bool = Fa
     TypeError
         When `client` lacks a member of the contract (each missing name is listed).
     """
-    if isinstance(client, SessionSource) or (allow_async and isinstance(client, AsyncSessionSource)):
+    missing = [m for m in _MEMBERS if not _has(client, m)]
+    closers = ("close", "aclose") if allow_async else ("close",)
+    if not any(_has(client, c) for c in closers):
+        missing.append(" or ".join(closers))
+    if not missing and (isinstance(client, SessionSource) or
+                        (allow_async and isinstance(client, AsyncSessionSource))):
         return client
-    closer = ("close", "aclose") if allow_async else ("close",)
-    missing = [m for m in _MEMBERS if not hasattr(client, m)]
-    if not any(hasattr(client, c) for c in closer):
-        missing.append(" or ".join(closer))
     kinds = "a SessionSource or an AsyncSessionSource" if allow_async else "a SessionSource"
     raise TypeError(f"{name}={type(client).__name__} object is not {kinds} (like AnamClient or "
-                    f"RedactedClient): it lacks {', '.join(missing) or 'nothing by name (check the types)'}")
+                    f"RedactedClient): it does not define {', '.join(missing) or 'its members with the right kinds'}"
+                    " (every member must be written out; forwarding through __getattr__ does not count)")
