@@ -16,10 +16,10 @@ import anam_notebooks as an
 
 # Public callables that raise nothing of their own: widget actions show every failure inline
 # (a notebook keeps running), closing and redacting cannot fail.
-RAISES_NOTHING = {"widgets.redact", "AnamClient.close", "AsyncAnamClient.aclose", "RedactedClient.close",
-                  "SessionSource.close", "SessionLookup.lookup", "SessionLookup.open_session", "SessionLookup.fetch_recording", "SessionExplorer.filtered",
+RAISES_NOTHING = {"widgets.redact", "AnamClient.close", "AsyncAnamClient.aclose", "SessionLookup.lookup",
+                  "SessionLookup.open_session", "SessionLookup.fetch_recording", "SessionExplorer.filtered",
                   "SessionExplorer.refresh", "SessionExplorer.open_session", "analysis.verdict_findings",
-                  "analysis.session_summary"}
+                  "analysis.session_summary", "RedactedClient.close", "SessionSource.close"}
 SECTION = re.compile(r"^(Parameters|Attributes|Returns|Yields|Raises)\n-{3,}\n", re.MULTILINE)
 
 

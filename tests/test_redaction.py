@@ -271,3 +271,46 @@ def test_the_readme_and_the_redact_docstring_carry_the_masking_table():
     assert len(table.splitlines()) == len(MASKING) + 2
     assert table in (ROOT / "README.md").read_text(encoding="utf-8")
     assert table in inspect.cleandoc(an.setup_notebook.__doc__ or "")
+
+
+# ------------------------------------------------------------------------------ every curated notebook
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_redacted_reports_of_every_notebook_write_no_marker_cache_off_cold_and_warm(tmp_path):
+    """`anam-notebooks report NB --redact` for every curated notebook against a marker fleet on a
+    loopback server, with the cache off, cold and warm: no marker in any byte written (HTML,
+    findings JSON, executed notebook) or logged. A notebook run afterwards without redaction
+    through the same cache shows the raw labels and transcript lines (the check can fail)."""
+    import os
+    import subprocess
+    import sys
+
+    from anam_notebooks.reports.report import simulator_environment
+
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    fleet = plant_marker_text(generate_fleet(seed=9, sessions=3000, span="24h"))
+    cache = tmp_path / "cache"
+
+    def report(notebook: Path, out: Path, env: dict[str, str], *options: str) -> str:
+        run = subprocess.run([sys.executable, "-m", "anam_notebooks", "report", str(notebook), "-o", str(out),
+                              *options], env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+        assert run.returncode in (0, 3), run.stderr[-3000:]
+        return run.stdout + run.stderr
+
+    with simulator_environment(fleet) as (env, _):
+        for label, options in (("off", ("-p", "cache", "False")), ("cold", ("-p", "cache", str(cache))),
+                               ("warm", ("-p", "cache", str(cache)))):
+            out = tmp_path / f"redacted-{label}"
+            logged = [report(nb, out, env, "--redact", *options) for nb in notebooks]
+            written = {p.name: p.read_text(encoding="utf-8", errors="replace") for p in out.rglob("*") if p.is_file()}
+            expected = {f"{nb.stem}.{ext}" for nb in notebooks for ext in ("html", "findings.json", "ipynb")}
+            assert expected <= set(written), sorted(written)
+            found = {name: leaks(text) for name, text in written.items() if leaks(text)}
+            assert found == {} and leaks(*logged) == [], (label, found, leaks(*logged))
+        out = tmp_path / "plain"   # the lookup notebook shows a label and transcript lines
+        report(ROOT / "notebooks" / "01_session_lookup.ipynb", out, env, "-p", "cache", str(cache))
+    plain = {p.name: p.read_text(encoding="utf-8", errors="replace") for p in out.rglob("*") if p.is_file()}
+    shown = leaks(*plain.values())
+    assert any("LABEL" in m for m in shown) and any("LINE" in m for m in shown), shown[:20]
+    assert MARKER_PREFIX.encode() in b"".join(p.read_bytes() for p in cache.rglob("*.parquet"))
