@@ -19,7 +19,7 @@ import anam_notebooks as an
 RAISES_NOTHING = {"widgets.redact", "AnamClient.close", "AsyncAnamClient.aclose", "SessionLookup.lookup",
                   "SessionLookup.open_session", "SessionLookup.fetch_recording", "SessionExplorer.filtered",
                   "SessionExplorer.refresh", "SessionExplorer.open_session", "analysis.verdict_findings",
-                  "analysis.session_summary", "RedactedClient.close", "SessionSource.close"}
+                  "analysis.session_summary", "RedactedClient.close"}
 SECTION = re.compile(r"^(Parameters|Attributes|Returns|Yields|Raises)\n-{3,}\n", re.MULTILINE)
 
 
@@ -36,6 +36,8 @@ def _public() -> Iterator[tuple[str, Callable[..., Any]]]:
             seen.add(id(value))
             if inspect.isclass(value):
                 yield prefix + name, value
+                if getattr(value, "_is_protocol", False):   # a contract: its implementations document it
+                    continue
                 for attr, member in vars(value).items():
                     if not attr.startswith("_") and inspect.isfunction(member):
                         yield f"{prefix}{name}.{attr}", member

@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack, runtime_checkable
 
 from .paging import Batch, Coverage
 
@@ -33,6 +33,17 @@ StopWhen = Callable[[Record], bool]
 #: What `iter_transcripts` yields for one session: its transcript, or the error that reading it
 #: raised (`NotFoundError` for none kept, `InvalidSessionId`, `AnamAPIError`, `AnamConnectionError`).
 TranscriptResult = Record | Exception
+
+
+class SessionFilters(TypedDict, total=False):
+    """The keyword arguments every client's `iter_sessions` and `iter_session_pages` take."""
+
+    search: str | None
+    persona_id: Any
+    api_key_id: Any
+    per_page: int
+    since: datetime | None
+    stop: StopWhen | None
 
 
 @runtime_checkable
@@ -70,8 +81,21 @@ class Redaction(Protocol):
         ...
 
 
+class SourceFacts(Protocol):
+    """What every source says about itself (see `SessionSource`)."""
+
+    base_url: str
+    source: str
+
+    @property
+    def concurrency(self) -> int: ...
+
+    @property
+    def redaction(self) -> Redaction | None: ...
+
+
 @runtime_checkable
-class SessionSource(Protocol):
+class SessionSource(SourceFacts, Protocol):
     """Every method and attribute the package uses from a blocking client.
 
     Attributes
@@ -86,224 +110,45 @@ class SessionSource(Protocol):
         None when records come as the API sent them; otherwise the masking every reader applies.
     """
 
-    base_url: str
-    source: str
-
-    @property
-    def concurrency(self) -> int: ...
-
-    @property
-    def redaction(self) -> Redaction | None: ...
-
     def get_session(self, session_id: Any) -> Record:
-        """One session record.
-
-        Parameters
-        ----------
-        session_id : str or uuid.UUID
-            The session's UUID, in any common form, or a URL that holds exactly one.
-
-        Returns
-        -------
-        dict
-            The ``Session`` record.
-
-        Raises
-        ------
-        InvalidSessionId
-            Before any request, when `session_id` holds no UUID.
-        NotFoundError
-            The API knows no such session, or kept none of it.
-        AnamAPIError, AnamConnectionError
-            Any other error answer after retries, or the API could not be reached.
-        """
+        """One session record, as the API sent it (see `AnamClient.get_session`)."""
         ...
 
     def get_transcript(self, session_id: Any) -> Record:
-        """One session's transcript.
-
-        Parameters
-        ----------
-        session_id : str or uuid.UUID
-            The session's UUID, in any common form, or a URL that holds exactly one.
-
-        Returns
-        -------
-        dict
-            ``sessionId``, ``personaName``, times and ``messages``.
-
-        Raises
-        ------
-        InvalidSessionId
-            Before any request, when `session_id` holds no UUID.
-        NotFoundError
-            The API knows no such session, or kept none of it.
-        AnamAPIError, AnamConnectionError
-            Any other error answer after retries, or the API could not be reached.
-        """
+        """One session's transcript (see `AnamClient.get_transcript`)."""
         ...
 
     def get_recording_url(self, session_id: Any) -> str:
-        """A presigned download URL of the session's recording.
-
-        Parameters
-        ----------
-        session_id : str or uuid.UUID
-            The session's UUID, in any common form, or a URL that holds exactly one.
-
-        Returns
-        -------
-        str
-            The URL, valid about an hour.
-
-        Raises
-        ------
-        InvalidSessionId
-            Before any request, when `session_id` holds no UUID.
-        NotFoundError
-            The API knows no such session, or kept no recording.
-        AnamAPIError, AnamConnectionError
-            Any other error answer after retries, or the API could not be reached.
-        """
+        """A presigned download URL of the recording (see `AnamClient.get_recording_url`)."""
         ...
 
     def list_sessions(self, page: int = 1, per_page: int = 100, search: str | None = None,
                       persona_id: Any = None, api_key_id: Any = None) -> Record:
-        """One page of sessions.
-
-        Parameters
-        ----------
-        page : int
-            The page number, from 1.
-        per_page : int
-            Sessions per page, 1 to 100.
-        search : str, optional
-            Matches session ids and client labels.
-        persona_id, api_key_id : str or uuid.UUID, optional
-            Exact filters.
-
-        Returns
-        -------
-        dict
-            ``{"data": [Session, ...], "meta": {...}}``.
-
-        Raises
-        ------
-        ValueError
-            Before any request, for a bad page, per_page or filter.
-        AnamAPIError, AnamConnectionError
-            An error answer after retries, or the API could not be reached.
-        """
+        """One page of sessions (see `AnamClient.list_sessions`)."""
         ...
 
-    def iter_sessions(self, *, search: str | None = None, persona_id: Any = None,
-                      api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
-                      stop: StopWhen | None = None) -> Iterator[Record]:
-        """Every session of every page, each id once.
-
-        Parameters
-        ----------
-        search : str, optional
-            Matches session ids and client labels.
-        persona_id, api_key_id : str or uuid.UUID, optional
-            Exact filters.
-        per_page : int
-            Sessions per request, 1 to 100.
-        since : datetime, optional
-            Timezone-aware: stop after the first page whose sessions all started earlier.
-        stop : callable, optional
-            ``stop(record) -> bool``: stop after the page holding a record it accepts.
-
-        Yields
-        ------
-        dict
-            Each session record once, newest first page by page.
-
-        Raises
-        ------
-        ValueError
-            Before any request, for a bad filter, `per_page`, `since` or `stop`.
-        PaginationError
-            When pages still fail after retries, once every other record was yielded.
-        """
+    def iter_sessions(self, **filters: Unpack[SessionFilters]) -> Iterator[Record]:
+        """Every session of every page, each id once (see `AnamClient.iter_sessions`)."""
         ...
 
-    def iter_session_pages(self, *, search: str | None = None, persona_id: Any = None,
-                           api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
-                           stop: StopWhen | None = None,
-                           resume: Coverage | None = None) -> Iterator[Batch]:
-        """Like `iter_sessions`, one `Batch` (the new records of a page) per page read.
-
-        Parameters
-        ----------
-        search : str, optional
-            Matches session ids and client labels.
-        persona_id, api_key_id : str or uuid.UUID, optional
-            Exact filters.
-        per_page : int
-            Sessions per request, 1 to 100.
-        since : datetime, optional
-            Timezone-aware: stop after the first page whose sessions all started earlier.
-        stop : callable, optional
-            ``stop(record) -> bool``: stop after the page holding a record it accepts.
-        resume : Coverage, optional
-            Tail positions stored earlier in a full read: not yielded or re-read again.
-
-        Yields
-        ------
-        Batch
-            A page's new records; ``.span`` gives the list positions it covered.
-
-        Raises
-        ------
-        ValueError
-            Before any request, for a bad filter, `per_page`, `since` or `stop`.
-        PaginationError
-            When pages still fail after retries, once every other record was yielded.
-        """
+    def iter_session_pages(self, *, resume: Coverage | None = None,
+                           **filters: Unpack[SessionFilters]) -> Iterator[Batch]:
+        """One `Batch` of new records per page read (see `AnamClient.iter_session_pages`)."""
         ...
 
     def iter_transcripts(self, session_ids: Iterable[str]) -> Iterator[tuple[str, TranscriptResult]]:
-        """Many transcripts read concurrently, as each answer arrives (in no particular order).
-
-        A transcript that cannot be read is yielded as the error reading it raised
-        (`NotFoundError`, `InvalidSessionId`, `AnamAPIError`, `AnamConnectionError`), never
-        raised, so one bad session loses nothing else. Closing early cancels the rest.
-
-        Parameters
-        ----------
-        session_ids : iterable of str
-            The sessions to read.
-
-        Yields
-        ------
-        tuple of (str, dict or Exception)
-            Each session id once, with its transcript or the error.
-
-        Raises
-        ------
-        TypeError
-            When `session_ids` is not iterable.
-        """
+        """Many transcripts read concurrently, ``(session_id, transcript or error)`` as each
+        arrives, an error yielded rather than raised (see `AnamClient.iter_transcripts`)."""
         ...
 
     def close(self) -> None:
-        """Release the connections; the client cannot be used afterwards."""
+        """Release the connections (see `AnamClient.close`)."""
         ...
 
 
 @runtime_checkable
-class AsyncSessionSource(Protocol):
+class AsyncSessionSource(SourceFacts, Protocol):
     """`SessionSource` for async code: the same methods as coroutines / async iterators."""
-
-    base_url: str
-    source: str
-
-    @property
-    def concurrency(self) -> int: ...
-
-    @property
-    def redaction(self) -> Redaction | None: ...
 
     async def get_session(self, session_id: Any) -> Record:
         """As in `SessionSource` (awaited, or iterated with ``async for``)."""
@@ -322,16 +167,12 @@ class AsyncSessionSource(Protocol):
         """As in `SessionSource` (awaited, or iterated with ``async for``)."""
         ...
 
-    def iter_sessions(self, *, search: str | None = None, persona_id: Any = None,
-                      api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
-                      stop: StopWhen | None = None) -> AsyncIterator[Record]:
+    def iter_sessions(self, **filters: Unpack[SessionFilters]) -> AsyncIterator[Record]:
         """As in `SessionSource` (awaited, or iterated with ``async for``)."""
         ...
 
-    def iter_session_pages(self, *, search: str | None = None, persona_id: Any = None,
-                           api_key_id: Any = None, per_page: int = 100, since: datetime | None = None,
-                           stop: StopWhen | None = None,
-                           resume: Coverage | None = None) -> AsyncIterator[Batch]:
+    def iter_session_pages(self, *, resume: Coverage | None = None,
+                           **filters: Unpack[SessionFilters]) -> AsyncIterator[Batch]:
         """As in `SessionSource` (awaited, or iterated with ``async for``)."""
         ...
 

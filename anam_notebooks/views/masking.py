@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..api.client import AnamClient
 from ..api.paging import Batch, Coverage
 from ..api.source import Redaction, SessionSource, StopWhen, TranscriptResult, check_source
 from .redact import REDACTED
@@ -79,7 +80,9 @@ def masking_table() -> str:
 
 
 def _stand_in(kind: str, value: Any) -> Any:
-    if not isinstance(value, str) or value in _MADE:
+    if not isinstance(value, str):
+        return _text(value)
+    if value in _MADE:
         return value
     digest = hmac.new(_KEY, f"{kind}\0{value}".encode("utf-8", "surrogatepass"), hashlib.blake2s)
     masked = f"{kind}-{digest.hexdigest()[:8]}"
@@ -90,7 +93,8 @@ def _stand_in(kind: str, value: Any) -> Any:
 
 
 def mask_label(label: Any) -> Any:
-    """A client label's stable, irreversible stand-in (`label-1a2b3c4d`); None stays None."""
+    """A client label's stable, irreversible stand-in (`label-1a2b3c4d`); None stays None, any
+    other non-text value has its text masked."""
     return _stand_in("label", label)
 
 
@@ -126,44 +130,37 @@ def mask_config(config: Any) -> Any:
         return _text(config)
     out = _keeping({k: v for k, v in config.items() if k != "name"}, _CONFIG_KEPT)
     if "name" in config:
-        out["name"] = mask_persona(config["name"]) if isinstance(config["name"], str) else _text(config["name"])
+        out["name"] = mask_persona(config["name"])
     return {k: out[k] for k in config}
+
+
+def _masked(record: Any, kept: frozenset[str], special: Mapping[str, Callable[[Any], Any]]) -> Any:
+    """A copy of a record: kept fields as they are, `special` ones masked their own way, the
+    text of every other field masked."""
+    if not isinstance(record, Mapping):
+        return record
+    return {k: (v if k in kept else special[k](v) if k in special else _text(v)) for k, v in record.items()}
+
+
+_SESSION_SPECIAL: dict[str, Callable[[Any], Any]] = {
+    "clientLabel": lambda v: mask_label(v),
+    "personaConfig": lambda v: mask_config(v),
+    "clientMetadata": lambda v: _keeping(v, _METADATA_KEPT),
+}
+_TRANSCRIPT_SPECIAL: dict[str, Callable[[Any], Any]] = {
+    "personaName": lambda v: mask_persona(v),
+    "messages": lambda v: [_keeping(m, _MESSAGE_KEPT) for m in v] if isinstance(v, list) else _text(v),
+}
 
 
 def mask_session(record: Any) -> Any:
     """A masked copy of one session record (see `MASKING`)."""
-    if not isinstance(record, Mapping):
-        return record
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if key in _SESSION_KEPT:
-            out[key] = value
-        elif key == "clientLabel":
-            out[key] = mask_label(value) if isinstance(value, str) else _text(value)
-        elif key == "personaConfig":
-            out[key] = mask_config(value)
-        elif key == "clientMetadata":
-            out[key] = _keeping(value, _METADATA_KEPT)
-        else:
-            out[key] = _text(value)
-    return out
+    return _masked(record, _SESSION_KEPT, _SESSION_SPECIAL)
 
 
 def mask_transcript(transcript: Any) -> Any:
     """A masked copy of a transcript: every message's text replaced, roles and timings kept."""
-    if not isinstance(transcript, Mapping):
-        return transcript
-    out: dict[str, Any] = {}
-    for key, value in transcript.items():
-        if key in _TRANSCRIPT_KEPT:
-            out[key] = value
-        elif key == "personaName":
-            out[key] = mask_persona(value) if isinstance(value, str) else _text(value)
-        elif key == "messages" and isinstance(value, list):
-            out[key] = [_keeping(m, _MESSAGE_KEPT) for m in value]
-        else:
-            out[key] = _text(value)
-    return out
+    return _masked(transcript, _TRANSCRIPT_KEPT, _TRANSCRIPT_SPECIAL)
 
 
 # Frame columns holding what a person wrote, and how each is masked, and the columns kept (a test
@@ -366,8 +363,8 @@ class RedactedClient:
         self._masking.raw.close()
 
 
-# The contract's text documents the masked methods too (each returns what the wrapped client
+# The client's text documents the masked methods too (each returns what the wrapped client
 # returns, masked as `MASKING` says).
 for _name in ("get_session", "get_transcript", "list_sessions", "iter_sessions", "iter_session_pages",
               "iter_transcripts", "close"):
-    getattr(RedactedClient, _name).__doc__ = getattr(SessionSource, _name).__doc__
+    getattr(RedactedClient, _name).__doc__ = getattr(AnamClient, _name).__doc__
