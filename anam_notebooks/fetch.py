@@ -26,7 +26,7 @@ from .api.errors import (
 )
 from .api.ids import check_search, normalize_uuid_filter
 from .api.runner import RUNNER
-from .api.source import AsyncSessionSource, SessionSource, TranscriptResult, check_source
+from .api.source import AsyncSessionSource, SessionSource, TranscriptResult, blocking_source, check_source
 from .data.checks import ended_mask
 from .data.fields import one_time
 from .data.progress import Progress, iterate_with_progress, show_progress
@@ -184,7 +184,7 @@ def fetch_sessions(client: SessionSource | None = None, since: TimeBound = None,
     persona_id = normalize_uuid_filter("persona_id", persona_id)
     api_key_id = normalize_uuid_filter("api_key_id", api_key_id)
     search = check_search(search)
-    source = _sync_source(client)
+    source = blocking_source(connect() if client is None else client)
     gate = source.redaction
     reader = gate.raw if gate is not None else source   # the cache only ever holds raw sessions
     try:
@@ -206,13 +206,6 @@ def fetch_sessions(client: SessionSource | None = None, since: TimeBound = None,
     # whether they were filtered by the server or from the cache.
     frame = normalize_sessions_frame(frame if limit is None else frame.head(limit))
     return frame if gate is None else gate.sessions_frame(frame)
-
-
-def _sync_source(client: SessionSource | None) -> SessionSource:
-    """The client to read with: `connect()` for None, else checked against the contract."""
-    source = check_source(connect() if client is None else client)
-    assert isinstance(source, SessionSource)
-    return source
 
 
 def _limit_stop(limit: int | None, start: pd.Timestamp | None, end: pd.Timestamp | None

@@ -26,7 +26,8 @@ from .paging import Batch, Coverage
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["AsyncSessionSource", "Redaction", "SessionSource", "TranscriptResult", "check_source"]
+__all__ = ["AsyncSessionSource", "Redaction", "SessionSource", "TranscriptResult", "blocking_source",
+           "check_source"]
 
 Record = dict[str, Any]
 StopWhen = Callable[[Record], bool]
@@ -232,3 +233,28 @@ def check_source(client: object, name: str = "client", *, allow_async: bool = Fa
     raise TypeError(f"{name}={type(client).__name__} object is not {kinds} (like AnamClient or "
                     f"RedactedClient): it does not define {', '.join(missing) or 'its members with the right kinds'}"
                     " (every member must be written out; forwarding through __getattr__ does not count)")
+
+
+def blocking_source(client: object, name: str = "client") -> SessionSource:
+    """`check_source` for code that calls the client's methods directly (no async client).
+
+    Parameters
+    ----------
+    client : object
+        What a caller passed as a client.
+    name : str
+        The argument's name, for the message.
+
+    Returns
+    -------
+    SessionSource
+        The same object.
+
+    Raises
+    ------
+    TypeError
+        When `client` is not a blocking `SessionSource` (the message names what it lacks).
+    """
+    source = check_source(client, name)
+    assert isinstance(source, SessionSource)
+    return source

@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 
 from ..api.errors import NotFoundError
 from ..api.ids import UUID_PATTERN
-from ..api.source import SessionSource, check_source
+from ..api.source import SessionSource, blocking_source
 from ..data.sessions import sessions_frame
 from ..data.transcripts import transcript_frame
 from . import html as _html
@@ -46,12 +46,6 @@ def _frame_row(record: Mapping[str, Any]) -> pd.Series | None:
     return frame.iloc[0] if len(frame) else None
 
 
-def _sync_source(client: object) -> SessionSource:
-    source = check_source(client)
-    assert isinstance(source, SessionSource)
-    return source
-
-
 class SessionLookup(StaticRendering, W.VBox):
     """Paste a session id, a URL containing one, or a client-label search; see the session.
 
@@ -74,7 +68,7 @@ class SessionLookup(StaticRendering, W.VBox):
     """
 
     def __init__(self, client: SessionSource | None = None, *, tz: str | None = None) -> None:
-        self._client = _sync_source(client) if client is not None else None
+        self._client = blocking_source(client) if client is not None else None
         self.tz = tz
         self.text = W.Text(placeholder="session id, URL containing one, or client label",
                            continuous_update=False, layout=W.Layout(width="32em"))

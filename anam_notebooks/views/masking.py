@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..api.client import AnamClient
 from ..api.paging import Batch, Coverage
-from ..api.source import Redaction, SessionSource, StopWhen, TranscriptResult, check_source
+from ..api.source import Redaction, SessionSource, StopWhen, TranscriptResult, blocking_source
 from .redact import REDACTED
 
 __all__ = ["MASKING", "Masking", "RedactedClient", "masking_table"]
@@ -282,10 +282,7 @@ class RedactedClient:
     """
 
     def __init__(self, client: SessionSource) -> None:
-        source = check_source(client, "client")
-        if not isinstance(source, SessionSource):
-            raise TypeError(f"client={type(client).__name__} is an async client: RedactedClient "
-                            "wraps a blocking one (AnamClient)")
+        source = blocking_source(client)
         inner = source.redaction.raw if source.redaction is not None else source
         self._masking = Masking(inner)
         self.base_url: str = inner.base_url
