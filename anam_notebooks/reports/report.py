@@ -106,7 +106,8 @@ def header_facts(notebook: Path, parameters: Mapping[str, Any], source: str,
     facts.append(("Source", source))
     facts.append(("Generated", f"{generated:%Y-%m-%d %H:%M:%S} UTC"))
     if values.get("redact"):
-        facts.append(("Redacted", "transcript text, client labels and system prompts are masked"))
+        facts.append(("Redacted", "what customers and their users wrote is masked (labels, persona names, "
+                                  "prompts, transcripts...)"))
     given = {k: v for k, v in parameters.items() if k in declared}
     if values.get("redact") and given.get("search") is not None:
         given["search"] = "(masked)"   # a search is often a client label
