@@ -124,6 +124,7 @@ def test_one_cause_held_by_two_attributes_is_named_once():
     assert "client_label beta-app" in summary and "region sa" in summary
 
 
+@pytest.mark.slow
 def test_quiet_fleets_raise_no_suspect_in_at_least_95_percent_of_seeds():
     noisy = []
     for seed in range(40):

@@ -55,6 +55,7 @@ def test_the_demo_fleet_plants_its_regression_on_the_newest_version():
     assert not generate_fleet(seed=2, sessions=800, span="24h", end=END, incidents=False).latency_regressions
 
 
+@pytest.mark.slow
 def test_quiet_fleets_flag_no_group_in_at_least_95_percent_of_seeds():
     """Each (seed, attribute) is one analysis a user would run; at most 5 % may flag a group."""
     alarms = []
@@ -70,6 +71,7 @@ def test_quiet_fleets_flag_no_group_in_at_least_95_percent_of_seeds():
     assert len(alarms) <= 0.05 * 2 * QUIET_SEEDS, alarms
 
 
+@pytest.mark.slow
 def test_turn_level_testing_would_raise_false_alarms_the_session_test_avoids():
     """Why sessions are the unit: answers of one session share its pace, so treating answers as
     independent over-counts evidence. On quiet fleets a turn-level rank test fires far more often."""

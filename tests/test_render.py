@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from anam_notebooks.reports.render import prepare_notebook, render_html
@@ -80,6 +81,7 @@ def test_publish_findings_refuses_a_finding_without_the_schema_keys():
                            "sentence": "s"}])
 
 
+@pytest.mark.notebook
 def test_warnings_raised_in_a_kernel_become_notes_each_time_even_from_a_thread(tmp_path):
     """After `setup_notebook`, every data-quality warning and warning log line (the paging code
     logs from its background thread) is an output a report counts, not stderr printed once."""

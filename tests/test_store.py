@@ -267,6 +267,7 @@ for batch in range(12):
 """
 
 
+@pytest.mark.slow
 def test_two_processes_writing_through_the_lock_lose_nothing(store):
     writers = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, str(store.directory), BASE,
                                  ORG, prefix]) for prefix in ("left", "right")]
@@ -411,6 +412,7 @@ def checkpointed(directory: Path) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_a_first_read_killed_with_sigkill_resumes_where_it_stopped(tmp_path, fleet, loopback_server):
     """A real child process is SIGKILLed half way through a 3,000-session first read while new
     sessions keep arriving; the next run reads only the rest and ends with exactly the server's
@@ -490,6 +492,7 @@ def test_a_warm_refresh_rereads_active_sessions_through_the_head_pages(tmp_path)
     pd.testing.assert_frame_equal(refreshed, full_fetch(client))
 
 
+@pytest.mark.slow
 def test_a_refresh_spends_bounded_gets_on_stragglers_and_flags_stale_sessions(tmp_path, monkeypatch):
     import anam_notebooks.data.store as store_module
 
