@@ -314,3 +314,11 @@ def test_redacted_reports_of_every_notebook_write_no_marker_cache_off_cold_and_w
     shown = leaks(*plain.values())
     assert any("LABEL" in m for m in shown) and any("LINE" in m for m in shown), shown[:20]
     assert MARKER_PREFIX.encode() in b"".join(p.read_bytes() for p in cache.rglob("*.parquet"))
+
+
+def test_a_store_refreshed_through_a_redacting_client_still_holds_raw_records(client, marked, tmp_path):
+    org = marked.sessions[0]["organizationId"]
+    store = an.SessionStore(tmp_path, base_url=client.base_url, organization_id=org)
+    store.refresh(RedactedClient(client))
+    assert set(store.load()["client_label"].dropna()) == {r["clientLabel"] for r in marked.sessions
+                                                          if r.get("clientLabel")}

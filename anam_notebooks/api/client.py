@@ -335,8 +335,9 @@ class AsyncAnamClient:
 
         Returns
         -------
-        async iterator of (str, dict or Exception)
-            Each session id once, with its transcript or the error reading it raised.
+        iterator of (str, dict or Exception)
+            Each session id once, with its transcript or the error reading it raised (an async
+            iterator on `AsyncAnamClient`, a plain one on `AnamClient`).
 
         Raises
         ------

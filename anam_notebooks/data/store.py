@@ -471,8 +471,9 @@ class SessionStore:
         Parameters
         ----------
         client : SessionSource
-            The client to read with (its `iter_session_pages` and `get_session`); records are
-            stored as it returns them, so give it the raw client (`fetch_sessions` does).
+            The client to read with (its `iter_session_pages` and `get_session`); a redacting
+            client is read through its raw source, so the cache never holds masked records
+            (mask what this returns with ``client.redaction``, as `fetch_sessions` does).
         since : datetime or Timestamp, optional
             How far back the cache must reach; None means all history. When the cache does
             not reach that far yet, the list is read back that far (a full read checkpoints
@@ -491,6 +492,8 @@ class SessionStore:
             When list pages fail after retries; what was read is stored first, and
             `.frame` holds the whole cache including it.
         """
+        if client.redaction is not None:   # the cache holds raw records, whoever asks
+            client = client.redaction.raw
         since_ts = None if since is None else _utc(since)
         with self._locked():
             covered = self._covered()
