@@ -240,10 +240,8 @@ def blocking_source(client: object, name: str = "client") -> SessionSource:
 
     Parameters
     ----------
-    client : object
-        What a caller passed as a client.
-    name : str
-        The argument's name, for the message.
+    client, name
+        As for `check_source`.
 
     Returns
     -------
