@@ -275,3 +275,29 @@ def test_the_scrubber_blanks_long_fragments_in_any_case_and_leaves_other_text():
     assert secret.scrub(KEY[3:11].upper() + " and " + KEY[-9:]) == "[REDACTED] and [REDACTED]"
     assert secret.scrub(KEY[:7]) == KEY[:7]  # seven characters of a key are not the key
     assert secret.scrub("nothing to see") == "nothing to see"
+
+
+# -- terminal output ------------------------------------------------------------------------------
+
+HOSTILE_TEXT = "pod \x1b]0;owned\x07eu-7\x1b[2J \u202eKO\u202c\u200b\r ok\x9b31m"
+
+
+def test_the_cli_prints_no_control_or_bidi_characters_from_data(tmp_path, capsys):
+    from anam_notebooks import cli
+    from anam_notebooks.reports.report import Report
+
+    findings = tmp_path / "01.findings.json"
+    findings.write_text("{}")
+    standing = Report(notebook=tmp_path / "01.ipynb", executed=tmp_path / "01.out.ipynb",
+                      html=tmp_path / "01.html", findings_json=findings,
+                      findings=({"sentence": f"Failures concentrate on {HOSTILE_TEXT}"},))
+    assert cli._print_reports([standing], fail_on_findings=True) == cli.EXIT_FINDINGS
+    failed = Report(notebook=tmp_path / "02.ipynb", executed=tmp_path / "02.out.ipynb", html=None,
+                    error=f"cell 3 raised: bad label {HOSTILE_TEXT}\nsecond line")
+    assert cli._print_reports([failed]) == cli.EXIT_NOTEBOOK_FAILED
+    out, err = capsys.readouterr()
+    shown = out + err
+    assert not any(ord(c) < 32 and c not in "\n" or 0x7f <= ord(c) <= 0x9f or c in "\u202e\u202c\u200b"
+                   for c in shown), repr(shown)
+    assert "Failures concentrate on pod ]0;ownedeu-7[2J KO ok31m" in err
+    assert "bad label pod" in err and "\nsecond line" in err
