@@ -301,3 +301,16 @@ def test_the_cli_prints_no_control_or_bidi_characters_from_data(tmp_path, capsys
                    for c in shown), repr(shown)
     assert "Failures concentrate on pod ]0;ownedeu-7[2J KO ok31m" in err
     assert "bad label pod" in err and "\nsecond line" in err
+
+
+def test_every_test_the_faults_page_cites_exists():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "faults.md").read_text()
+    cited = re.findall(r"`(?:tests/)?(test_\w+\.py)(?:::(test_\w+))?`", page)
+    assert len(cited) >= 15
+    for file, name in cited:
+        source = (root / "tests" / file).read_text()
+        assert not name or re.search(rf"^def {name}\(", source, re.MULTILINE), f"{file}::{name}"
