@@ -313,4 +313,4 @@ def test_every_test_the_faults_page_cites_exists():
     assert len(cited) >= 15
     for file, name in cited:
         source = (root / "tests" / file).read_text()
-        assert not name or re.search(rf"^def {name}\(", source, re.MULTILINE), f"{file}::{name}"
+        assert not name or re.search(rf"^(async )?def {name}\(", source, re.MULTILINE), f"{file}::{name}"
