@@ -253,6 +253,18 @@ def test_credentials_in_the_base_url_are_refused_and_never_shown():
     assert "hunter2" not in str(info.value)
 
 
+def test_credentials_in_anam_api_url_never_reach_a_report_source_line(monkeypatch):
+    from anam_notebooks import connect
+    from anam_notebooks.reports.report import configured_source
+
+    monkeypatch.setenv("ANAM_API_URL", "https://user:hunter2-secret@api.anam.ai/")
+    monkeypatch.setenv("ANAM_API_KEY", KEY)
+    assert configured_source() == "Anam API at https://****@api.anam.ai"
+    with pytest.raises(ConfigurationError, match="user name or password") as info:
+        connect()
+    assert "hunter2" not in str(info.value)
+
+
 @pytest.mark.parametrize("echo", [str.upper, lambda k: k[:-1], lambda k: k[5:19], lambda k: k.swapcase()],
                          ids=["upper", "one-short", "fragment", "swapcase"])
 def test_a_server_echoing_the_key_altered_does_not_get_it_into_the_error(echo):

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
-from .config import API_KEY_ENV, __version__
+from .config import API_KEY_ENV, __version__, without_credentials
 from .errors import (
     AnamAPIError,
     AnamConnectionError,
@@ -103,11 +103,6 @@ def check_max_response_bytes(value: Any) -> int:
         raise ConfigurationError(f"max_response_bytes={value!r} is not valid: expected a whole number "
                                  f"of bytes >= 1024 (default {DEFAULT_MAX_RESPONSE_BYTES:,}, 64 MiB)")
     return value
-
-
-def without_credentials(text: str) -> str:
-    """A URL as it may be shown: any `user:password@` before the host masked."""
-    return re.sub(r"(//)[^/?#@]*@", r"\1****@", text)
 
 
 def is_loopback_host(host: str) -> bool:
