@@ -141,3 +141,22 @@ def test_a_store_without_a_client_sets_a_damaged_part_aside_and_forgets_its_cove
     with pytest.warns(CacheFileWarning, match="the next refresh reads them again"):
         frame = store.load()
     assert 0 < len(frame) < len(expected) and store.covered_since() is False
+
+
+def test_a_transcript_part_with_changed_bytes_is_skipped_and_its_sessions_asked_again(tmp_path):
+    import anam_notebooks as an
+
+    app = create_app(generate_fleet(seed=11, sessions=300, span="1d", end=END))
+    client = demo_client(app)
+    sessions = fetch_sessions(client, progress=False)
+    ended = sessions[~sessions["is_active"]]
+    first = an.fetch_transcripts(client, ended, sample=20, cache=tmp_path, progress=False)
+    [part] = tmp_path.glob("transcripts-*/part-*.parquet")
+    assert part.name.endswith(f"-{hashlib.sha256(part.read_bytes()).hexdigest()}.parquet")
+    flip(0.5)(part)
+    app.state.simulator.stats.clear()
+    with pytest.warns(CacheFileWarning, match="do not match the checksum") as caught:
+        again = an.fetch_transcripts(client, ended, sample=20, cache=tmp_path, progress=False)
+    assert part.name in " ".join(str(w.message) for w in caught)
+    assert app.state.simulator.stats["total"] == 20  # every session of the part asked again
+    pd.testing.assert_frame_equal(first, again)
