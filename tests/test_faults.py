@@ -238,6 +238,19 @@ def test_plain_http_to_another_machine_is_refused_before_any_connection():
         assert server.connections == 1
 
 
+@pytest.mark.parametrize("url", ["http://localhost:8765", "http://127.0.0.1:1", "http://127.1.2.3",
+                                 "http://[::1]:8000", "http://0.0.0.0:8765", "https://api.anam.ai"])
+def test_loopback_http_and_any_https_are_allowed(url):
+    assert AnamClient(KEY, url).base_url == url
+
+
+@pytest.mark.parametrize("url", ["http://api.anam.ai", "http://10.0.0.7:8080", "http://localhost.evil.example"])
+def test_plain_http_elsewhere_needs_the_explicit_opt_in(url):
+    with pytest.raises(ConfigurationError, match="allow_insecure_http=True"):
+        AnamClient(KEY, url)
+    assert AnamClient(KEY, url, allow_insecure_http=True).base_url == url
+
+
 def test_credentials_in_the_base_url_are_refused_and_never_shown():
     async def anything(request: Request, writer: asyncio.StreamWriter) -> None:
         respond(writer, {"data": []})

@@ -106,14 +106,16 @@ def check_max_response_bytes(value: Any) -> int:
 
 
 def is_loopback_host(host: str) -> bool:
-    """Does `host` name this machine (localhost, 127.0.0.0/8, ::1)?"""
+    """Does `host` name this machine (localhost, 127.0.0.0/8, ::1, or 0.0.0.0, which a
+    connection reaches as this machine)?"""
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return address.is_loopback or address.is_unspecified
 
 
 def check_base_url(base_url: str, *, allow_insecure_http: bool = False, in_process: bool = False) -> str:
