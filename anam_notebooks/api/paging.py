@@ -36,7 +36,7 @@ MAX_REPAIR_ROUNDS = 40
 MAX_STALLS = 3  # repair rounds in a row that did not shrink what is missing
 STOP_WAVE = 2  # pages per wave when paging towards an unknown stop record
 READ_AHEAD = 2  # pages started ahead of the consumer, per request allowed in flight
-STALE_PAGES = 2  # pages in a row that add no new session before a walk without totals gives up
+STALE_PAGES = 2  # fewest pages in a row adding no new session before a walk gives up
 MAX_PLAUSIBLE_TOTAL = 10**9  # sessions: beyond any organisation (a million is a supported size)
 
 
@@ -176,6 +176,9 @@ class Pager:
         self.meta_trusted = True  # False once a page's meta was implausible: totals are ignored
         self.novel = False  # whether the page last accepted held any session not read before
         self.stale: list[int] = []  # pages in a row (in page order) that added nothing new
+        # A list growing faster than it is read can show a few pages of sessions already read
+        # (pushed down across boundaries); a read-ahead window of them in a row cannot be drift.
+        self.stale_limit = max(STALE_PAGES, READ_AHEAD * concurrency)
         self.stalled: str | None = None  # why the walk stopped making progress
         self._tasks: set[asyncio.Task[Page | AnamError]] = set()
 
@@ -227,15 +230,15 @@ class Pager:
             page.total = page.last_page = None
 
     def _progressing(self, page: Page) -> bool:
-        """After `_accept(page)`: False once STALE_PAGES pages in a row brought no session not
+        """After `_accept(page)`: False once `stale_limit` pages in a row brought no session not
         read before (a server that ignores `page`, or repeats itself): the walk must end."""
         if not page.records or self.novel:
             self.stale.clear()
             return True
         self.stale.append(page.number)
-        if len(self.stale) < STALE_PAGES:
+        if len(self.stale) < self.stale_limit:
             return True
-        self.stalled = (f"pages {self.stale} of GET /v1/sessions added no session not already read "
+        self.stalled = (f"pages {self.stale[0]}-{self.stale[-1]} of GET /v1/sessions added no session not already read "
                         "(does the server ignore the page number?)")
         return False
 
