@@ -278,7 +278,7 @@ class HttpCore:
         limit = self.max_response_bytes
         return AnamAPIError(
             f"GET {self._url(shown)} -> {response.status_code}: the answer is larger than "
-            f"max_response_bytes={limit:,} ({limit / 2**20:.0f} MiB; {seen}), so it was not read. "
+            f"max_response_bytes={limit:,} ({limit / 2**20:g} MiB; {seen}), so it was not read. "
             "If the API really sends answers this large, raise the limit: "
             "AnamClient(max_response_bytes=...)",
             status_code=response.status_code, method="GET", path=shown)
@@ -290,7 +290,10 @@ class HttpCore:
 
     def _redirect_error(self, response: httpx.Response, shown: str) -> AnamAPIError:
         location = response.headers.get("location", "")
-        target = str(response.url.join(location)) if location else "nowhere (no Location header)"
+        try:
+            target = str(response.url.join(location)) if location else "nowhere (no Location header)"
+        except httpx.InvalidURL:
+            target = location
         status = response.status_code
         return AnamAPIError(
             f"GET {self._url(shown)} -> {status} {response.reason_phrase}: a redirect to "
