@@ -82,6 +82,26 @@ def test_pages_without_meta_repeating_the_same_sessions_end_with_an_error():
     assert len(info.value.frame) == 100 and len(info.value.ids) == 100  # what was read is kept
 
 
+@pytest.mark.parametrize("meta, implausible", [
+    ({"total": -5, "lastPage": -1}, False),                 # negative: read as absent
+    ({"total": "250", "lastPage": 2.5}, False),             # not integers: read as absent
+    ({"total": 10**12, "lastPage": 10**10}, True),          # beyond any list
+    ({"total": 250, "lastPage": 10**8}, True),              # more pages than sessions
+    ({"total": 5000, "lastPage": 3}, True),                 # more sessions than the pages hold
+    ({"total": 250, "lastPage": 3}, False),                 # the truth
+], ids=["negative", "not-integers", "beyond-any-list", "absurd-last-page", "does-not-fit", "true"])
+def test_implausible_meta_is_read_as_absent_and_the_list_read_whole(meta, implausible, caplog):
+    async def listing(request: Request, writer: asyncio.StreamWriter) -> None:
+        respond(writer, {"data": page_of(request.page)[: max(0, 250 - (request.page - 1) * 100)],
+                         "meta": {**meta, "currentPage": request.page}})
+
+    with HostileServer(listing) as server, AnamClient(KEY, server.url, max_retries=0) as client:
+        ids = [s["id"] for s in client.iter_sessions()]
+    assert ids == [s["id"] for page in (1, 2, 3) for s in page_of(page)][:250]
+    assert ("meta is implausible" in caplog.text) == implausible
+    assert len(server.requests) <= 3 + 8  # page by page to the short one, not a planned range
+
+
 READER = f"""
 import json, sys, time
 from anam_notebooks import AnamError
