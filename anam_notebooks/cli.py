@@ -13,6 +13,7 @@ Report paths go to stdout, one per line; progress and errors go to stderr.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -170,8 +171,22 @@ def _parameter_value(text: str) -> Any:
     return text
 
 
+# What must never reach a terminal from data: C0/C1 controls (ESC sequences rewrite the screen,
+# set the title, hide text), DEL, and the invisible formatting characters that reorder or hide
+# text (bidi overrides and isolates such as U+202E, zero-width and other Unicode format marks).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f"
+                          "\u202a-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]")
+
+
+def terminal_text(text: object) -> str:
+    """`text` as it may be printed on a terminal: control and bidi/format characters from
+    session data removed (newlines and tabs kept), so data cannot move the cursor, recolour
+    or reorder what is shown."""
+    return _UNPRINTABLE.sub("", str(text))
+
+
 def _progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(terminal_text(line), file=sys.stderr, flush=True)
 
 
 def _print_reports(reports: Sequence[Any], *, fail_on_findings: bool = False) -> int:
@@ -179,17 +194,17 @@ def _print_reports(reports: Sequence[Any], *, fail_on_findings: bool = False) ->
     failed = 0
     for report in reports:
         if report.html is not None:
-            print(report.html)
+            print(terminal_text(report.html))
         if report.findings_json is not None and report.findings_json.exists():
-            print(report.findings_json)
+            print(terminal_text(report.findings_json))
         if report.error:
             failed += 1
-            print(report.error, file=sys.stderr)
+            print(terminal_text(report.error), file=sys.stderr)
     if failed:
         return EXIT_NOTEBOOK_FAILED
     standing = [r for r in reports if r.stands_out]
     for report in standing:
-        print(f"{report.notebook.name}: {report.headline}", file=sys.stderr)
+        print(terminal_text(f"{report.notebook.name}: {report.headline}"), file=sys.stderr)
     return EXIT_FINDINGS if fail_on_findings and standing else EXIT_OK
 
 
@@ -216,7 +231,7 @@ def demo_reports(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         source = configured_source()
         reports = make_reports(notebooks, args.output, **options)
     status = _print_reports(reports, fail_on_findings=args.fail_on_findings)
-    print(write_index(reports, args.output, source=source))
+    print(terminal_text(write_index(reports, args.output, source=source)))
     _progress(f"{len(reports)} reports in {time.monotonic() - started:.0f} s")
     return status
 

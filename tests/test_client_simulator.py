@@ -39,9 +39,9 @@ async def quick_sleep(seconds: float) -> None:
 
 
 def test_hostile_server_still_gives_exactly_the_server_set(fleet):
-    app = create_app(fleet, fault_rate=0.10, rate_limit=25, drift=2, seed=3)
+    app = create_app(fleet, fault_rate=0.10, rate_limit=10, drift=2, seed=3)
     transport = Resets(httpx.ASGITransport(app=app), rate=0.06)
-    with AnamClient(DEMO_API_KEY, "http://simulator", transport=transport, max_retries=10,
+    with AnamClient(DEMO_API_KEY, "https://simulator", transport=transport, max_retries=10,
                     backoff=Backoff(sleep=quick_sleep)) as client:
         ids = [s["id"] for s in client.iter_sessions()]
     stats = app.state.simulator.stats

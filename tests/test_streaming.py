@@ -105,7 +105,7 @@ def test_sessions_frame_holds_records_only_chunk_by_chunk(fleet, tracked):
 
 def test_a_failed_page_keeps_the_partial_frame_on_the_error(fleet):
     transport = FailingPage(create_app(fleet), page=7)
-    with AnamClient(DEMO_API_KEY, "http://simulator", transport=transport, max_retries=0,
+    with AnamClient(DEMO_API_KEY, "https://simulator", transport=transport, max_retries=0,
                     backoff=Backoff(sleep=_no_wait)) as client, pytest.raises(PaginationError) as info:
         fetch_sessions(client, progress=False)
     exc = info.value

@@ -19,7 +19,13 @@ import httpx
 from . import paging as _paging
 from .config import API_KEY_ENV, api_key_from_env, base_url_from_env
 from .errors import AnamAPIError, AnamError, ConfigurationError
-from .http import HttpCore, check_base_url, make_timeout
+from .http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    HttpCore,
+    check_base_url,
+    check_max_response_bytes,
+    make_timeout,
+)
 from .ids import (
     check_page,
     check_per_page,
@@ -57,10 +63,18 @@ class AsyncAnamClient:
     base_url : str, optional
         The API's base URL; by default ``ANAM_API_URL``, else ``https://api.anam.ai``.
     timeout : float or httpx.Timeout
-        Seconds allowed for each request (connect, read, write and pool).
+        Seconds allowed for each request as a whole, connect to last byte (with an
+        ``httpx.Timeout``, its longest phase). A call that is retried ends within
+        ``(max_retries + 1) * timeout`` plus the waits between attempts (each capped).
     max_retries : int
-        Retries of a request that failed with 408/409/429/5xx or a dropped connection,
-        with exponential backoff and jitter (``Retry-After`` honoured).
+        Retries of a request that failed with 408/409/429/5xx, a dropped connection or its
+        deadline, with exponential backoff and jitter (``Retry-After`` honoured, up to 60 s).
+    max_response_bytes : int
+        The largest answer read (default 64 MiB; a 100-session page is about 185 KB). The
+        body is streamed, and a larger one fails with an error naming this option.
+    allow_insecure_http : bool
+        Allow a plain ``http://`` base URL to a host other than this machine (a trusted
+        internal proxy): without it the key would cross the network unencrypted, so it is refused.
     concurrency : int
         Requests in flight at most; halves on 429 and recovers.
     transport : httpx.AsyncBaseTransport, optional
@@ -71,7 +85,9 @@ class AsyncAnamClient:
     Raises
     ------
     ConfigurationError
-        When no API key is set, or an option is out of range (the message names it).
+        When no API key is set, an option is out of range (the message names it), or the
+        base URL is unsafe: credentials in it (``user:pass@``), or plain ``http://`` to
+        another machine without `allow_insecure_http`.
     """
 
     #: Records come as the API sent them (see `SessionSource.redaction`).
@@ -79,6 +95,8 @@ class AsyncAnamClient:
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
                  timeout: float | httpx.Timeout = 30.0, max_retries: int = 4,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 allow_insecure_http: bool = False,
                  concurrency: int = 8, transport: httpx.AsyncBaseTransport | None = None,
                  backoff: Backoff | None = None) -> None:
         key = api_key_from_env(api_key)
@@ -92,12 +110,15 @@ class AsyncAnamClient:
             raise ConfigurationError(
                 f"transport={transport!r} is not an httpx.AsyncBaseTransport "
                 "(e.g. httpx.AsyncHTTPTransport or httpx.ASGITransport)")
-        self.base_url: str = check_base_url(base_url_from_env(base_url))
+        self.base_url: str = check_base_url(
+            base_url_from_env(base_url), allow_insecure_http=allow_insecure_http is True,
+            in_process=isinstance(transport, httpx.ASGITransport))
         self.source: str = self.base_url
         self.concurrency = concurrency
         self._core = HttpCore(api_key=key, base_url=self.base_url, timeout=make_timeout(timeout),
                               max_retries=max_retries, concurrency=concurrency,
-                              transport=transport, backoff=backoff or Backoff())
+                              transport=transport, backoff=backoff or Backoff(),
+                              max_response_bytes=check_max_response_bytes(max_response_bytes))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, source={self.source!r})"
@@ -409,10 +430,18 @@ class AnamClient:
     base_url : str, optional
         The API's base URL; by default ``ANAM_API_URL``, else ``https://api.anam.ai``.
     timeout : float or httpx.Timeout
-        Seconds allowed for each request (connect, read, write and pool).
+        Seconds allowed for each request as a whole, connect to last byte (with an
+        ``httpx.Timeout``, its longest phase). A call that is retried ends within
+        ``(max_retries + 1) * timeout`` plus the waits between attempts (each capped).
     max_retries : int
-        Retries of a request that failed with 408/409/429/5xx or a dropped connection,
-        with exponential backoff and jitter (``Retry-After`` honoured).
+        Retries of a request that failed with 408/409/429/5xx, a dropped connection or its
+        deadline, with exponential backoff and jitter (``Retry-After`` honoured, up to 60 s).
+    max_response_bytes : int
+        The largest answer read (default 64 MiB; a 100-session page is about 185 KB). The
+        body is streamed, and a larger one fails with an error naming this option.
+    allow_insecure_http : bool
+        Allow a plain ``http://`` base URL to a host other than this machine (a trusted
+        internal proxy): without it the key would cross the network unencrypted, so it is refused.
     concurrency : int
         Requests in flight at most; halves on 429 and recovers.
     transport : httpx.AsyncBaseTransport, optional
@@ -423,14 +452,20 @@ class AnamClient:
     Raises
     ------
     ConfigurationError
-        When no API key is set, or an option is out of range (the message names it).
+        When no API key is set, an option is out of range (the message names it), or the
+        base URL is unsafe: credentials in it (``user:pass@``), or plain ``http://`` to
+        another machine without `allow_insecure_http`.
     """
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
                  timeout: float | httpx.Timeout = 30.0, max_retries: int = 4,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 allow_insecure_http: bool = False,
                  concurrency: int = 8, transport: httpx.AsyncBaseTransport | None = None,
                  backoff: Backoff | None = None) -> None:
         self._async = AsyncAnamClient(api_key, base_url, timeout=timeout, max_retries=max_retries,
+                                      max_response_bytes=max_response_bytes,
+                                      allow_insecure_http=allow_insecure_http,
                                       concurrency=concurrency, transport=transport, backoff=backoff)
         self.base_url: str = self._async.base_url
         self.source: str = self.base_url

@@ -20,7 +20,7 @@ import itertools
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +36,8 @@ MAX_REPAIR_ROUNDS = 40
 MAX_STALLS = 3  # repair rounds in a row that did not shrink what is missing
 STOP_WAVE = 2  # pages per wave when paging towards an unknown stop record
 READ_AHEAD = 2  # pages started ahead of the consumer, per request allowed in flight
+STALE_PAGES = 2  # fewest pages in a row adding no new session before a walk gives up
+MAX_PLAUSIBLE_TOTAL = 10**9  # sessions: beyond any organisation (a million is a supported size)
 
 
 @dataclass
@@ -171,6 +173,13 @@ class Pager:
         self.in_flight = 0
         self.arrivals = 0.0  # smoothed growth of the total between consecutive answers
         self.meta_contradicted = False  # an empty page where meta promised records
+        self.meta_trusted = True  # False once a page's meta was implausible: totals are ignored
+        self.novel = False  # whether the page last accepted held any session not read before
+        self.stale: list[int] = []  # pages in a row (in page order) that added nothing new
+        # A list growing faster than it is read can show a few pages of sessions already read
+        # (pushed down across boundaries); a read-ahead window of them in a row cannot be drift.
+        self.stale_limit = max(STALE_PAGES, READ_AHEAD * concurrency)
+        self.stalled: str | None = None  # why the walk stopped making progress
         self._tasks: set[asyncio.Task[Page | AnamError]] = set()
 
     # -- fetching -------------------------------------------------------------------------
@@ -184,6 +193,7 @@ class Pager:
             return exc
         finally:
             self.in_flight -= 1
+        self._check_meta(page)
         if page.total is not None:
             if self.total is not None:
                 grown = max(0, page.total - self.total)
@@ -195,6 +205,42 @@ class Pager:
                 hi = page.total - 1 - (number - 1) * self.per_page
                 self.coverage.add(max(hi - page.size + 1, 0), hi)
         return page
+
+    def _check_meta(self, page: Page) -> None:
+        """Drop totals that cannot be true (beyond MAX_PLAUSIBLE_TOTAL, more records than the
+        pages can hold, more pages than records): paging then goes on lazily, as without meta,
+        instead of planning pages for a number no list has. Once one page lied, none is trusted."""
+        if self.meta_trusted and (page.total is not None or page.last_page is not None):
+            total, last = page.total, page.last_page
+            per = page.per_page or self.per_page
+            problem = None
+            if total is not None and total > MAX_PLAUSIBLE_TOTAL:
+                problem = f"total {total:,} is more sessions than any list holds"
+            elif last is not None and last > max(total if total is not None else MAX_PLAUSIBLE_TOTAL, 1):
+                problem = f"lastPage {last:,} is more pages than there are sessions"
+            elif total is not None and last is not None and total > last * per:
+                problem = f"total {total:,} does not fit in {last:,} pages of {per}"
+            if problem is not None:
+                logger.warning("GET /v1/sessions?page=%d: the answer's meta is implausible (%s); "
+                               "ignoring totals and paging until a short page", page.number, problem)
+                self.meta_trusted = False
+                self.total = None
+                self.coverage = Coverage(self.prior.spans)
+        if not self.meta_trusted:
+            page.total = page.last_page = None
+
+    def _progressing(self, page: Page) -> bool:
+        """After `_accept(page)`: False once `stale_limit` pages in a row brought no session not
+        read before (a server that ignores `page`, or repeats itself): the walk must end."""
+        if not page.records or self.novel:
+            self.stale.clear()
+            return True
+        self.stale.append(page.number)
+        if len(self.stale) < self.stale_limit:
+            return True
+        self.stalled = (f"pages {self.stale[0]}-{self.stale[-1]} of GET /v1/sessions added no session not already read "
+                        "(does the server ignore the page number?)")
+        return False
 
     def _start(self, numbers: list[int]) -> list[asyncio.Task[Page | AnamError]]:
         tasks = [asyncio.ensure_future(self._read(n)) for n in numbers]
@@ -234,6 +280,7 @@ class Pager:
             if key not in seen:
                 seen.add(key)
                 fresh.append(record)
+        self.novel = bool(fresh) or (held is not None and any(held))
         return fresh
 
     @property
@@ -256,7 +303,7 @@ class Pager:
         if last is None:
             async for batch in self._blind(start=2):
                 yield batch
-            self._raise_failures(complete=not self.failures)
+            self._raise_failures(complete=not self.failures and not self.stalled)
             return
         if self.since is not None or self.stop is not None:
             async for batch in self._towards_stop(first, last):
@@ -264,6 +311,9 @@ class Pager:
         else:
             async for batch in self._in_order(self._pages_for_gaps(first)):
                 yield batch
+        if self.stalled or not self.meta_trusted:
+            self._raise_failures(complete=not self.failures and not self.stalled)
+            return
         if self.meta_contradicted:
             logger.warning("GET /v1/sessions: an empty page came before the total the server "
                            "reported (%s); the list ends there", self.total)
@@ -284,24 +334,27 @@ class Pager:
                         served, self.per_page)
             self.per_page = served
 
-    def _pages_for_gaps(self, first: Page) -> list[int]:
-        """Pages 2.. that hold the positions not yet covered (all of them on a fresh read)."""
+    def _pages_for_gaps(self, first: Page) -> Iterator[int]:
+        """Pages 2.. that hold the positions not yet covered (all of them on a fresh read),
+        ascending, planned lazily: memory does not follow the length of the list."""
         total = first.total or 0
-        pages: set[int] = set()
-        for lo, hi in self.coverage.gaps(0, total - 1):
-            pages.update(range((total - 1 - hi) // self.per_page + 1, (total - 1 - lo) // self.per_page + 2))
-        pages.discard(1)
-        return sorted(pages)
+        last = 1
+        for lo, hi in reversed(self.coverage.gaps(0, total - 1)):  # newest positions first
+            start = max((total - 1 - hi) // self.per_page + 1, last + 1)
+            stop = (total - 1 - lo) // self.per_page + 2
+            yield from range(start, stop)
+            last = max(last, stop - 1)
 
-    async def _in_order(self, numbers: list[int], started: list[asyncio.Task[Page | AnamError]] | None = None
-                        ) -> AsyncIterator[Batch]:
-        """Yield pages in page order; an empty page ends the list whatever meta says.
+    async def _in_order(self, numbers: Iterable[int], started: list[asyncio.Task[Page | AnamError]] | None = None,
+                        *, rereading: bool = False) -> AsyncIterator[Batch]:
+        """Yield pages in page order; an empty page ends the list whatever meta says, and so
+        do pages that add nothing new (unless `rereading` pages read before, on purpose).
 
         Only a window of pages is read ahead of the consumer (READ_AHEAD per request allowed in
         flight), so memory follows the window, not the list, however slowly batches are taken.
         """
         window: list[asyncio.Task[Page | AnamError]] = list(started or [])
-        pending = iter(numbers[len(window):])
+        pending = itertools.islice(numbers, len(window), None)
         ahead = max(4, READ_AHEAD * self.concurrency)
         window += self._start(list(itertools.islice(pending, max(0, ahead - len(window)))))
         while window:
@@ -313,7 +366,12 @@ class Pager:
                 for later in window:
                     later.cancel()
                 return
-            yield self._accept(page)
+            batch = self._accept(page)
+            if not rereading and not self._progressing(page):
+                for later in window:
+                    later.cancel()
+                return
+            yield batch
 
     async def _blind(self, start: int) -> AsyncIterator[Batch]:
         """No total in the answers: read waves of pages until an empty or short page."""
@@ -325,7 +383,12 @@ class Pager:
                 if isinstance(page, AnamError):
                     continue
                 if page.records:
-                    yield self._accept(page)
+                    batch = self._accept(page)
+                    if not self._progressing(page):
+                        for later in tasks[i + 1:]:
+                            later.cancel()
+                        return
+                    yield batch
                 if page.size < self.per_page:
                     for later in tasks[i + 1:]:
                         later.cancel()
@@ -337,10 +400,10 @@ class Pager:
         to the lowest tail position the stopping page covered (it stays 0 when read to the end).
         If the newest-first order does not hold, read every remaining page instead."""
         order = _OrderCheck()
-        rest: list[int] | None = None
+        rest: range | None = None
         started: list[asyncio.Task[Page | AnamError]] = []
         if not self._in_order_by_start(first, order, set()):
-            rest = list(range(2, last + 1))
+            rest = range(2, last + 1)
         elif self._stops(first):
             self.floor = self._floor(first)
             return
@@ -355,9 +418,14 @@ class Pager:
                     return
                 if not self._in_order_by_start(page, order, self.seen):
                     started = wave[i:]
-                    rest = [t_number for t_number in range(number + i, last + 1)]
+                    rest = range(number + i, last + 1)
                     break
-                yield self._accept(page)
+                batch = self._accept(page)
+                if not self._progressing(page):
+                    for later in wave[i + 1:]:
+                        later.cancel()
+                    return
+                yield batch
                 if self._stops(page):
                     for later in wave[i + 1:]:
                         later.cancel()
@@ -415,8 +483,8 @@ class Pager:
                 rescanned = True
                 self.coverage = Coverage()
                 self.prior = Coverage()  # read the held positions again too: counts must add up
-                pages = list(range(1, math.ceil(total / self.per_page) + 1))
-                async for batch in self._in_order(pages):
+                pages = range(1, math.ceil(total / self.per_page) + 1)
+                async for batch in self._in_order(pages, rereading=True):
                     yield batch
                 continue
             missing = sum(hi - lo + 1 for lo, hi in gaps)
@@ -459,6 +527,11 @@ class Pager:
         return not full or self.known == total
 
     def _raise_failures(self, complete: bool) -> None:
+        if self.stalled:
+            raise PaginationError(
+                f"the walk over GET /v1/sessions stopped making progress: {self.stalled}; "
+                f"{len(self.seen)} sessions were read and already handed on (their ids are in .ids)",
+                ids=sorted(self.seen), failed_pages=list(self.stale), causes=dict(self.failures))
         if complete:
             if self.failures:
                 logger.info("pages %s failed at first but their sessions were read again",

@@ -8,12 +8,19 @@ Layout (`SessionStore.path`, one per API base URL and organisation, named by a h
         _backfill.json                   only while a first read is unfinished
         start_date=2026-04-20/part-<n>.parquet
         start_date=unknown/part-<n>.parquet   sessions without a start time
+        quarantine/                      parts that failed a check, kept for a look (not read)
 
-Each part file also carries the key and schema version in its metadata: a corrupt or foreign
-file is reported and rebuilt, never mixed in. Every file is written atomically (temp file in
-the same folder, fsync, os.replace) under a file lock, so two kernels can share the folder and
-a killed writer leaves the old files readable. A row is keyed by session id; where a crash
-leaves two copies, loading keeps the most updated one.
+Each part file also carries the key and schema version in its metadata, and is named by the
+SHA-256 of its bytes (`part-<64 hex>.parquet`): name and content arrive in one rename, so the
+checksum is written atomically with the part, and any byte changed later shows. A part that
+fails a check (checksum, unreadable, foreign key or schema version, a column of the wrong
+type) is never mixed in: it is moved to `quarantine/` (named in one warning) and a refresh
+reads its start date again from the API in the same call. Parts written before checksums
+existed (`part-<32 hex>.parquet`) are verified by structure alone (every check but the
+checksum); they gain a checksum when their partition is next rewritten. Every file is
+written atomically (temp file in the same folder, fsync, os.replace) under a file lock, so two
+kernels can share the folder and a killed writer leaves the old files readable. A row is
+keyed by session id; where a crash leaves two copies, loading keeps the most updated one.
 
 A first read checkpoints as it goes (`_backfill.json` lists the list positions already
 stored), so an interrupted backfill resumes where it stopped. A refresh reads the head of the
@@ -28,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -73,6 +81,8 @@ _CHECKPOINT_FILE = "_backfill.json"
 _PARTITION = "start_date"
 _UNKNOWN_DATE = "unknown"
 _DERIVED = ("stale_active",)  # recomputed on load, never stored
+_QUARANTINE = "quarantine"
+_CHECKSUMMED = re.compile(r"part-([0-9a-f]{64})\.parquet")  # the name is the SHA-256 of the bytes
 PER_PAGE = 100
 CHECKPOINT_ROWS = 20_000  # sessions read between two checkpoints of a first read
 HEAD_PAGES = 30  # list pages a refresh may read to cover sessions that were active
@@ -80,7 +90,8 @@ STRAGGLERS = 20  # single GETs a refresh may spend on active sessions the head d
 
 
 class CacheFileWarning(UserWarning):
-    """A cache file was unreadable or belonged to another key/schema; it will be rebuilt."""
+    """A cache file was damaged, unreadable or belonged to another key/schema; it is set aside
+    and its sessions are read again."""
 
 
 def _arrow_type(dtype: Any) -> pa.DataType:
@@ -100,6 +111,7 @@ def _arrow_type(dtype: Any) -> pa.DataType:
 ARROW_SCHEMA = pa.schema([pa.field("id", pa.string(), nullable=False)] +
                          [pa.field(name, _arrow_type(dtype)) for name, dtype in SESSION_COLUMNS.items()
                           if name not in _DERIVED])
+_ARROW_TYPES = {f.name: f.type for f in ARROW_SCHEMA}
 
 
 def default_cache_dir() -> Path:
@@ -167,6 +179,7 @@ class SessionStore:
         self._legacy = self.directory / f"sessions-{digest}.parquet"  # schema 1: a single file
         self._lock = FileLock(str(self.directory / f"sessions-{digest}.lock"), timeout=lock_timeout)
         self.last_refresh: dict[str, int] = {}  # what the latest refresh did, for the curious
+        self._verified: dict[Path, tuple[int, int]] = {}  # checksummed parts whose bytes matched
 
     def __repr__(self) -> str:
         return (f"SessionStore({str(self.directory)!r}, base_url={self.base_url!r}, "
@@ -278,26 +291,91 @@ class SessionStore:
         pattern = f"{_PARTITION}={partition if partition is not None else '*'}/part-*.parquet"
         return sorted(self.path.glob(pattern))
 
-    def _read_parts(self, files: Iterable[Path]) -> tuple[list[pa.Table], bool]:
-        """The tables of `files`, and whether all were ours and readable."""
-        tables, whole = [], True
+    def _read_parts(self, files: Iterable[Path], *, then: str = "the next refresh reads them "
+                    "again") -> tuple[list[pa.Table], bool]:
+        """The tables of `files`, and whether all passed `_check_part`. A part that fails is
+        moved to quarantine (one warning names every such part), never mixed in."""
+        tables, failed = [], []
         for file in files:
-            try:
-                parquet = pq.ParquetFile(file)
-                metadata = parquet.schema_arrow.metadata or {}
-                problem = self._foreign(metadata.get(_META_KEY, b"").decode("utf-8", "replace"),
-                                        metadata.get(_META_VERSION, b"").decode("utf-8", "replace"))
-                if problem is None and "id" not in parquet.schema_arrow.names:
-                    problem = "it has no 'id' column"
-                if problem is None:
-                    tables.append(parquet.read())
-            except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
-                problem = f"it could not be read ({type(exc).__name__}: {exc})"
+            table, problem = self._check_part(file)
+            if problem is None:
+                assert table is not None
+                tables.append(table)
+            else:
+                failed.append((file, problem))
+        if failed:
+            self._quarantine(failed, then)
+        return tables, not failed
+
+    def _check_part(self, file: Path, *, read: bool = True) -> tuple[pa.Table | None, str | None]:
+        """(table, None) for a sound part, else (None, what is wrong with it): its bytes against
+        the checksum in its name, then readable, ours (key, schema version), an 'id', and every
+        known column of the type this version writes. `read=False` checks without building
+        the table where the checksum vouches for the rest (the footer is still checked)."""
+        try:
+            data = file.read_bytes()
+            if not data:
+                return None, "it could not be read (0 bytes)"
+            named = _CHECKSUMMED.fullmatch(file.name)
+            stat = file.stat()
+            if named is not None and self._verified.get(file) != (stat.st_size, stat.st_mtime_ns):
+                if hashlib.sha256(data).hexdigest() != named.group(1):
+                    return None, "it could not be read intact (its bytes do not match the checksum in its name)"
+                self._verified[file] = (stat.st_size, stat.st_mtime_ns)
+            parquet = pq.ParquetFile(pa.BufferReader(data))
+            schema = parquet.schema_arrow
+            metadata = schema.metadata or {}
+            problem = self._foreign(metadata.get(_META_KEY, b"").decode("utf-8", "replace"),
+                                    metadata.get(_META_VERSION, b"").decode("utf-8", "replace"))
+            if problem is None and "id" not in schema.names:
+                problem = "it has no 'id' column"
+            for field in schema:
+                expected = _ARROW_TYPES.get(field.name)
+                if problem is None and expected is not None and field.type != expected:
+                    problem = f"its column {field.name!r} has type {field.type}, expected {expected}"
             if problem is not None:
-                self._warn(problem, file)
-                file.unlink(missing_ok=True)  # never mixed in; its sessions are read again
-                whole = False
-        return tables, whole
+                return None, problem
+            if not read and named is not None:
+                return pa.table({}), None
+            table = parquet.read(columns=[n for n in schema.names if n in _ARROW_TYPES])
+            return table.replace_schema_metadata(None), None
+        except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
+            return None, f"it could not be read ({type(exc).__name__}: {exc})"
+
+    def _quarantine(self, failed: list[tuple[Path, str]], then: str) -> None:
+        """Move failed parts to `quarantine/` (outside every part glob) with one warning."""
+        folder = self.path / _QUARANTINE
+        folder.mkdir(parents=True, exist_ok=True)
+        moved = []
+        for file, problem in failed:
+            target = folder / f"{file.parent.name}.{file.name}.bad"
+            try:
+                os.replace(file, target)
+            except OSError:
+                file.unlink(missing_ok=True)
+                target = Path("(deleted: it could not be moved)")
+            self._verified.pop(file, None)
+            moved.append(f"{str(file)!r} ({problem}) -> {str(target)!r}")
+        warnings.warn(f"session cache {str(self.path)!r}: {len(moved)} part file(s) failed a check and "
+                      f"were set aside, never mixed in: {'; '.join(moved)}; {then}",
+                      CacheFileWarning, stacklevel=4)
+
+    def _quarantine_damaged(self) -> list[str]:
+        """(Lock held.) Check every part, quarantine those that fail, and return their
+        partitions (start dates, or 'unknown'); the coverage mark is dropped meanwhile, so a
+        crash before they are read again still leads to a full read."""
+        if not self.path.exists() or self._meta() is None:
+            return []
+        failed = []
+        for file in self._parts():
+            _, problem = self._check_part(file, read=False)
+            if problem is not None:
+                failed.append((file, problem))
+        if not failed:
+            return []
+        self._quarantine(failed, "their start dates are read again from the API now")
+        self._write_meta(False)
+        return sorted({file.parent.name.split("=", 1)[1] for file, _ in failed})
 
     def _load(self) -> pd.DataFrame:
         self._migrate()
@@ -400,11 +478,14 @@ class SessionStore:
             self._write_meta(False)
         for date, rows in _by_partition(frame):
             old = self._parts(date)
-            tables, _ = self._read_parts(old)
+            tables, whole = self._read_parts(old)
+            if not whole:
+                covered = False  # rows were lost: the next refresh reads everything again
             merged = keep_latest(concat_sessions([_frame_of(tables), rows])) if tables else keep_latest(rows)
-            self._write_part(date, merged)
+            written = self._write_part(date, merged)
             for file in old:
-                file.unlink(missing_ok=True)
+                if file != written:
+                    file.unlink(missing_ok=True)
         self._write_meta(covered)
 
     def _append_partitions(self, frame: pd.DataFrame) -> set[str]:
@@ -424,18 +505,26 @@ class SessionStore:
             old = self._parts(date)
             if len(old) < 2:
                 continue
-            tables, _ = self._read_parts(old)
-            self._write_part(date, keep_latest(_frame_of(tables)))
+            tables, whole = self._read_parts(old)
+            if not whole:
+                self._write_meta(False)  # rows were lost: the next refresh reads everything again
+            written = self._write_part(date, keep_latest(_frame_of(tables)))
             for file in old:
-                file.unlink(missing_ok=True)
+                if file != written:
+                    file.unlink(missing_ok=True)
 
-    def _write_part(self, date: str, frame: pd.DataFrame) -> None:
+    def _write_part(self, date: str, frame: pd.DataFrame) -> Path:
+        """Write `frame` as a new part of partition `date`, named by its checksum; its path."""
         table = pa.Table.from_pandas(frame.reset_index(), schema=ARROW_SCHEMA, preserve_index=False)
         table = table.replace_schema_metadata({
             _META_KEY: self.key.encode("utf-8"), _META_VERSION: SCHEMA_VERSION.encode()})
         folder = self.path / f"{_PARTITION}={date}"
-        _atomic_write(folder / f"part-{uuid.uuid4().hex}.parquet",
-                      lambda sink: pq.write_table(table, sink, compression="zstd"))
+        written = _atomic_write(folder / f"part-{uuid.uuid4().hex}.parquet",
+                                lambda sink: pq.write_table(table, sink, compression="zstd"),
+                                name_by_checksum=True)
+        stat = written.stat()
+        self._verified[written] = (stat.st_size, stat.st_mtime_ns)
+        return written
 
     def _write_meta(self, covered: Covered) -> None:
         mark = _ALL_HISTORY if covered is None else (
@@ -497,13 +586,26 @@ class SessionStore:
         since_ts = None if since is None else _utc(since)
         with self._locked():
             covered = self._covered()
+            damaged = self._quarantine_damaged() if covered is not False else []
             resume = self._checkpoint() if since_ts is None and self.path.exists() else None
+        if damaged:
+            self._refetch_quarantined(client, damaged, covered, progress)
         if covered is False or _reaches_further(since_ts, covered):
             self._backfill(client, since_ts, resume, progress)
             if resume is None:
                 return self.load()
             # Sessions stored by the interrupted run may have ended since: a cheap refresh.
         return self._refresh_head(client, progress)
+
+    def _refetch_quarantined(self, client: SessionSource, partitions: list[str], covered: Covered,
+                             progress: bool) -> None:
+        """Read the quarantined partitions' sessions again: the list back to the oldest of
+        their start dates (all of it for 'unknown'), then the coverage mark as it was."""
+        dates = [pd.Timestamp(p, tz="UTC") for p in partitions if p != _UNKNOWN_DATE]
+        since = None if _UNKNOWN_DATE in partitions or not dates else min(dates)
+        self._backfill(client, since, None, progress)
+        with self._locked():
+            self._write_meta(_wider(covered, since))
 
     def _backfill(self, client: SessionSource, since: pd.Timestamp | None, resume: Coverage | None,
                   progress: bool) -> None:
@@ -668,9 +770,11 @@ def _with_progress(items: Iterable[Any], show: bool, unit: str = " sessions") ->
             yield item
 
 
-def _atomic_write(target: Path, write: Any) -> None:
+def _atomic_write(target: Path, write: Any, *, name_by_checksum: bool = False) -> Path:
     """Write `target` via a temp file in its folder, fsync and os.replace: a writer that dies
-    midway leaves the old file (or none) in place, never half a file."""
+    midway leaves the old file (or none) in place, never half a file. With `name_by_checksum`
+    the file is named `part-<SHA-256 of its bytes>.parquet` instead (one rename brings name
+    and content). Returns the path written."""
     target.parent.mkdir(parents=True, exist_ok=True)
     for leftover in target.parent.glob(".*.tmp"):  # left by a killed writer (we hold the lock)
         leftover.unlink(missing_ok=True)
@@ -680,11 +784,15 @@ def _atomic_write(target: Path, write: Any) -> None:
             write(sink)
             sink.flush()
             os.fsync(sink.fileno())
+        if name_by_checksum:
+            with open(temp, "rb") as written:
+                target = target.with_name(f"part-{hashlib.file_digest(written, 'sha256').hexdigest()}.parquet")
         os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
     _fsync_directory(target.parent)
+    return target
 
 
 def cache_directory(cache: bool | str | os.PathLike[str]) -> Path:

@@ -6,7 +6,9 @@ which would not change either. Active sessions are never stored.
 
 Layout: a folder per (base URL, organisation), named by a hash of that key; every save adds one
 Parquet part written atomically (temp file, fsync, rename), whose metadata records the key, the
-schema version and each stored session's outcome. Two kernels can save at once without a lock
+schema version and each stored session's outcome, and whose name ends in the SHA-256 of its
+bytes (one rename brings both; a part whose bytes changed since is skipped, and its sessions
+asked for again). Two kernels can save at once without a lock
 (parts have unique names); when parts pile up they are merged into one under a file lock. A
 corrupt or foreign part is reported and skipped, never mixed in. The response gap is not stored:
 it is recomputed from the stored turns on load, so it always follows the current definition.
@@ -15,8 +17,10 @@ it is recomputed from the stored turns on load, so it always follows the current
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import tempfile
 import uuid
 import warnings
@@ -46,6 +50,7 @@ _META_KEY = b"anam_notebooks.key"
 _META_VERSION = b"anam_notebooks.transcript_schema_version"
 _META_OUTCOMES = b"anam_notebooks.outcomes"
 COMPACT_AFTER = 32  # parts
+_CHECKSUM = re.compile(r"-([0-9a-f]{64})\.parquet")  # at the end of a part's name: SHA-256 of its bytes
 
 _SCHEMA = pa.schema([
     pa.field("session_id", pa.string()), pa.field("turn_index", pa.int64()),
@@ -95,7 +100,11 @@ class TranscriptStore:
     def _read_part(self, part: Path, wanted: set[str] | None, outcomes: dict[str, str]) -> pa.Table | None:
         """The rows of `part` for sessions not already read (first part wins), noting outcomes."""
         try:
-            meta = pq.read_schema(part).metadata or {}
+            data = part.read_bytes()
+            named = _CHECKSUM.search(part.name)
+            if named is not None and hashlib.sha256(data).hexdigest() != named.group(1):
+                raise ValueError("its bytes do not match the checksum in its name")
+            meta = pq.read_schema(io.BytesIO(data)).metadata or {}
             problem = self._foreign(meta)
             if problem is None:
                 stored = json.loads(meta[_META_OUTCOMES].decode("utf-8"))
@@ -105,7 +114,7 @@ class TranscriptStore:
                        if sid not in outcomes and out in STORED_OUTCOMES and (wanted is None or sid in wanted)}
                 if not new:
                     return None
-                table = pq.read_table(part, schema=_SCHEMA)
+                table = pq.read_table(io.BytesIO(data), schema=_SCHEMA)
         except FileNotFoundError:
             return None  # merged away by another kernel meanwhile; its rows are in the merged part
         except (OSError, pa.ArrowException, ValueError, TypeError, KeyError) as exc:
@@ -165,14 +174,16 @@ class TranscriptStore:
         })
         self.folder.mkdir(parents=True, exist_ok=True)
         # Sorted names put a merged part ("part-0-...") first, so its rows win over stragglers.
-        name = f"{prefix}{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+        stamp = f"{prefix}{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
         handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as sink:
                 pq.write_table(table, sink, compression="zstd")
                 sink.flush()
                 os.fsync(sink.fileno())
-            os.replace(temp, self.folder / name)
+            with open(temp, "rb") as written:
+                digest = hashlib.file_digest(written, "sha256").hexdigest()
+            os.replace(temp, self.folder / f"{stamp}-{digest}.parquet")
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from ..api.client import AnamClient
 
 IN_PROCESS_URL = "http://anam-simulator"
-CLIENT_OPTIONS = ("timeout", "max_retries", "concurrency", "backoff")
+CLIENT_OPTIONS = ("timeout", "max_retries", "max_response_bytes", "allow_insecure_http", "concurrency",
+                  "backoff")
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -69,7 +70,8 @@ def demo_client(app: Any = None, **options: Any) -> AnamClient:
     """An `AnamClient` talking to a simulator in-process (no sockets), with the right key.
 
     Pass an `app` from `create_app`, or fleet and knob options to build one; `timeout`,
-    `max_retries`, `concurrency` and `backoff` go to the client.
+    `max_retries`, `max_response_bytes`, `allow_insecure_http`, `concurrency` and `backoff`
+    go to the client.
     """
     from ..api.client import AnamClient
 
