@@ -32,6 +32,7 @@ from .fetch import connect
 from .views.figures import plotlyjs_bundle, use_offline_renderer
 from .views.findings import FINDINGS_MIME, findings_bundle, note_bundle
 from .views.masking import RedactedClient
+from .views.static import StaticFigureWarning, static_figures_requested
 
 _LOGGER = "anam_notebooks"
 #: What every published finding holds (the findings file's schema, see reports.report).
@@ -77,7 +78,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def capture_data_notes() -> None:
     """Show the package's data-quality warnings and warning log lines as data-note outputs,
     each time they happen (not once per code location), so a report can count them."""
-    for category in (MalformedRecordWarning, CacheFileWarning):
+    for category in (MalformedRecordWarning, CacheFileWarning, StaticFigureWarning):
         warnings.filterwarnings("always", category=category)
     warnings.showwarning = _show_warning
     logger = logging.getLogger(_LOGGER)
@@ -86,7 +87,8 @@ def capture_data_notes() -> None:
         logger.addHandler(handler)
 
 
-def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_options: Any) -> Any:
+def setup_notebook(*, redact: bool = False, static_figures: bool = False, announce: bool = True,
+                   **connect_options: Any) -> Any:
     """Set a notebook up for figures everywhere, data notes and (optionally) redaction; connect.
 
     Parameters
@@ -95,6 +97,12 @@ def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_opt
         Mask transcript text, client labels and system prompts in every record read through
         the returned client (counts, statuses and figures stay), for a report with a wider
         audience. Recordings are refused.
+    static_figures : bool
+        Give every plotly figure a PNG image too (drawn by kaleido in the system's Chromium, one
+        browser for the whole notebook), for viewers that run no scripts: GitHub, VS Code's
+        preview, nbviewer, `nbconvert --to markdown` or PDF. ``ANAM_STATIC_FIGURES=1`` in the
+        environment does the same, so a plain `papermill` run can ask for it. Without a browser,
+        one data note says how to get one and figures keep their interactive forms only.
     announce : bool
         Print one line naming the data source.
     **connect_options
@@ -109,8 +117,10 @@ def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_opt
     ------
     ConfigurationError
         As `connect` does, e.g. a base URL without an API key.
+    ValueError
+        When ``ANAM_STATIC_FIGURES`` holds something other than 1/0 (true/false).
     """
-    use_offline_renderer()
+    use_offline_renderer(static=static_figures_requested(static_figures))
     if _in_kernel():
         data, metadata = plotlyjs_bundle()
         _display(data, metadata)
