@@ -1,0 +1,142 @@
+"""New, ongoing, resolved: `compare_findings`, and `report --baseline` with
+`--fail-on-new-findings` on real runs of 02_engine_hosts against planted fleets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import anam_notebooks as an
+from anam_notebooks.reports.report import simulator_environment
+from anam_notebooks.simulator import generate_fleet
+
+ROOT = Path(__file__).parent.parent
+NOTEBOOK = ROOT / "notebooks" / "02_engine_hosts.ipynb"
+END = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
+KEY = "sk-anam-tracking-test-key"
+
+
+def finding(unit: str, start: str | None, end: str | None, level: str = "engine_pod") -> dict:
+    return {"level": level, "unit": unit, "window": {"start": start, "end": end},
+            "sentence": f"{level} {unit} failed more than the rest."}
+
+
+def test_same_unit_with_overlapping_or_adjacent_windows_is_ongoing():
+    before = [finding("pod-a", "2026-04-20T01:00:00Z", "2026-04-20T04:00:00Z")]
+    grown = [finding("pod-a", "2026-04-20T01:00:00Z", "2026-04-20T05:00:00Z")]
+    adjacent = [finding("pod-a", "2026-04-20T05:00:00Z", "2026-04-20T07:00:00Z")]
+    later = [finding("pod-a", "2026-04-20T06:00:00Z", "2026-04-20T07:00:00Z")]
+    assert [f["status"] for f in an.compare_findings(before, grown)] == ["ongoing"]
+    assert [f["status"] for f in an.compare_findings(before, adjacent)] == ["ongoing"]
+    # Two hours apart: a new incident on the same pod, and the old one is over.
+    assert [f["status"] for f in an.compare_findings(before, later)] == ["new", "resolved"]
+    assert [f["status"] for f in an.compare_findings(before, later, gap="3h")] == ["ongoing"]
+
+
+def test_another_unit_or_level_is_a_new_cause_and_a_missing_one_resolved():
+    before = [finding("pod-a", "2026-04-20T01:00:00Z", "2026-04-20T04:00:00Z"),
+              finding("v5.1.1", None, None, level="engine_version")]
+    now = [finding("pod-b", "2026-04-20T01:00:00Z", "2026-04-20T04:00:00Z"),
+           finding("v5.1.1", None, None, level="engine_version"),
+           finding("pod-a", "2026-04-20T01:00:00Z", "2026-04-20T04:00:00Z", level="engine_replicaset")]
+    marked = an.compare_findings({"findings": before}, {"findings": now})
+    assert [(f["unit"], f["level"], f["status"]) for f in marked] == [
+        ("pod-b", "engine_pod", "new"), ("v5.1.1", "engine_version", "ongoing"),
+        ("pod-a", "engine_replicaset", "new"), ("pod-a", "engine_pod", "resolved")]
+    assert all("status" not in f for f in before + now)   # copies, inputs untouched
+    assert [f["status"] for f in an.compare_findings(None, now)] == ["new"] * 3
+    assert an.compare_findings(before, []) == [{**f, "status": "resolved"} for f in before]
+
+
+def test_bad_input_names_what_is_wrong():
+    with pytest.raises(ValueError, match=r"current\[0\] is not a finding"):
+        an.compare_findings([], [{"unit": "x"}])
+    with pytest.raises(ValueError, match="findings document"):
+        an.compare_findings({"notebook": "02"}, [])
+    with pytest.raises(ValueError, match="gap="):
+        an.compare_findings([], [], gap="soon")
+
+
+def _report(env: dict[str, str], out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "anam_notebooks", "report", str(NOTEBOOK), "-o", str(out),
+                           "-p", "since", "2026-04-19T12:00:00Z", "-p", "until", "2026-04-20T12:00:00Z", *extra],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+
+
+def _run(fleet, out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    with simulator_environment(fleet, api_key=KEY) as (env, _):
+        result = _report(env, out, *extra)
+    assert result.returncode in (0, 3), result.stderr[-3000:]
+    return result, json.loads((out / "02_engine_hosts.findings.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """A fleet with one planted cause (a client SDK regression), run once: the baseline."""
+    out = tmp_path_factory.mktemp("first")
+    _, document = _run(generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents={"client"}), out)
+    units = {f["unit"] for f in document["findings"]}
+    assert "@anam-ai/js-sdk@3.6.0" in units, units
+    return out / "02_engine_hosts.findings.json", document
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_the_same_fleet_again_is_all_ongoing_and_exits_0(first_run, tmp_path):
+    baseline, before = first_run
+    result, document = _run(generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents={"client"}),
+                            tmp_path, "--baseline", str(baseline), "--fail-on-new-findings")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert document["findings"] and {f["status"] for f in document["findings"]} == {"ongoing"}
+    assert document["resolved"] == [] and document["baseline"]["generated_at"] == before["generated_at"]
+    html = (tmp_path / "02_engine_hosts.html").read_text(encoding="utf-8")
+    top = html[html.index('class="anam-report-top"'):]
+    assert top.index("Since the previous run") < top.index('class="anam-findings"')
+    assert f"0 new, {len(document['findings'])} ongoing, 0 resolved" in top
+    assert "since the previous run 0 new" in result.stderr
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_one_more_planted_cause_is_new_and_exits_3(first_run, tmp_path):
+    baseline, _ = first_run
+    fleet = generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents={"client", "provider"})
+    result, document = _run(fleet, tmp_path, "--baseline", str(baseline), "--fail-on-new-findings")
+    assert result.returncode == 3, result.stderr[-2000:]
+    status = {f["unit"]: f["status"] for f in document["findings"]}
+    assert status["@anam-ai/js-sdk@3.6.0"] == "ongoing"
+    assert status["CARTESIA"] == "new", status
+    # Without --fail-on-new-findings the same run exits 0 (other exit codes as before).
+    with simulator_environment(fleet, api_key=KEY) as (env, _):
+        assert _report(env, tmp_path / "again", "--baseline", str(baseline)).returncode == 0
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_a_fleet_without_the_first_cause_marks_it_resolved(first_run, tmp_path):
+    baseline, _ = first_run
+    _, document = _run(generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents=False),
+                       tmp_path, "--baseline", str(baseline), "--fail-on-new-findings")
+    resolved = {f["unit"]: f["status"] for f in document["resolved"]}
+    assert resolved.get("@anam-ai/js-sdk@3.6.0") == "resolved", document["resolved"]
+    assert "@anam-ai/js-sdk@3.6.0" not in {f["unit"] for f in document["findings"]}
+    assert "RESOLVED" in (tmp_path / "02_engine_hosts.html").read_text(encoding="utf-8")
+
+
+def test_a_baseline_of_another_notebook_or_not_a_findings_file_is_a_usage_error(tmp_path):
+    other = tmp_path / "other.findings.json"
+    other.write_text(json.dumps({"schema": "anam-notebooks/findings", "notebook": "03_exit_statuses",
+                                 "findings": []}), encoding="utf-8")
+    junk = tmp_path / "junk.json"
+    junk.write_text("[1, 2]", encoding="utf-8")
+    for path, message in ((other, "03_exit_statuses"), (junk, "not a findings file")):
+        result = subprocess.run([sys.executable, "-m", "anam_notebooks", "report", str(NOTEBOOK),
+                                 "--baseline", str(path), "-o", str(tmp_path / "out")],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-1000:]
