@@ -17,6 +17,7 @@ from anam_notebooks.reports.report import simulator_environment
 from anam_notebooks.simulator import generate_fleet
 
 ROOT = Path(__file__).parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
 NOTEBOOK = ROOT / "notebooks" / "02_engine_hosts.ipynb"
 END = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 KEY = "sk-anam-tracking-test-key"
@@ -77,25 +78,34 @@ def _run(fleet, out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    """A fleet with one planted cause (a client SDK regression), run once: the baseline."""
-    out = tmp_path_factory.mktemp("first")
-    _, document = _run(generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents={"client"}), out)
-    units = {f["unit"] for f in document["findings"]}
-    assert "@anam-ai/js-sdk@3.6.0" in units, units
-    return out / "02_engine_hosts.findings.json", document
+def runs(tmp_path_factory):
+    """A fleet with one planted cause (a client SDK regression) run once, the baseline; then,
+    each with --baseline and --fail-on-new-findings: the same fleet, the fleet with one more
+    planted cause (a TTS provider outage), and the fleet without the first cause."""
+    def fleet(incidents):
+        return generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents=incidents)
+
+    first = tmp_path_factory.mktemp("first")
+    _, before = _run(fleet({"client"}), first)
+    assert "@anam-ai/js-sdk@3.6.0" in {f["unit"] for f in before["findings"]}, before["findings"]
+    baseline = first / "02_engine_hosts.findings.json"
+    made = {"baseline": (baseline, before)}
+    for name, incidents in (("same", {"client"}), ("more", {"client", "provider"}), ("without", False)):
+        out = tmp_path_factory.mktemp(name)
+        result, document = _run(fleet(incidents), out, "--baseline", str(baseline), "--fail-on-new-findings")
+        made[name] = (result, document, out / "02_engine_hosts.html")
+    return made
 
 
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_the_same_fleet_again_is_all_ongoing_and_exits_0(first_run, tmp_path):
-    baseline, before = first_run
-    result, document = _run(generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents={"client"}),
-                            tmp_path, "--baseline", str(baseline), "--fail-on-new-findings")
+def test_the_same_fleet_again_is_all_ongoing_and_exits_0(runs):
+    _, before = runs["baseline"]
+    result, document, html_path = runs["same"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert document["findings"] and {f["status"] for f in document["findings"]} == {"ongoing"}
     assert document["resolved"] == [] and document["baseline"]["generated_at"] == before["generated_at"]
-    html = (tmp_path / "02_engine_hosts.html").read_text(encoding="utf-8")
+    html = html_path.read_text(encoding="utf-8")
     top = html[html.index('class="anam-report-top"'):]
     assert top.index("Since the previous run") < top.index('class="anam-findings"')
     assert f"0 new, {len(document['findings'])} ongoing, 0 resolved" in top
@@ -104,29 +114,57 @@ def test_the_same_fleet_again_is_all_ongoing_and_exits_0(first_run, tmp_path):
 
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_one_more_planted_cause_is_new_and_exits_3(first_run, tmp_path):
-    baseline, _ = first_run
-    fleet = generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents={"client", "provider"})
-    result, document = _run(fleet, tmp_path, "--baseline", str(baseline), "--fail-on-new-findings")
+def test_one_more_planted_cause_is_new_and_exits_3(runs):
+    result, document, _ = runs["more"]
     assert result.returncode == 3, result.stderr[-2000:]
     status = {f["unit"]: f["status"] for f in document["findings"]}
     assert status["@anam-ai/js-sdk@3.6.0"] == "ongoing"
     assert status["CARTESIA"] == "new", status
-    # Without --fail-on-new-findings the same run exits 0 (other exit codes as before).
-    with simulator_environment(fleet, api_key=KEY) as (env, _):
-        assert _report(env, tmp_path / "again", "--baseline", str(baseline)).returncode == 0
 
 
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_a_fleet_without_the_first_cause_marks_it_resolved(first_run, tmp_path):
-    baseline, _ = first_run
-    _, document = _run(generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents=False),
-                       tmp_path, "--baseline", str(baseline), "--fail-on-new-findings")
+def test_without_fail_on_new_findings_a_new_finding_exits_0(runs, tmp_path):
+    baseline, _ = runs["baseline"]
+    fleet = generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents={"client", "provider"})
+    result, document = _run(fleet, tmp_path, "--baseline", str(baseline))
+    assert result.returncode == 0 and "new" in {f["status"] for f in document["findings"]}
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_a_fleet_without_the_first_cause_marks_it_resolved(runs):
+    _, document, html_path = runs["without"]
     resolved = {f["unit"]: f["status"] for f in document["resolved"]}
     assert resolved.get("@anam-ai/js-sdk@3.6.0") == "resolved", document["resolved"]
     assert "@anam-ai/js-sdk@3.6.0" not in {f["unit"] for f in document["findings"]}
-    assert "RESOLVED" in (tmp_path / "02_engine_hosts.html").read_text(encoding="utf-8")
+    assert "RESOLVED" in html_path.read_text(encoding="utf-8")
+
+
+@pytest.mark.browser
+def test_the_status_box_reads_at_1400_px(runs):
+    """The report with a new and an ongoing finding, in Chromium at 1400 px: the box is at the
+    top, its badges readable; the screenshot goes to test-artifacts/ for a reviewer."""
+    from _chromium import launch, playwright_sync_api
+
+    sync_api = playwright_sync_api()
+    _, _, html_path = runs["more"]
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(html_path.as_uri(), wait_until="load")
+            box = page.locator("section.anam-status")
+            assert box.is_visible() and box.bounding_box()["y"] < 400
+            badges = box.locator(".anam-badge").all_inner_texts()
+            assert "NEW" in badges and "ONGOING" in badges
+            for badge in box.locator(".anam-badge").all():
+                width = badge.evaluate("b => [b.scrollWidth, b.clientWidth]")
+                assert width[0] <= width[1], width
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "report-baseline-02_engine_hosts.png"))
+        finally:
+            browser.close()
 
 
 def test_a_baseline_of_another_notebook_or_not_a_findings_file_is_a_usage_error(tmp_path):

@@ -175,6 +175,14 @@ def findings_document(report: Report, *, parameters: Mapping[str, Any], source: 
     }
 
 
+def _previous_run(baseline: Any) -> str:
+    """When the baseline's run was made, as the status box names it."""
+    if not isinstance(baseline, Mapping):
+        return "none kept: every finding is new"
+    when = str(baseline.get("generated_at") or "time unknown")
+    return when.replace("T", " ").replace("Z", " UTC")
+
+
 def load_baseline(path: str | Path, notebook: str | Path) -> dict[str, Any] | None:
     """The previous run's findings file for `notebook`, or None when it does not exist yet (a
     scheduled job's first run: every finding is then new).
@@ -280,8 +288,7 @@ def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[s
     found = read_findings(node)
     compared = None if baseline is False else tuple(compare_findings(
         baseline if isinstance(baseline, Mapping) else None, found or []))
-    status = "" if compared is None else status_section(
-        compared, f"run of {baseline.get('generated_at')}" if isinstance(baseline, Mapping) else "none kept")
+    status = "" if compared is None else status_section(compared, _previous_run(baseline))
     html = write_report(node, out_dir / f"{notebook.stem}.html", title=title, facts=facts,
                         keep_input=keep_input, status=status)
     pdf_path = None
