@@ -106,7 +106,9 @@ def notebook_cache(cache: bool | str | Path | None = None, client: Any = None) -
     client : optional
         The notebook's client. A redacted client (``client.redacted``) never reads through a
         cache: the cache would keep unmasked records for the next reader, or serve them
-        unmasked; an explicit directory is then ignored with a warning.
+        unmasked; an explicit directory is then ignored with a warning. The built-in simulator
+        (``client.source == "simulator"``, no key set) is not cached by default: it generates
+        a fresh fleet in-process on every run, which a cache would only pile up.
 
     Returns
     -------
@@ -127,7 +129,8 @@ def notebook_cache(cache: bool | str | Path | None = None, client: Any = None) -
                           "(a cache would keep or serve unmasked records)", UserWarning, stacklevel=2)
         return False
     if cache is None:
-        return False if os.environ.get(INTERACTIVE_ENV) else default_cache_dir()
+        built_in = getattr(client, "source", None) == "simulator"
+        return False if built_in or os.environ.get(INTERACTIVE_ENV) else default_cache_dir()
     if cache is True:
         return default_cache_dir()
     if cache is False:
