@@ -28,7 +28,7 @@ from . import html as _html
 PERCENT_COLUMNS = frozenset({
     "rate", "baseline", "ci_low", "ci_high", "window_rate", "window_baseline", "before_share",
     "after_share", "share", "failure_rate", "pod_rate", "fleet_rate", "overlap_rate",
-    "interruption_rate"})
+    "interruption_rate", "failing_share", "healthy_share"})
 #: Columns holding seconds (latency), shown as "1.85 s"; `SIGNED_SECONDS` with a sign.
 SECONDS_COLUMNS = frozenset({"p50", "p50_low", "p50_high", "p90", "rest_p50", "median_gap",
                              "longest_gap", "response_gap"})
