@@ -122,13 +122,28 @@ def test_one_more_planted_cause_is_new_and_exits_3(runs):
     assert status["CARTESIA"] == "new", status
 
 
-@pytest.mark.notebook
-@pytest.mark.slow
-def test_without_fail_on_new_findings_a_new_finding_exits_0(runs, tmp_path):
-    baseline, _ = runs["baseline"]
-    fleet = generate_fleet(seed=5, sessions=3000, span="24h", end=END, incidents={"client", "provider"})
-    result, document = _run(fleet, tmp_path, "--baseline", str(baseline))
-    assert result.returncode == 0 and "new" in {f["status"] for f in document["findings"]}
+def test_exit_codes_new_findings_page_only_with_fail_on_new_findings(tmp_path, capsys):
+    """The CLI's exit code from the reports alone: 3 only for a new finding with
+    --fail-on-new-findings; --fail-on-findings as before; a failed notebook is still 1."""
+    from anam_notebooks.cli import _print_reports
+    from anam_notebooks.reports.report import Report
+
+    old = finding("pod-a", "2026-04-20T01:00:00Z", "2026-04-20T04:00:00Z")
+    fresh = finding("pod-b", "2026-04-20T01:00:00Z", "2026-04-20T04:00:00Z")
+
+    def report(found, compared=None, error=None):
+        return Report(NOTEBOOK, tmp_path / "x.ipynb", tmp_path / "x.html", error, None, tuple(found),
+                      "x", None, None if compared is None else tuple(compared))
+
+    ongoing = report([old], an.compare_findings([old], [old]))
+    new = report([old, fresh], an.compare_findings([old], [old, fresh]))
+    assert _print_reports([ongoing], fail_on_new_findings=True) == 0
+    assert _print_reports([new], fail_on_new_findings=True) == 3
+    assert _print_reports([new]) == 0
+    assert _print_reports([ongoing], fail_on_findings=True) == 3
+    assert _print_reports([report([fresh])], fail_on_new_findings=True) == 3   # no baseline: all new
+    assert _print_reports([report([], error="02 failed in cell [3]")], fail_on_new_findings=True) == 1
+    assert "since the previous run 1 new, 1 ongoing, 0 resolved" in capsys.readouterr().err
 
 
 @pytest.mark.notebook
