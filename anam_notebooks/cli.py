@@ -3,7 +3,8 @@
 Exit codes of `demo` and `report` (for schedulers):
 
 - 0: every report was written (and, with `--fail-on-findings`, nothing stands out)
-- 1: a notebook failed (its report shows the failing cell; stderr names it)
+- 1: a notebook failed (its report shows the failing cell; stderr names it), or its PDF
+  could not be written (stderr says why)
 - 2: bad usage (an unknown option or parameter, a missing notebook)
 - 3: `--fail-on-findings` was given and at least one finding stands out, or
   `--fail-on-new-findings` was given and at least one finding is new (not in `--baseline`)
@@ -30,7 +31,8 @@ EXIT_FINDINGS = 3
 _EXIT_CODES = (
     "exit codes:\n"
     f"  {EXIT_OK}  every report written (and nothing stands out, with --fail-on-findings)\n"
-    f"  {EXIT_NOTEBOOK_FAILED}  a notebook failed (stderr names the notebook and cell)\n"
+    f"  {EXIT_NOTEBOOK_FAILED}  a notebook failed (stderr names the notebook and cell), or its PDF\n"
+    "     could not be written\n"
     f"  {EXIT_USAGE}  bad usage\n"
     f"  {EXIT_FINDINGS}  a finding stands out (only with --fail-on-findings), or a finding is new\n"
     "     (only with --fail-on-new-findings: not in the --baseline run)\n"

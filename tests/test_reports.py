@@ -56,6 +56,7 @@ FINDING = {
         "window": {"type": "object", "required": ["start", "end"]},
         "q_value": {"type": "number", "minimum": 0, "maximum": 1},
         "sentence": {"type": "string", "minLength": 20},
+        "status": {"enum": ["new", "ongoing", "resolved"]},   # with --baseline
     },
 }
 FINDINGS_FILE = {

@@ -10,7 +10,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import jsonschema
 import pytest
+from test_reports import FINDING, FINDINGS_FILE
 
 import anam_notebooks as an
 from anam_notebooks.reports.report import simulator_environment
@@ -105,6 +107,10 @@ def test_the_same_fleet_again_is_all_ongoing_and_exits_0(runs):
     assert result.returncode == 0, result.stderr[-2000:]
     assert document["findings"] and {f["status"] for f in document["findings"]} == {"ongoing"}
     assert document["resolved"] == [] and document["baseline"]["generated_at"] == before["generated_at"]
+    for run in ("same", "more", "without"):
+        jsonschema.validate(runs[run][1], FINDINGS_FILE)
+        for resolved in runs[run][1]["resolved"]:
+            jsonschema.validate(resolved, FINDING)
     html = html_path.read_text(encoding="utf-8")
     top = html[html.index('class="anam-report-top"'):]
     assert top.index("Since the previous run") < top.index('class="anam-findings"')
