@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint docs bench chromium clean
+.PHONY: demo test lint docs bench chromium pdf-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,19 @@ chromium:
 	  if [ -n "$$CI" ]; then echo "could not install chromium with apt-get" >&2; exit 1; fi; \
 	  echo "chromium is not installed (apt-get install chromium): the browser tests will be skipped"; }
 
+# poppler-utils (pdftoppm) for the PDF tests, which turn a report's pages into images to look at.
+pdf-tools:
+	@command -v pdftoppm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq poppler-utils >/dev/null; } || { \
+	  if [ -n "$$CI" ]; then echo "could not install poppler-utils with apt-get" >&2; exit 1; fi; \
+	  echo "poppler-utils is not installed (apt-get install poppler-utils): the PDF tests will be skipped"; }
+
 demo: $(STAMP)
 	$(BIN)/anam-notebooks demo
 
-test: lint docs chromium
+test: lint docs chromium pdf-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # ruff (style and bugs), mypy (strict on the public API), import-linter (the layers of DESIGN.md)

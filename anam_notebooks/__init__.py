@@ -25,6 +25,7 @@ from .api.errors import (
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and the API reference
     from . import analysis, plots, simulator, widgets
+    from .analysis.tracking import compare_findings
     from .api.client import AnamClient, AsyncAnamClient
     from .api.source import SessionSource
     from .data.sessions import sessions_frame
@@ -55,6 +56,7 @@ _LAZY = {
     "publish_findings": "notebook",
     "read_findings": "notebook",
     "show_table": "views.tables",
+    "compare_findings": "analysis.tracking",
     "analysis": None,
     "plots": None,
     "widgets": None,

@@ -3,9 +3,11 @@
 Exit codes of `demo` and `report` (for schedulers):
 
 - 0: every report was written (and, with `--fail-on-findings`, nothing stands out)
-- 1: a notebook failed (its report shows the failing cell; stderr names it)
+- 1: a notebook failed (its report shows the failing cell; stderr names it), or its PDF
+  could not be written (stderr says why)
 - 2: bad usage (an unknown option or parameter, a missing notebook)
-- 3: `--fail-on-findings` was given and at least one finding stands out
+- 3: `--fail-on-findings` was given and at least one finding stands out, or
+  `--fail-on-new-findings` was given and at least one finding is new (not in `--baseline`)
 
 Report paths go to stdout, one per line; progress and errors go to stderr.
 """
@@ -30,9 +32,11 @@ EXIT_FINDINGS = 3
 _EXIT_CODES = (
     "exit codes:\n"
     f"  {EXIT_OK}  every report written (and nothing stands out, with --fail-on-findings)\n"
-    f"  {EXIT_NOTEBOOK_FAILED}  a notebook failed (stderr names the notebook and cell)\n"
+    f"  {EXIT_NOTEBOOK_FAILED}  a notebook failed (stderr names the notebook and cell), or its PDF\n"
+    "     could not be written\n"
     f"  {EXIT_USAGE}  bad usage\n"
-    f"  {EXIT_FINDINGS}  a finding stands out (only with --fail-on-findings)\n"
+    f"  {EXIT_FINDINGS}  a finding stands out (only with --fail-on-findings), or a finding is new\n"
+    "     (only with --fail-on-new-findings: not in the --baseline run)\n"
     "Each report's findings are in <notebook>.findings.json beside its HTML.")
 
 
@@ -86,6 +90,13 @@ def _build_parser() -> argparse.ArgumentParser:
     report.epilog = demo.epilog = _EXIT_CODES
     report.formatter_class = demo.formatter_class = argparse.RawDescriptionHelpFormatter
     report.add_argument("notebook", type=Path, metavar="NOTEBOOK")
+    report.add_argument("--baseline", type=Path, default=None, metavar="PREVIOUS.findings.json",
+                        help="the previous run's findings file: mark each finding new, ongoing or "
+                             "resolved (in the findings file and at the top of the report); a file "
+                             "that does not exist yet (the first run) makes every finding new")
+    report.add_argument("--fail-on-new-findings", action="store_true",
+                        help=f"exit {EXIT_FINDINGS} only when a finding is new (not in --baseline), "
+                             "0 otherwise: a scheduled job pages once per cause")
     report.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"),
                         help="set a notebook parameter, e.g. -p since 7d (repeatable)")
@@ -154,6 +165,12 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
                         help=f"exit {EXIT_FINDINGS} when any finding stands out (0 when none does), "
                              "so a scheduler can page someone; findings are also written to "
                              "<notebook>.findings.json")
+    parser.add_argument("--static-figures", action="store_true",
+                        help="give every figure a PNG image too (drawn by the system's Chromium), so "
+                             "the executed notebook shows its figures on GitHub, in VS Code or as markdown")
+    parser.add_argument("--pdf", action="store_true",
+                        help="also write <notebook>.pdf beside the HTML, printed by the system's "
+                             "Chromium (implies --static-figures)")
 
 
 def _parameter_value(text: str) -> Any:
@@ -189,12 +206,15 @@ def _progress(line: str) -> None:
     print(terminal_text(line), file=sys.stderr, flush=True)
 
 
-def _print_reports(reports: Sequence[Any], *, fail_on_findings: bool = False) -> int:
+def _print_reports(reports: Sequence[Any], *, fail_on_findings: bool = False,
+                   fail_on_new_findings: bool = False) -> int:
     """Paths to stdout, failures to stderr; the exit code (see the module docstring)."""
     failed = 0
     for report in reports:
         if report.html is not None:
             print(terminal_text(report.html))
+        if report.pdf is not None:
+            print(terminal_text(report.pdf))
         if report.findings_json is not None and report.findings_json.exists():
             print(terminal_text(report.findings_json))
         if report.error:
@@ -205,7 +225,15 @@ def _print_reports(reports: Sequence[Any], *, fail_on_findings: bool = False) ->
     standing = [r for r in reports if r.stands_out]
     for report in standing:
         print(terminal_text(f"{report.notebook.name}: {report.headline}"), file=sys.stderr)
-    return EXIT_FINDINGS if fail_on_findings and standing else EXIT_OK
+    new = [f for r in reports for f in r.new_findings]
+    for report in reports:
+        if report.compared is not None:
+            counts = {s: sum(f.get("status") == s for f in report.compared) for s in ("new", "ongoing", "resolved")}
+            print(terminal_text(f"{report.notebook.name}: since the previous run " +
+                                ", ".join(f"{n} {s}" for s, n in counts.items())), file=sys.stderr)
+    if fail_on_findings and standing:
+        return EXIT_FINDINGS
+    return EXIT_FINDINGS if fail_on_new_findings and new else EXIT_OK
 
 
 def demo_reports(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -218,7 +246,8 @@ def demo_reports(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if not notebooks:
         parser.error(f"no notebooks in {folder}: give --notebooks DIR")
     started = time.monotonic()
-    options = {"keep_input": args.keep_input, "redact": args.redact, "progress": _progress}
+    options = {"keep_input": args.keep_input, "redact": args.redact, "progress": _progress,
+               "static_figures": args.static_figures, "pdf": args.pdf}
     if api_key_from_env() is None:
         _progress(f"{API_KEY_ENV} is not set: running against the built-in simulator "
                   f"({args.sessions:,} sessions over {args.span}).")
@@ -238,17 +267,24 @@ def demo_reports(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 def report_one(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run one notebook against the configured API into an HTML report and its findings JSON."""
-    from .reports.report import make_reports
+    from .reports.report import load_baseline, make_reports
 
     if not args.notebook.is_file():
         parser.error(f"notebook {str(args.notebook)!r} does not exist")
     parameters = {name: _parameter_value(value) for name, value in args.parameter}
+    baseline: Any = False
     try:
+        if args.baseline is not None:
+            baseline = load_baseline(args.baseline, args.notebook)
+            if baseline is None:
+                _progress(f"--baseline {str(args.baseline)!r} does not exist yet: every finding is new")
         reports = make_reports([args.notebook], args.output, parameters, keep_input=args.keep_input,
-                               redact=args.redact, progress=_progress)
+                               redact=args.redact, static_figures=args.static_figures, pdf=args.pdf,
+                               baseline=baseline, progress=_progress)
     except ValueError as exc:
         parser.error(str(exc))
-    return _print_reports(reports, fail_on_findings=args.fail_on_findings)
+    return _print_reports(reports, fail_on_findings=args.fail_on_findings,
+                          fail_on_new_findings=args.fail_on_new_findings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

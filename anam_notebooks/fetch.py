@@ -107,6 +107,9 @@ def notebook_cache(cache: bool | str | Path | None = None, client: SessionSource
         cache holds raw records and `fetch_sessions` / `fetch_transcripts` mask what they
         return, so the next unredacted reader gets the real data and a redacted one never
         sees it.
+        The built-in simulator (``client.source == "simulator"``, no key set) is not cached
+        by default: it generates a fresh fleet in-process on every run, which a cache would only
+        pile up.
 
     Returns
     -------
@@ -122,7 +125,8 @@ def notebook_cache(cache: bool | str | Path | None = None, client: SessionSource
         raise ValueError(f"cache={cache!r} is not valid: expected None (the per-user cache when "
                          "headless), True (the per-user cache), False (no cache) or a directory path")
     if cache is None:
-        return False if os.environ.get(INTERACTIVE_ENV) else default_cache_dir()
+        built_in = getattr(client, "source", None) == "simulator"
+        return False if built_in or os.environ.get(INTERACTIVE_ENV) else default_cache_dir()
     if cache is True:
         return default_cache_dir()
     if cache is False:

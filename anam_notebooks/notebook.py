@@ -33,6 +33,7 @@ from .fetch import connect
 from .views.figures import plotlyjs_bundle, use_offline_renderer
 from .views.findings import FINDINGS_MIME, findings_bundle, note_bundle
 from .views.masking import RedactedClient
+from .views.static import StaticFigureWarning, static_figures_requested
 
 _LOGGER = "anam_notebooks"
 #: What every published finding holds (the findings file's schema, see reports.report).
@@ -86,7 +87,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def capture_data_notes() -> None:
     """Show the package's data-quality warnings and warning log lines as data-note outputs,
     each time they happen (not once per code location), so a report can count them."""
-    for category in (MalformedRecordWarning, CacheFileWarning):
+    for category in (MalformedRecordWarning, CacheFileWarning, StaticFigureWarning):
         warnings.filterwarnings("always", category=category)
     warnings.showwarning = _show_warning
     logger = logging.getLogger(_LOGGER)
@@ -95,7 +96,8 @@ def capture_data_notes() -> None:
         logger.addHandler(handler)
 
 
-def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_options: Any) -> SessionSource:
+def setup_notebook(*, redact: bool = False, static_figures: bool = False, announce: bool = True,
+                   **connect_options: Any) -> SessionSource:
     """Set a notebook up for figures everywhere, data notes and (optionally) redaction; connect.
 
     Parameters
@@ -106,6 +108,12 @@ def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_opt
         `fetch_transcripts` (a cache still holds the raw data), the lookup and explorer
         widgets, findings and data notes. Counts, statuses, times, engines and product names
         stay, so every figure still works; the table under Notes lists each field.
+    static_figures : bool
+        Give every plotly figure a PNG image too (drawn by kaleido in the system's Chromium, one
+        browser for the whole notebook), for viewers that run no scripts: GitHub, VS Code's
+        preview, nbviewer, `nbconvert --to markdown` or PDF. ``ANAM_STATIC_FIGURES=1`` in the
+        environment does the same, so a plain `papermill` run can ask for it. Without a browser,
+        one data note says how to get one and figures keep their interactive forms only.
     announce : bool
         Print one line naming the data source.
     **connect_options
@@ -121,6 +129,8 @@ def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_opt
     ------
     ConfigurationError
         As `connect` does, e.g. a base URL without an API key.
+    ValueError
+        When ``ANAM_STATIC_FIGURES`` holds something other than 1/0 (true/false).
 
     Notes
     -----
@@ -147,7 +157,7 @@ def setup_notebook(*, redact: bool = False, announce: bool = True, **connect_opt
     | any other text field | masked | an unknown field may hold a person's words |
     | recordings | refused | a recording is the conversation itself |
     """
-    use_offline_renderer()
+    use_offline_renderer(static=static_figures_requested(static_figures))
     if _in_kernel():
         data, metadata = plotlyjs_bundle()
         _display(data, metadata)

@@ -130,7 +130,8 @@ def test_plots_draw_groups_and_rollout_markers():
     over_time = plots.latency_over_time(turns, sessions, freq="2h")
     assert [t.name for t in over_time.data] == ["p50", "p90"]
     markers = [a.text for a in over_time.layout.annotations]
-    assert any("v5.1.1 first seen" in text for text in markers)
+    assert any("v5.1.1 rolled out" in text for text in markers)
+    assert {m.split()[0] for m in markers} == set(analysis.rollouts(sessions, "2h").index)
     p50 = np.asarray(over_time.data[0].y, dtype=float)
     assert np.nanmax(p50) > np.nanmin(p50) + 0.3          # the slow rollout shows as a step
     ecdf = plots.response_gap_distribution(turns, sessions)

@@ -10,7 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 # pip name -> conda-forge name, where they differ (nest-asyncio is the same on both sides).
-CONDA_NAMES: dict[str, str] = {}
+CONDA_NAMES: dict[str, str] = {"kaleido": "python-kaleido"}
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*?)\s*(;.*)?$")
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from anam_notebooks import plots
+from anam_notebooks import analysis, plots
 from anam_notebooks.analysis import is_failure
 from anam_notebooks.data.sessions import sessions_frame
 from anam_notebooks.data.transcripts import transcript_frame
@@ -148,10 +148,16 @@ def test_exit_status_over_time_failure_rate_matches_counts(df):
     assert np.allclose(np.asarray(rate.y, dtype=float), 100 * failed / finished, equal_nan=True)
 
 
-def test_exit_status_over_time_marks_each_version_rollout(df):
+def test_exit_status_over_time_marks_the_rollouts_analysis_finds(df):
+    """One definition of a rollout: the markers are `analysis.rollouts`, so a version already
+    serving when the window opens gets none."""
     fig = plots.exit_status_over_time(df)
-    notes = {a.text for a in fig.layout.annotations if a.text.endswith("first seen")}
-    assert notes == {f"{v} first seen" for v in df["engine_version"].dropna().astype(str).unique()}
+    notes = {a.text for a in fig.layout.annotations if a.text.endswith("rolled out")}
+    found = analysis.rollouts(df)
+    assert notes == {f"{v} rolled out" for v in found.index} and notes
+    first = df.dropna(subset=["engine_version"]).groupby("engine_version", observed=True)["start_time"].min()
+    running = first[first <= df["start_time"].min() + pd.Timedelta("1h")].index.astype(str)
+    assert len(running) and not {f"{v} rolled out" for v in running} & notes
 
 
 def test_exit_status_over_time_rejects_a_bad_frequency(df):

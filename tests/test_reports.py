@@ -56,6 +56,7 @@ FINDING = {
         "window": {"type": "object", "required": ["start", "end"]},
         "q_value": {"type": "number", "minimum": 0, "maximum": 1},
         "sentence": {"type": "string", "minLength": 20},
+        "status": {"enum": ["new", "ongoing", "resolved"]},   # with --baseline
     },
 }
 FINDINGS_FILE = {
@@ -106,10 +107,11 @@ def reports(server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plain(server, tmp_path_factory):
-    """Every notebook run by plain `papermill` and converted by plain `jupyter nbconvert`."""
+    """Every notebook run by plain `papermill` (asking for static figures through the
+    environment, as a scheduled job would) and converted by plain `jupyter nbconvert`."""
     env, _ = server
     out = tmp_path_factory.mktemp("plain")
-    kernel_env = {**os.environ, **env}
+    kernel_env = {**os.environ, **env, "ANAM_STATIC_FIGURES": "1"}
     made = {}
     for nb in NOTEBOOKS:
         executed = out / nb.name
@@ -211,6 +213,27 @@ def test_tables_read_like_a_report_not_a_data_dump(reports):
     assert any(re.fullmatch(r"\d\.\de-\d+", c) for c in cells)         # a q-value, short
     assert "start_time (UTC)" in unescape(tables) or "window_start (UTC)" in unescape(tables)
     assert "<th>0</th>" not in tables and "<th>1</th>" not in tables  # no 0..n index column
+
+
+def test_every_table_of_every_report_goes_through_one_formatting(reports):
+    """No raw pandas table anywhere (rates as percentages, short p/q, never a bare 0.0), and
+    05's latency table shows seconds with their unit and no q-value for a faster group."""
+    for name, report in reports.items():
+        html = report.html.read_text(encoding="utf-8")
+        assert 'class="dataframe' not in html, f"{name}: a table bypassed show_table"
+        for table in re.findall(r'<table class="anam-table">.*?</table>', html, flags=re.S):
+            heads = [unescape(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", table.split("</thead>")[0])]
+            for row in re.findall(r"<tr>(.*?)</tr>", table.split("</thead>")[-1], flags=re.S):
+                cells = [unescape(c) for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row)]
+                for head, cell in zip(heads[-len(cells):], cells):
+                    assert cell not in ("0.0", "0.000"), (name, head, cell)
+                    if head not in ("p_value", "q_value", "p_within", "q_within"):   # a raw share
+                        assert not re.fullmatch(r"0\.\d{3,}", cell), (name, head, cell)
+    latency = reports["05_conversation_quality"].html.read_text(encoding="utf-8")
+    rows = re.findall(r"<tr>(.*?)</tr>", latency, flags=re.S)
+    faster = [r for r in rows if re.search(r"<td>-\d\.\d\d s</td>", r)]
+    assert faster and all("<td>faster</td>" in r for r in faster)
+    assert any(re.search(r"<td>\+\d\.\d\d s</td>", r) and "<td>faster</td>" not in r for r in rows)
 
 
 def test_reports_fetch_nothing_from_the_network(reports):
@@ -542,3 +565,148 @@ def test_conversation_quality_opens_with_the_planted_slowdown(reports, fleet):
     first = next(line for line in text.splitlines() if line.startswith(("Sessions on", "No ")))
     assert first.startswith(f"Sessions on engine_version {regression.engine_version} answer 0."), first
     assert "s slower at the median" in first and "q = " in first
+
+
+# ---------------------------------------------------------------- static figures and PDFs
+
+def _pixels(png: bytes) -> tuple[float, float]:
+    """(grey-level variance, share of colourful pixels) of an image: a blank one is (0, 0)."""
+    import io
+
+    from PIL import Image, ImageStat
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    variance = ImageStat.Stat(image.convert("L")).var[0]
+    small = image.resize((max(1, image.width // 4), max(1, image.height // 4)))
+    colourful = sum(max(p) - min(p) > 60 for p in small.getdata()) / (small.width * small.height)
+    return variance, colourful
+
+
+def _figure_outputs(executed: Path) -> list[dict]:
+    nb = nbformat.read(str(executed), as_version=4)
+    return [o for c in nb.cells for o in c.get("outputs", []) if PLOTLY_MIME in o.get("data", {})]
+
+
+def _sanitized(html: str) -> str:
+    """HTML as GitHub's sanitizer leaves it: no script, style or iframe elements, no event
+    handler or style attributes."""
+    html = re.sub(r"<(script|style|iframe)\b[^>]*>.*?</\1\s*>", "", html, flags=re.S | re.I)
+    return re.sub(r"\s(on\w+|style)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)", "", html, flags=re.I)
+
+
+def test_plain_papermill_with_static_figures_gives_every_figure_a_png_that_is_not_blank(plain):
+    """ANAM_STATIC_FIGURES=1 on a plain papermill run: every plotly output carries image/png,
+    a real drawing (pixel variance and colour measured), at the figure's size."""
+    import base64
+
+    for name, (executed, _) in plain.items():
+        figures = _figure_outputs(executed)
+        assert figures, name
+        for output in figures:
+            assert "image/png" in output["data"], f"{name}: a figure without a PNG"
+            png = base64.b64decode(output["data"]["image/png"])
+            variance, colourful = _pixels(png)
+            assert variance > 100 and colourful > 0.005, (name, variance, colourful)
+
+
+def test_figures_still_show_where_scripts_are_stripped(plain):
+    """Each figure's HTML twin, sanitized the way GitHub does (scripts, styles and handlers
+    removed), still holds exactly one image of the figure; so does the image/png a viewer
+    preferring images takes."""
+    import base64
+
+    for name, (executed, _) in plain.items():
+        for output in _figure_outputs(executed):
+            html = _sanitized(output["data"]["text/html"])
+            images = re.findall(r'<img[^>]+src="data:image/png;base64,([^"]+)"', html)
+            assert len(images) == 1, (name, len(images))
+            assert images[0] == output["data"]["image/png"].replace("\n", "")
+            assert _pixels(base64.b64decode(images[0]))[0] > 100
+            assert "<script" not in html.lower()
+
+
+@pytest.mark.browser
+def test_a_page_without_scripts_shows_one_image_per_figure(plain, tmp_path):
+    """The nbconvert page of each executed notebook, sanitized and opened in Chromium with
+    JavaScript off: one loaded, visible image per figure."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    from _chromium import launch
+
+    with playwright.sync_playwright() as p:
+        browser = launch(p)
+        try:
+            context = browser.new_context(java_script_enabled=False, viewport={"width": 1400, "height": 900})
+            for name, (executed, pages) in plain.items():
+                figures = len(_figure_outputs(executed))
+                page_path = tmp_path / f"{name}-sanitized.html"
+                page_path.write_text(_sanitized(pages["lab"].read_text(encoding="utf-8")), encoding="utf-8")
+                page = context.new_page()
+                page.goto(page_path.as_uri(), wait_until="load")
+                shown = page.evaluate("""() => [...document.querySelectorAll('img.anam-static-figure')]
+                    .filter(i => i.complete && i.naturalWidth > 300 && i.getBoundingClientRect().height > 100)
+                    .length""")
+                assert shown == figures, f"{name}: {shown} of {figures} figures shown without scripts"
+                if name == "02_engine_hosts":
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    page.locator("img.anam-static-figure").first.scroll_into_view_if_needed()
+                    page.screenshot(path=str(ARTIFACTS / "no-scripts-02_engine_hosts.png"))
+                page.close()
+            context.close()
+        finally:
+            browser.close()
+
+
+def test_nbconvert_markdown_writes_one_image_file_per_figure(plain, tmp_path):
+    for name, (executed, _) in plain.items():
+        run = subprocess.run([str(BIN / "jupyter"), "nbconvert", "--to", "markdown", "--output-dir",
+                              str(tmp_path / name), str(executed)], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        files = sorted((tmp_path / name).glob("*_files/*.png"))
+        assert len(files) == len(_figure_outputs(executed)), (name, files)
+        assert all(_pixels(f.read_bytes())[0] > 100 for f in files), name
+
+
+@pytest.fixture(scope="module")
+def pdf_report(server, tmp_path_factory):
+    """`anam-notebooks report 02_engine_hosts --pdf` against the module's simulator."""
+    env, _ = server
+    out = tmp_path_factory.mktemp("pdf")
+    result = subprocess.run(
+        [sys.executable, "-m", "anam_notebooks", "report", str(ROOT / "notebooks" / "02_engine_hosts.ipynb"),
+         "--pdf", "-o", str(out)], env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+    return result, out
+
+
+@pytest.mark.slow
+def test_report_pdf_is_written_beside_the_html_and_its_pages_show_the_figures(pdf_report, tmp_path):
+    """Every figure is an image in the PDF (pdfimages lists them); the pages holding them,
+    rendered to PNG with pdftoppm, are drawings, not blank; page 1 opens with the findings."""
+    import shutil
+
+    result, out = pdf_report
+    assert result.returncode == 0, result.stderr[-2000:]
+    pdf = out / "02_engine_hosts.pdf"
+    assert str(pdf) in result.stdout.split() and pdf.read_bytes()[:5] == b"%PDF-"
+    if not shutil.which("pdftoppm"):
+        pytest.skip("poppler-utils is not installed (make pdf-tools)")
+    figures = len(_figure_outputs(out / "02_engine_hosts.ipynb"))
+    listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True)
+    rows = [line.split() for line in listing.stdout.splitlines()[2:] if line.strip()]
+    images = [(int(r[0]), int(r[3]), int(r[4])) for r in rows if r[2] == "image"]   # (page, width, height)
+    big = [i for i in images if i[1] >= 500 and i[2] >= 200]
+    assert len(big) == figures, (figures, images)
+    pages = sorted({page for page, _, _ in big})
+    subprocess.run(["pdfimages", "-png", str(pdf), str(tmp_path / "image")], check=True, timeout=120)
+    extracted = [f for f in sorted(tmp_path.glob("image-*.png")) if f.stat().st_size > 10_000]
+    assert len(extracted) == figures and all(_pixels(f.read_bytes())[1] > 0.02 for f in extracted)
+    for page in [1, *pages]:
+        prefix = tmp_path / f"page-{page}"
+        subprocess.run(["pdftoppm", "-r", "60", "-png", "-f", str(page), "-l", str(page), str(pdf), str(prefix)],
+                       check=True, timeout=120)
+        png = next(tmp_path.glob(f"page-{page}*.png"))
+        variance, colourful = _pixels(png.read_bytes())
+        assert variance > 100, (page, variance)
+        if page in pages:
+            assert colourful > 0.003, (page, colourful)   # a figure, not only text (0 there)
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(png, ARTIFACTS / f"pdf-02_engine_hosts-page-{page}.png")

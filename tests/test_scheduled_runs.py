@@ -37,6 +37,10 @@ def test_the_cache_parameter_means_the_user_cache_when_headless(monkeypatch, tmp
     assert an.notebook_cache(True) == tmp_path / "mine"
     assert an.notebook_cache(False) is False
     assert an.notebook_cache(str(tmp_path / "there")) == tmp_path / "there"
+    monkeypatch.delenv("ANAM_API_KEY", raising=False)
+    simulated = an.connect(sessions=50)   # no key: the built-in simulator, fresh on every run
+    assert an.notebook_cache(None, simulated) is False
+    assert an.notebook_cache(str(tmp_path / "there"), simulated) == tmp_path / "there"
     monkeypatch.setenv("JPY_SESSION_NAME", "02_engine_hosts.ipynb")   # a kernel JupyterLab started
     assert an.notebook_cache(None) is False
     assert an.notebook_cache(str(tmp_path / "there")) == tmp_path / "there"

@@ -87,3 +87,16 @@ def test_mixed_object_columns_format_value_by_value():
     frame = pd.DataFrame({"value": ["coach", pd.Timestamp("2026-04-20T09:00:00.5Z"),
                                     pd.Timedelta("27s"), None]}, index=["label", "start", "length", "end"])
     assert format_frame(frame)["value"].tolist() == ["coach", "2026-04-20 09:00:00 UTC", "27.0s", ""]
+
+
+def test_a_latency_table_reads_in_seconds_and_percent_and_a_faster_group_is_no_finding():
+    """05's p50/p90 table: seconds with their unit, rates as percentages, no bare 0 for a
+    q-value, and a group answering faster than the rest shows "faster", not a q-value."""
+    table = pd.DataFrame({"sessions": [143, 193], "p50": [1.8503, 0.9271], "shift": [0.933, -0.284],
+                          "overlap_rate": [0.057, 0.06], "p_value": [0.0, 0.0], "q_value": [0.0, 3e-9]},
+                         index=pd.Index(["v5.1.1", "v5.0.3"], name="engine_version"))
+    shown = format_frame(table)
+    assert shown.loc["v5.1.1"].tolist() == ["143", "1.85 s", "+0.93 s", "5.7 %", "< 1e-300", "< 1e-300"]
+    assert shown.loc["v5.0.3", "shift"] == "-0.28 s"
+    assert shown.loc["v5.0.3", "q_value"] == "faster" and shown.loc["v5.0.3", "p_value"] == "faster"
+    assert "0.0" not in show_table(table).html

@@ -62,7 +62,7 @@ Fisher exact test per value, BY-corrected across all of them).
 """
 
 from .differences import what_differs
-from .exemplars import EXEMPLAR_COLUMNS, exemplars
+from .exemplars import EXEMPLAR_COLUMNS, exemplars, typical_session
 from .failures import DEFAULT_FAILURES, FailureSpec, is_failure
 from .findings import DEFAULT_Q, headline_window, latency_findings, suspect_findings, suspect_headline
 from .latency import response_latency, summarize_latency
@@ -106,6 +106,7 @@ __all__ = [
     "response_latency",
     "summarize_latency",
     "summarize_suspects",
+    "typical_session",
     "verdict_findings",
     "what_differs",
 ]

@@ -66,3 +66,51 @@ def exemplars(df: pd.DataFrame, finding: Any = None, failures: FailureSpec = Non
             pick = pick[inside.fillna(False).to_numpy(dtype=bool)]
     pick = pick.sort_values("start_time", ascending=False, kind="stable")
     return pick[[c for c in columns if c in pick.columns]].head(n)
+
+
+#: Messages each side must have said for a transcript to count as a conversation.
+MIN_TURNS_EACH = 2
+
+
+def typical_session(sessions: pd.DataFrame, turns: pd.DataFrame) -> Any:
+    """The session to take as a worked example: one typical of `sessions`, with a real
+    conversation, rather than the newest or the shortest.
+
+    Among the sessions whose transcript (in `turns`) has at least `MIN_TURNS_EACH` user and
+    persona messages, the one whose length is closest to the median length of those sessions
+    (the newest of equals). Without any such conversation, the session closest to the median
+    length of all of `sessions`.
+
+    Parameters
+    ----------
+    sessions : DataFrame
+        The candidates (a sessions frame, e.g. the window's failed sessions), newest first.
+    turns : DataFrame
+        Their transcripts (`fetch_transcripts`), possibly for only some of them.
+
+    Returns
+    -------
+    session id, or None
+        None when `sessions` is empty.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When a frame lacks the needed columns.
+    """
+    check_frame(sessions, ["duration"])
+    check_frame(turns, ["session_id", "role"])
+    if sessions.empty:
+        return None
+    said = turns.groupby([turns["session_id"].astype("string"), turns["role"].astype("string")],
+                         observed=True).size().unstack(fill_value=0)
+    both = said.reindex(columns=["user", "persona"], fill_value=0).min(axis=1)
+    talkers = set(both[both >= MIN_TURNS_EACH].index)
+    pool = sessions[sessions.index.astype(str).isin(talkers)]
+    pool = pool if len(pool) else sessions
+    seconds = pool["duration"].dt.total_seconds()
+    known = seconds.dropna()
+    if known.empty:
+        return pool.index[0]
+    distance = (known - known.median()).abs()
+    return distance.index[int(distance.to_numpy().argmin())]

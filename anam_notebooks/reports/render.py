@@ -14,10 +14,11 @@ report, a table of contents.
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import nbformat
 from nbconvert import HTMLExporter
 
 from ..views import html as _html
-from ..views.figures import LOADER_METADATA, PLOTLY_MIME, figure_html, plotlyjs_script
+from ..views.figures import LOADER_METADATA, PLOTLY_MIME, PNG_MIME, STATIC_CLASS, figure_html, plotlyjs_script
 from ..views.findings import FINDINGS_MIME, NOTE_MIME, callout_style, findings_callout, notes_section
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -78,8 +79,9 @@ def _stderr_notes(text: str) -> list[str]:
     return notes
 
 
-def _static_outputs(outputs: Iterable[dict], prepared: Prepared) -> list[dict]:
-    """Outputs rewritten for a page with no kernel; figures counted, findings and notes lifted."""
+def _static_outputs(outputs: Iterable[dict], prepared: Prepared, printed: bool = False) -> list[dict]:
+    """Outputs rewritten for a page with no kernel; figures counted, findings and notes lifted.
+    `printed`: for a page without scripts (PDF), figures are their static images."""
     kept: list[dict] = []
     for output in outputs:
         kind = output.get("output_type")
@@ -103,7 +105,9 @@ def _static_outputs(outputs: Iterable[dict], prepared: Prepared) -> list[dict]:
                     prepared.headline = prepared.headline or value.get("headline")
             if PLOTLY_MIME in data:
                 output = copy.deepcopy(output)
-                output["data"] = {"text/html": figure_html(data[PLOTLY_MIME])}
+                png = _png(data)
+                output["data"] = ({"text/html": _printed_figure(png)} if printed else
+                                  {"text/html": figure_html(data[PLOTLY_MIME], png)})
                 prepared.figures += 1
             elif WIDGET_MIME in data:
                 rest = {k: v for k, v in data.items() if k not in (WIDGET_MIME, "text/plain")}
@@ -115,6 +119,26 @@ def _static_outputs(outputs: Iterable[dict], prepared: Prepared) -> list[dict]:
     return kept
 
 
+def _png(data: Mapping[str, Any]) -> bytes | None:
+    """A figure's static image (see `setup_notebook(static_figures=True)`), kept in the report
+    so it shows where scripts do not run (mail, PDF)."""
+    encoded = data.get(PNG_MIME)
+    if not encoded:
+        return None
+    try:
+        return base64.b64decode(_text(encoded), validate=False)
+    except (ValueError, TypeError):
+        return None
+
+
+def _printed_figure(png: bytes | None) -> str:
+    if png is None:
+        return ('<p class="anam-no-image">(A figure without a static image: run with static figures '
+                "on, e.g. <code>--static-figures</code>, to print it.)</p>")
+    return (f'<img class="{STATIC_CLASS}" alt="figure" style="max-width:100%;height:auto" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">')
+
+
 def _anchor_headings(cell: nbformat.NotebookNode, prepared: Prepared) -> None:
     """Give each `##`/`###` heading of a markdown cell a stable anchor for the contents."""
     def anchor(match: re.Match[str]) -> str:
@@ -124,21 +148,48 @@ def _anchor_headings(cell: nbformat.NotebookNode, prepared: Prepared) -> None:
     cell.source = _HEADING.sub(anchor, cell.source)
 
 
-def prepare_notebook(nb: nbformat.NotebookNode) -> Prepared:
-    """A copy of `nb` whose outputs draw offline, with what the page header needs."""
+def prepare_notebook(nb: nbformat.NotebookNode, *, printed: bool = False) -> Prepared:
+    """A copy of `nb` whose outputs draw offline, with what the page header needs (`printed`:
+    for a page without scripts, figures as their static images)."""
     prepared = Prepared(copy.deepcopy(nb))
     prepared.notebook.metadata.pop("widgets", None)
     for cell in prepared.notebook.cells:
         if cell.get("cell_type") == "code":
-            cell.outputs = [nbformat.from_dict(o) for o in _static_outputs(cell.get("outputs", []), prepared)]
+            cell.outputs = [nbformat.from_dict(o) for o in _static_outputs(cell.get("outputs", []), prepared, printed)]
         elif cell.get("cell_type") == "markdown":
             _anchor_headings(cell, prepared)
     return prepared
 
 
-def _top(prepared: Prepared) -> str:
-    """Findings callout, data notes and contents: the top of the page, escaped."""
-    parts = []
+_STATUS_STYLE = (
+    "<style>.anam-status{font:14px/1.45 system-ui,sans-serif;border:1px solid #d0d5dd;border-radius:6px;"
+    "padding:.5em 1em;margin:.5em 0}.anam-status h3{font-size:1em;margin:.2em 0}"
+    ".anam-status ul{margin:.3em 0 .2em 1.2em;padding:0}.anam-status li{margin:.15em 0}"
+    ".anam-badge{display:inline-block;min-width:5.5em;font-size:.8em;font-weight:700;text-align:center;"
+    "border-radius:3px;padding:0 .4em;margin-right:.5em;color:#fff}.anam-badge-new{background:#b42318}"
+    ".anam-badge-ongoing{background:#b54708}.anam-badge-resolved{background:#067647}</style>")
+
+
+def status_section(compared: Sequence[Mapping[str, Any]], previous: str | None = None) -> str:
+    """An escaped box saying what changed since the previous run: each finding (from
+    `compare_findings`) with a new / ongoing / resolved badge, new ones first."""
+    order = {"new": 0, "ongoing": 1, "resolved": 2}
+    counts = {status: sum(f.get("status") == status for f in compared) for status in order}
+    since = f" ({_html.esc(previous)})" if previous else ""
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items())
+    items = "".join(
+        f'<li><span class="anam-badge anam-badge-{_html.esc(str(f.get("status")))}">'
+        f'{_html.esc(str(f.get("status")).upper())}</span>{_html.esc(f.get("sentence") or f.get("unit") or "")}</li>'
+        for f in sorted(compared, key=lambda f: order.get(str(f.get("status")), 3)))
+    body = f"<ul>{items}</ul>" if items else "<p>No finding in this run or the previous one.</p>"
+    return (f'{_STATUS_STYLE}<section class="anam-status" role="note"><h3>Since the previous run{since}: '
+            f"{_html.esc(summary)}</h3>{body}</section>")
+
+
+def _top(prepared: Prepared, status: str = "") -> str:
+    """Status since the previous run, findings callout, data notes and contents: the top of the
+    page, escaped."""
+    parts = [status] if status else []
     if prepared.findings is not None:
         parts.append(findings_callout(prepared.findings, q=prepared.q or 0.01,
                                       quiet_text=prepared.quiet_text, headline=prepared.headline))
@@ -151,7 +202,8 @@ def _top(prepared: Prepared) -> str:
 
 
 def render_html(nb: nbformat.NotebookNode | str | Path, *, title: str,
-                facts: Iterable[tuple[str, str]] = (), keep_input: bool = False) -> str:
+                facts: Iterable[tuple[str, str]] = (), keep_input: bool = False,
+                status: str = "", printed: bool = False) -> str:
     """HTML of an executed notebook: header with `facts`, inputs hidden unless `keep_input`.
 
     Parameters
@@ -164,6 +216,10 @@ def render_html(nb: nbformat.NotebookNode | str | Path, *, title: str,
         Shown in the header (data window, source, time...).
     keep_input : bool
         Show the code cells.
+    status : str
+        HTML from `status_section`, shown first at the top (a run compared with a baseline).
+    printed : bool
+        A page for printing (PDF): no scripts, figures as their static images, a wide page.
 
     Returns
     -------
@@ -176,8 +232,8 @@ def render_html(nb: nbformat.NotebookNode | str | Path, *, title: str,
         When a path cannot be read.
     """
     node = nb if isinstance(nb, nbformat.NotebookNode) else nbformat.read(str(nb), as_version=4)
-    prepared = prepare_notebook(node)
-    plotlyjs = plotlyjs_script() if prepared.figures or _has_figure_divs(prepared.notebook) else ""
+    prepared = prepare_notebook(node, printed=printed)
+    plotlyjs = plotlyjs_script() if not printed and (prepared.figures or _has_figure_divs(prepared.notebook)) else ""
     exporter = HTMLExporter(
         template_name="anam_report",
         extra_template_basedirs=[str(_TEMPLATE_DIR)],
@@ -187,7 +243,7 @@ def render_html(nb: nbformat.NotebookNode | str | Path, *, title: str,
         embed_images=True,
     )
     resources = {"anam_report": {"title": title, "facts": list(facts), "plotlyjs": plotlyjs,
-                                 "top": _top(prepared)},
+                                 "top": _top(prepared, status), "printed": printed},
                  "metadata": {"name": title}}
     body, _ = exporter.from_notebook_node(prepared.notebook, resources=resources)
     return body

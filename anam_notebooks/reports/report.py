@@ -16,7 +16,10 @@ The findings file (`FINDINGS_SCHEMA`, version 1) is one JSON object:
 - `stands_out`: true when any finding is listed
 - `findings`: most suspicious first, each {`level`, `unit`, `region`, `counts` {sessions,
   failures, ...}, `rates` {rate, baseline, lift, ... as shares 0..1}, `window` {start, end},
-  `p_value`, `q_value`, `explained_by`, `sentence`}; [] when nothing stands out
+  `p_value`, `q_value`, `explained_by`, `sentence`, and with a baseline `status`: "new" or
+  "ongoing"}; [] when nothing stands out
+- with a baseline (`--baseline PREVIOUS.findings.json`): `resolved`, the previous run's findings
+  that no longer stand out (each with `status` "resolved"), and `baseline` {`generated_at`}
 - `published`: false when the notebook published no findings at all (then `findings` is [])
 - `q`: the q-value threshold the findings used
 - `data_notes`: [{`message`, `count`}], the data-quality warnings raised while it ran
@@ -38,12 +41,15 @@ from typing import Any
 
 import nbformat
 
+from ..analysis.tracking import compare_findings
 from ..api.config import API_KEY_ENV, API_URL_ENV, api_key_from_env, base_url_from_env
 from ..data.store import CACHE_DIR_ENV
 from ..data.timespan import parse_window
 from ..notebook import read_findings
+from ..views.static import STATIC_FIGURES_ENV
 from .execute import notebook_parameters, run_notebook
-from .render import report_notes, write_report
+from .pdf import PdfError, write_pdf
+from .render import report_notes, status_section, write_report
 
 FINDINGS_SCHEMA = "anam-notebooks/findings"
 FINDINGS_VERSION = 1
@@ -59,11 +65,20 @@ class Report:
     findings_json: Path | None = None
     findings: tuple[dict[str, Any], ...] = ()
     title: str = ""
+    pdf: Path | None = None
+    compared: tuple[dict[str, Any], ...] | None = None   # with a baseline: compare_findings' result
 
     @property
     def stands_out(self) -> bool:
         """True when the notebook published at least one finding."""
         return bool(self.findings)
+
+    @property
+    def new_findings(self) -> list[dict[str, Any]]:
+        """Findings not in the baseline's run (every finding when there was no baseline)."""
+        if self.compared is None:
+            return list(self.findings)
+        return [f for f in self.compared if f.get("status") == "new"]
 
     @property
     def headline(self) -> str:
@@ -137,10 +152,15 @@ def _window(values: Mapping[str, Any], generated: datetime) -> dict[str, Any]:
 
 def findings_document(report: Report, *, parameters: Mapping[str, Any], source: str,
                       generated: datetime, notes: Mapping[str, int], published: bool,
-                      q: float | None) -> dict[str, Any]:
+                      q: float | None, baseline: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The findings file's content for one report (see the module docstring for the schema)."""
     declared = notebook_parameters(report.notebook)
     values = {name: parameters.get(name, _default(spec)) for name, spec in declared.items()}
+    tracked: dict[str, Any] = {}
+    if report.compared is not None:
+        tracked = {"findings": [f for f in report.compared if f.get("status") != "resolved"],
+                   "resolved": [f for f in report.compared if f.get("status") == "resolved"],
+                   "baseline": {"generated_at": (baseline or {}).get("generated_at")}}
     return {
         "schema": FINDINGS_SCHEMA, "version": FINDINGS_VERSION,
         "notebook": report.notebook.stem, "title": report.title,
@@ -152,7 +172,42 @@ def findings_document(report: Report, *, parameters: Mapping[str, Any], source: 
         "findings": list(report.findings),
         "data_notes": [{"message": m, "count": c} for m, c in sorted(notes.items(), key=lambda kv: -kv[1])],
         "error": report.error,
+        **tracked,
     }
+
+
+def _previous_run(baseline: Any) -> str:
+    """When the baseline's run was made, as the status box names it."""
+    if not isinstance(baseline, Mapping):
+        return "none kept: every finding is new"
+    when = str(baseline.get("generated_at") or "time unknown")
+    return when.replace("T", " ").replace("Z", " UTC")
+
+
+def load_baseline(path: str | Path, notebook: str | Path) -> dict[str, Any] | None:
+    """The previous run's findings file for `notebook`, or None when it does not exist yet (a
+    scheduled job's first run: every finding is then new).
+
+    Raises
+    ------
+    ValueError
+        When the file is not a findings file, or belongs to another notebook.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--baseline {str(path)!r} could not be read as JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("schema") != FINDINGS_SCHEMA \
+            or not isinstance(document.get("findings"), list):
+        raise ValueError(f"--baseline {str(path)!r} is not a findings file (<notebook>.findings.json "
+                         "written by anam-notebooks report)")
+    if document.get("notebook") not in (None, Path(notebook).stem):
+        raise ValueError(f"--baseline {str(path)!r} holds the findings of {document.get('notebook')!r}, "
+                         f"not of {Path(notebook).stem!r}")
+    return document
 
 
 def _findings_q(nb: Any) -> float | None:
@@ -168,7 +223,8 @@ def _findings_q(nb: Any) -> float | None:
 
 def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[str, Any] | None = None,
                 *, source: str, env: Mapping[str, str | None] | None = None,
-                keep_input: bool = False, redact: bool = False) -> Report:
+                keep_input: bool = False, redact: bool = False, static_figures: bool = False,
+                pdf: bool = False, baseline: Mapping[str, Any] | None | bool = False) -> Report:
     """Execute one notebook, render its HTML report and its findings JSON into `out_dir`.
 
     Parameters
@@ -187,12 +243,20 @@ def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[s
         Show the code cells.
     redact : bool
         Run with `redact=True` (the notebook must declare a `redact` parameter).
+    static_figures : bool
+        Give every figure a PNG image too (``ANAM_STATIC_FIGURES=1`` in the kernel).
+    pdf : bool
+        Also write `<stem>.pdf` beside the HTML (implies `static_figures`).
+    baseline : dict, None or False
+        The previous run's findings file (`load_baseline`): each finding is marked new, ongoing
+        or resolved, in the findings file and at the top of the report. None: there was no
+        previous run (everything is new). False: no comparison.
 
     Returns
     -------
     Report
         A notebook that fails still gets a report (showing the error) and `Report.error`
-        naming the notebook and cell.
+        naming the notebook and cell (or why the PDF could not be written).
 
     Raises
     ------
@@ -213,6 +277,8 @@ def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[s
     facts = header_facts(notebook, parameters, source, generated)
     executed = out_dir / f"{notebook.stem}.ipynb"
     error = None
+    if static_figures or pdf:
+        env = {**(env or {}), STATIC_FIGURES_ENV: "1"}
     try:
         node = run_notebook(notebook, executed, parameters, env=env)
     except pm.PapermillExecutionError as exc:
@@ -220,14 +286,24 @@ def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[s
         if not executed.exists():
             return Report(notebook, executed, None, error, title=title)
         node = nbformat.read(str(executed), as_version=4)
-    html = write_report(node, out_dir / f"{notebook.stem}.html", title=title, facts=facts,
-                        keep_input=keep_input)
     found = read_findings(node)
+    compared = None if baseline is False else tuple(compare_findings(
+        baseline if isinstance(baseline, Mapping) else None, found or []))
+    status = "" if compared is None else status_section(compared, _previous_run(baseline))
+    html = write_report(node, out_dir / f"{notebook.stem}.html", title=title, facts=facts,
+                        keep_input=keep_input, status=status)
+    pdf_path = None
+    if pdf:
+        try:
+            pdf_path = write_pdf(node, out_dir / f"{notebook.stem}.pdf", title=title, facts=facts,
+                                 keep_input=keep_input, status=status)
+        except PdfError as exc:
+            error = error or f"{notebook.name}: {exc}"
     report = Report(notebook, executed, html, error, out_dir / f"{notebook.stem}.findings.json",
-                    tuple(found or ()), title)
+                    tuple(found or ()), title, pdf_path, compared)
     document = findings_document(report, parameters=parameters, source=source, generated=generated,
                                  notes=report_notes(node), published=found is not None,
-                                 q=_findings_q(node))
+                                 q=_findings_q(node), baseline=baseline if isinstance(baseline, Mapping) else None)
     assert report.findings_json is not None
     report.findings_json.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str)
                                     + "\n", encoding="utf-8")
@@ -262,7 +338,8 @@ def configured_source() -> str:
 
 def make_reports(notebooks: Sequence[str | Path], out_dir: str | Path,
                  parameters: Mapping[str, Any] | None = None, *, keep_input: bool = False,
-                 redact: bool = False,
+                 redact: bool = False, static_figures: bool = False, pdf: bool = False,
+                 baseline: Mapping[str, Any] | None | bool = False,
                  environment: tuple[Mapping[str, str | None], str] | None = None,
                  progress: Callable[[str], None] | None = None) -> list[Report]:
     """Reports for several notebooks, one after the other.
@@ -279,6 +356,8 @@ def make_reports(notebooks: Sequence[str | Path], out_dir: str | Path,
         Show the code cells.
     redact : bool
         Mask transcript text, client labels and system prompts (see `make_report`).
+    static_figures, pdf, baseline
+        As `make_report` takes them (a baseline belongs to one notebook: give one notebook).
     environment : (mapping, str), optional
         (kernel environment, source description), e.g. from `simulator_environment`; without
         it, the configured API when ANAM_API_KEY is set, else a simulator served for the call.
@@ -297,14 +376,16 @@ def make_reports(notebooks: Sequence[str | Path], out_dir: str | Path,
     if environment is None and api_key_from_env() is None:
         with simulator_environment() as environment:
             return make_reports(notebooks, out_dir, parameters, keep_input=keep_input,
-                                redact=redact, environment=environment, progress=progress)
+                                redact=redact, static_figures=static_figures, pdf=pdf,
+                                baseline=baseline, environment=environment, progress=progress)
     env, source = environment if environment is not None else ({}, configured_source())
     reports = []
     for n, nb in enumerate(notebooks, start=1):
         if progress is not None:
             progress(f"[{n}/{len(notebooks)}] running {Path(nb).name}")
         reports.append(make_report(nb, out_dir, parameters, source=source, env=env,
-                                   keep_input=keep_input, redact=redact))
+                                   keep_input=keep_input, redact=redact, static_figures=static_figures,
+                                   pdf=pdf, baseline=baseline))
     return reports
 
 

@@ -20,6 +20,7 @@ from pandas.tseries.frequencies import to_offset
 from plotly.subplots import make_subplots
 
 from ..analysis.failures import FailureSpec, is_failure
+from ..analysis.rollouts import rollouts
 from ..data.checks import active_mask, check_frame, check_freq
 from ..data.timespan import as_utc
 from .colors import ACTIVE_LABEL, KNOWN_STATUS_COLORS, MISSING_LABEL, hashed_color, status_color
@@ -291,10 +292,24 @@ def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exi
 
 # ---------------------------------------------------------------- exit statuses over time
 
+def _mark_rollouts(fig: go.Figure, df: pd.DataFrame, zone: ZoneInfo, freq: str) -> None:
+    """A dotted line where each engine version was rolled out inside the window, by the one
+    definition `analysis.rollouts` uses (a version already serving as the window opens is not
+    a rollout seen here)."""
+    if "engine_version" not in df.columns or "start_time" not in df.columns:
+        return
+    for version, first in rollouts(df, freq)["first_seen"].items():
+        at = _wall(pd.Series([first]), zone).iloc[0]
+        fig.add_vline(x=at, line_dash="dot", line_color="#444", line_width=1)
+        fig.add_annotation(x=at, y=1.0, xref="x", yref="paper", yanchor="bottom",
+                           text=f"{_esc(str(version))} rolled out", showarrow=False,
+                           textangle=-30, font={"size": 10})
+
+
 def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureSpec = None,
                           tz: str | None = None) -> go.Figure:
     """Stacked session counts per exit status per bucket, the failure rate beneath, and a dotted
-    line where each engine version first appears (a rollout).
+    line where each engine version was rolled out inside the window (`analysis.rollouts`).
 
     Parameters
     ----------
@@ -356,15 +371,7 @@ def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureS
         hovertemplate=("failure rate %{y:.1f}%<br>%{customdata[0]} failed of %{customdata[1]}"
                        " finished<br>%{x}<extra></extra>")), row=2, col=1)
 
-    if "engine_version" in placed.columns:
-        known = placed[placed["engine_version"].notna()]
-        versions = known.groupby(known["engine_version"].astype(object).map(str))["start_time"].min()
-        for version, first in versions.sort_values().items():
-            at = _wall(pd.Series([first]), zone).iloc[0]
-            fig.add_vline(x=at, line_dash="dot", line_color="#444", line_width=1)
-            fig.add_annotation(x=at, y=1.0, xref="x", yref="paper", yanchor="bottom",
-                               text=f"{_esc(version)} first seen", showarrow=False,
-                               textangle=-30, font={"size": 10})
+    _mark_rollouts(fig, placed, zone, freq)
     fig.update_layout(title=title, barmode="stack", bargap=0.05, hovermode="closest",
                       legend_title_text="exit status", margin={"t": 110})
     fig.update_yaxes(title_text="sessions", row=1, col=1)
@@ -713,7 +720,7 @@ def response_gap_distribution(turns: pd.DataFrame, sessions: pd.DataFrame,
 def latency_over_time(turns: pd.DataFrame, sessions: pd.DataFrame | None = None, freq: str = "1h",
                       tz: str | None = None) -> go.Figure:
     """p50 and p90 of the response gap per time bucket (by answer time), with a dotted line
-    where each engine version first served a session (a rollout).
+    where each engine version was rolled out inside the window (`analysis.rollouts`).
 
     Parameters
     ----------
@@ -753,15 +760,8 @@ def latency_over_time(turns: pd.DataFrame, sessions: pd.DataFrame | None = None,
             x=summary.index, y=summary[column].to_numpy(), mode="lines+markers", name=column,
             line={"color": color}, customdata=summary["n"].to_numpy(),
             hovertemplate=f"{column} %{{y:.2f}} s of %{{customdata}} answers<br>%{{x}}<extra></extra>"))
-    if sessions is not None and "engine_version" in sessions.columns and "start_time" in sessions.columns:
-        known = sessions[sessions["engine_version"].notna() & sessions["start_time"].notna()]
-        first = known.groupby(known["engine_version"].astype(object).map(str))["start_time"].min()
-        for version, at_utc in first.sort_values().items():
-            at = _wall(pd.Series([at_utc]), zone).iloc[0]
-            fig.add_vline(x=at, line_dash="dot", line_color="#444", line_width=1)
-            fig.add_annotation(x=at, y=1.0, xref="x", yref="paper", yanchor="bottom",
-                               text=f"{_esc(version)} first seen", showarrow=False,
-                               textangle=-30, font={"size": 10})
+    if sessions is not None:
+        _mark_rollouts(fig, sessions, zone, freq)
     fig.update_layout(title=title, hovermode="closest", margin={"t": 110},
                       xaxis={"title": f"answer time ({zone.key})"},
                       yaxis={"title": "response gap (s)", "rangemode": "tozero"})

@@ -1,6 +1,11 @@
-"""Tables a manager can read: percentages, short p/q-values, human durations, times to the
-second with the zone named once in the header, blanks for missing values, and no index column
-unless the index means something (a session id, a pod name).
+"""Tables a manager can read: percentages, short p/q-values (never a bare 0), seconds with their
+unit, human durations, times to the second with the zone named once in the header, blanks for
+missing values, and no index column unless the index means something (a session id, a pod name).
+
+Every table of every report goes through `show_table`, so one rule reads the same everywhere.
+A p- or q-value of a group that differs the good way (a latency table's negative `shift`: it
+answers faster than the rest) is shown as "faster", not as a number a reader would take for a
+finding.
 
 `format_frame` does the formatting (text, testable on hand-built frames); `show_table` wraps it
 in an object Jupyter and nbconvert display as an escaped HTML table.
@@ -22,7 +27,12 @@ from . import html as _html
 #: Columns holding a share of sessions (0..1), shown as percentages.
 PERCENT_COLUMNS = frozenset({
     "rate", "baseline", "ci_low", "ci_high", "window_rate", "window_baseline", "before_share",
-    "after_share", "share", "failure_rate", "pod_rate", "fleet_rate"})
+    "after_share", "share", "failure_rate", "pod_rate", "fleet_rate", "overlap_rate",
+    "interruption_rate", "failing_share", "healthy_share"})
+#: Columns holding seconds (latency), shown as "1.85 s"; `SIGNED_SECONDS` with a sign.
+SECONDS_COLUMNS = frozenset({"p50", "p50_low", "p50_high", "p90", "rest_p50", "median_gap",
+                             "longest_gap", "response_gap"})
+SIGNED_SECONDS = frozenset({"shift"})
 #: Columns holding a difference of two shares, shown in percentage points.
 POINTS_COLUMNS = frozenset({"difference"})
 #: Columns holding p- or q-values, shown in short scientific form.
@@ -57,6 +67,13 @@ def format_pvalue(value: Any) -> str:
         return f"{number:.2g}"
     mantissa, exponent = f"{number:.1e}".split("e")
     return f"{mantissa}e{int(exponent)}"
+
+
+def format_seconds(value: Any, signed: bool = False) -> str:
+    """Seconds as "1.85 s" ("+0.93 s" when `signed`), blank when missing."""
+    if _html.is_missing(value):
+        return ""
+    return f"{float(value):+.2f} s" if signed else f"{float(value):.2f} s"
 
 
 def format_ratio(value: Any) -> str:
@@ -117,11 +134,22 @@ def _column_formatter(name: str, series: pd.Series, zone: ZoneInfo, percent: Col
         return label, format_pvalue
     if label in RATIO_COLUMNS:
         return label, format_ratio
+    if label in SECONDS_COLUMNS:
+        return label, format_seconds
+    if label in SIGNED_SECONDS:
+        return label, lambda v: format_seconds(v, signed=True)
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         return f"{label} ({zone.key})", _time_formatter(zone)
     if pd.api.types.is_timedelta64_dtype(series.dtype):
         return label, lambda v: "" if _html.is_missing(v) else _html.format_duration(v)
     return label, lambda v: _plain(v, zone)
+
+
+def _faster(frame: pd.DataFrame) -> np.ndarray:
+    """Rows of a latency table whose group answers faster than the rest (negative `shift`)."""
+    if "shift" not in frame.columns or not pd.api.types.is_numeric_dtype(frame["shift"].dtype):
+        return np.zeros(len(frame), dtype=bool)
+    return (pd.to_numeric(frame["shift"], errors="coerce") < 0).fillna(False).to_numpy(dtype=bool)
 
 
 def meaningful_index(frame: pd.DataFrame) -> bool:
@@ -160,9 +188,13 @@ def format_frame(frame: pd.DataFrame, *, tz: str | None = None,
     zone = _zone(tz)
     chosen = PERCENT_COLUMNS if percent is None else frozenset(percent)
     out = {}
+    faster = _faster(frame)
     for name in frame.columns:
         header, fmt = _column_formatter(name, frame[name], zone, chosen)
-        out[header] = [fmt(v) for v in frame[name].astype(object)]
+        cells = [fmt(v) for v in frame[name].astype(object)]
+        if str(name) in PVALUE_COLUMNS and faster.any():
+            cells = ["faster" if quick and cell else cell for cell, quick in zip(cells, faster)]
+        out[header] = cells
     index = frame.index
     if isinstance(index, pd.DatetimeIndex):
         index = pd.Index([_time_formatter(zone)(v) for v in index],
