@@ -107,6 +107,34 @@ def _window_text(since: Any, until: Any, generated: datetime) -> str:
     return f"{first} → {last}{described}"
 
 
+#: Parameters whose value a redacted report never shows: a search is often a client label.
+MASKED_PARAMETERS = ("search",)
+MASKED = "(masked)"
+
+
+def shown_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters as a report may show them: with `redact`, the values a customer may have
+    written (`MASKED_PARAMETERS`) become "(masked)"."""
+    redact = bool(parameters.get("redact"))
+    return {k: (MASKED if redact and k in MASKED_PARAMETERS and v is not None else v)
+            for k, v in parameters.items()}
+
+
+def mask_injected_parameters(node: nbformat.NotebookNode,
+                             parameters: Mapping[str, Any]) -> nbformat.NotebookNode:
+    """The executed notebook with the values `shown_parameters` masks also masked in papermill's
+    injected-parameters cell, which keeps every value given (the run itself used the real ones)."""
+    masked = {k for k, v in shown_parameters(parameters).items() if v == MASKED and parameters[k] != MASKED}
+    if not masked:
+        return node
+    for cell in node.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell.source = "\n".join(f"{line.split('=', 1)[0].rstrip()} = {MASKED!r}"
+                                    if line.split("=", 1)[0].strip() in masked else line
+                                    for line in cell.source.splitlines())
+    return node
+
+
 def header_facts(notebook: Path, parameters: Mapping[str, Any], source: str,
                  generated: datetime) -> list[tuple[str, str]]:
     """The facts at the top of a report: data window, source, time, non-default parameters."""
@@ -123,9 +151,7 @@ def header_facts(notebook: Path, parameters: Mapping[str, Any], source: str,
     if values.get("redact"):
         facts.append(("Redacted", "what customers and their users wrote is masked (labels, persona names, "
                                   "prompts, transcripts...)"))
-    given = {k: v for k, v in parameters.items() if k in declared}
-    if values.get("redact") and given.get("search") is not None:
-        given["search"] = "(masked)"   # a search is often a client label
+    given = shown_parameters({k: v for k, v in parameters.items() if k in declared})
     if given:
         facts.append(("Parameters", ", ".join(f"{k}={v!r}" for k, v in sorted(given.items()))))
     return facts
@@ -166,8 +192,7 @@ def findings_document(report: Report, *, parameters: Mapping[str, Any], source: 
         "notebook": report.notebook.stem, "title": report.title,
         "window": _window(values, generated), "source": source,
         "generated_at": generated.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "parameters": {k: ("(masked)" if k == "search" and parameters.get("redact") and v is not None else v)
-                       for k, v in parameters.items() if k in declared},
+        "parameters": shown_parameters({k: v for k, v in parameters.items() if k in declared}),
         "stands_out": bool(report.findings), "published": published, "q": q,
         "findings": list(report.findings),
         "data_notes": [{"message": m, "count": c} for m, c in sorted(notes.items(), key=lambda kv: -kv[1])],
@@ -286,6 +311,9 @@ def make_report(notebook: str | Path, out_dir: str | Path, parameters: Mapping[s
         if not executed.exists():
             return Report(notebook, executed, None, error, title=title)
         node = nbformat.read(str(executed), as_version=4)
+    if parameters.get("redact"):
+        node = mask_injected_parameters(node, parameters)
+        nbformat.write(node, str(executed))
     found = read_findings(node)
     compared = None if baseline is False else tuple(compare_findings(
         baseline if isinstance(baseline, Mapping) else None, found or []))
