@@ -26,11 +26,13 @@ from .api.errors import (
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and the API reference
     from . import analysis, plots, simulator, widgets
     from .api.client import AnamClient, AsyncAnamClient
+    from .data.dataset import SessionDataset
     from .data.sessions import sessions_frame
     from .data.store import SessionStore
     from .data.transcripts import transcript_frame
-    from .fetch import connect, fetch_sessions, fetch_transcripts
+    from .fetch import connect, fetch_sessions, fetch_transcripts, session_dataset, sync_sessions
     from .notebook import publish_findings, read_findings, setup_notebook
+    from .sync import SyncSummary
     from .views.explorer import SessionExplorer
     from .views.lookup import SessionLookup
     from .views.tables import show_table
@@ -41,6 +43,10 @@ _LAZY = {
     "connect": "fetch",
     "fetch_sessions": "fetch",
     "fetch_transcripts": "fetch",
+    "session_dataset": "fetch",
+    "sync_sessions": "fetch",
+    "SessionDataset": "data.dataset",
+    "SyncSummary": "sync",
     "sessions_frame": "data.sessions",
     "transcript_frame": "data.transcripts",
     "SessionStore": "data.store",

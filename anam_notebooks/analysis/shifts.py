@@ -53,7 +53,9 @@ def _side_counts(source: Sessions, split: Any, before: Any, after: Any
             if not chosen[-1].any():
                 raise ValueError(f"{name}={wanted!r} matches no session in column {split!r}; "
                                  f"it holds: {', '.join(held[:20])}")
-        side = np.where(chosen[1] & ~chosen[0], True, np.where(chosen[0] & ~chosen[1], False, None))
+        side = np.full(len(counts), None, dtype=object)
+        side[chosen[1] & ~chosen[0]] = True
+        side[chosen[0] & ~chosen[1]] = False
         counts = counts.drop(columns=[split]).assign(after=side)
         return counts, f"{split}: {before!r} → {after!r}"
     if isinstance(split, (str, datetime, pd.Timestamp, np.datetime64)):

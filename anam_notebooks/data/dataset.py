@@ -15,10 +15,8 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ibis
-import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,6 +33,9 @@ from .store import (
     CacheFileWarning,
 )
 from .timespan import TimeBound, parse_window
+
+if TYPE_CHECKING:  # Ibis loads on first use: importing the toolkit stays quick
+    import ibis.expr.types as ir
 
 __all__ = ["REQUIRED_COLUMNS", "SessionDataset", "dataset_from_directory"]
 
@@ -67,6 +68,8 @@ class SessionDataset:
 
     def __init__(self, table: ir.Table, *, path: str | os.PathLike[str] | None = None,
                  notes: Sequence[str] = ()) -> None:
+        import ibis.expr.types as ir
+
         if not isinstance(table, ir.Table):
             raise TypeError(f"expected an Ibis table with the session columns, got {type(table).__name__}")
         missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -111,6 +114,8 @@ class SessionDataset:
         ValueError
             A bad window, or `where` names a column the table lacks.
         """
+        import ibis.expr.types as ir
+
         start, end = parse_window(since, until)
         table = self.table
         if start is not None:
@@ -253,6 +258,8 @@ def dataset_from_directory(directory: str | os.PathLike[str], *,
     ValueError
         `directory` is not a session dataset (no ``_store.json`` and no part files).
     """
+    import ibis
+
     directory = Path(directory).expanduser()
     meta_file = directory / _STORE_FILE
     parts = _parts_of(directory)
