@@ -147,7 +147,7 @@ def _engine_counts(ds: SessionDataset, keys: list[str], step: pd.Timedelta | Non
         named["after"] = t.start_time >= split_at.to_pydatetime()
     named["exit_status"] = t.exit_status
     named["ended"] = ~t.is_active.fill_null(False)
-    counts = t.group_by(**named).aggregate(n=t.count()).to_pandas()
+    counts = t.group_by(**named).aggregate(n=t.count()).to_pyarrow().to_pandas()
     if "bucket" in counts.columns:
         counts["bucket"] = pd.array(counts["bucket"], dtype="Int64")
     if "after" in counts.columns:
@@ -279,7 +279,8 @@ def first_seen(source: Sessions, column: str) -> pd.Series:
     if isinstance(source, SessionDataset):
         t = source.table
         t = t.filter(t[column].notnull() & t.start_time.notnull())
-        found = t.group_by(value=t[column].cast("string")).aggregate(first=t.start_time.min()).to_pandas()
+        found = t.group_by(value=t[column].cast("string")).aggregate(
+            first=t.start_time.min()).to_pyarrow().to_pandas()
         first = pd.to_datetime(found["first"], utc=True).dt.as_unit("us")
         return pd.Series(first.to_numpy(), index=found["value"].astype(object).to_numpy(),
                          name="start_time").sort_index()
