@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -248,3 +249,88 @@ def test_a_refresh_spends_bounded_gets_on_stragglers_and_flags_stale_sessions(tm
     # ...while sessions "active" for more than a day are never asked for again, and say so.
     assert frame.loc[old, "is_active"].all() and frame.loc[old, "stale_active"].all()
     assert summary.stale_active == len(old) and summary.rereads <= 5
+
+
+SINCE_READER = """
+import sys
+import anam_notebooks.sync as sync_module
+from anam_notebooks import AnamClient, sync_sessions
+from anam_notebooks.simulator import DEMO_API_KEY
+
+sync_module.CHECKPOINT_ROWS = 200  # checkpoints every 2 pages instead of every 200
+with AnamClient(DEMO_API_KEY, sys.argv[1], concurrency=2) as client:
+    sync_sessions(client, since=sys.argv[3], cache=sys.argv[2], progress=False)
+print("finished", flush=True)
+"""
+
+
+def test_a_sync_with_since_killed_with_sigkill_resumes_where_it_stopped(tmp_path, fleet, loopback_server):
+    """A sync back to `since` (6 of the fleet's 7 days, about 2,600 sessions) is SIGKILLed half
+    way; the next sync reads the rest, not the whole window again, and the store then holds
+    every session of the window exactly once. (The resumed read pages through the list as a
+    whole and stops once past `since`: the pages it had started ahead of that are the waste.)"""
+    from anam_notebooks.api.client import AnamClient
+    from anam_notebooks.simulator import DEMO_API_KEY
+
+    since = (END - pd.Timedelta(days=6)).isoformat()
+    app = create_app(fleet, latency=0.02, seed=3)
+    simulator = app.state.simulator
+    url = loopback_server(app)
+    reader = subprocess.Popen([sys.executable, "-c", SINCE_READER, url, str(tmp_path), since],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        while checkpointed(tmp_path) < 1300 and reader.poll() is None:
+            time.sleep(0.01)
+    finally:
+        reader.send_signal(signal.SIGKILL)
+        reader.wait(timeout=30)
+    assert reader.returncode == -signal.SIGKILL, "the sync finished before it could be killed"
+    stored = checkpointed(tmp_path)
+    window = sum(1 for s in fleet.sessions if pd.Timestamp(s["startTime"]) >= pd.Timestamp(since))
+    assert 1300 <= stored < window
+    simulator.reset_stats()
+    with AnamClient(DEMO_API_KEY, url, concurrency=2) as client:
+        summary = an_sync(client, since, tmp_path)
+    pages = simulator.stats["list"]
+    whole = math.ceil(window / 100)
+    assert summary.resumed == stored
+    # The rest of the window, the pages started ahead past `since`, the head: not all of it.
+    assert pages <= whole - stored // 100 + 8 and pages < 0.85 * whole, (pages, whole, stored)
+    loaded = load_dataset(summary.path)
+    assert loaded.index.is_unique
+    expected = {s["id"] for s in fleet.sessions if pd.Timestamp(s["startTime"]) >= pd.Timestamp(since)}
+    assert expected <= set(loaded.index)
+    assert not list(tmp_path.glob("sessions-*/_backfill.json"))
+
+
+def an_sync(client, since, cache):
+    from anam_notebooks import sync_sessions
+
+    return sync_sessions(client, since=since, cache=cache, progress=False)
+
+
+def load_dataset(path: Path) -> pd.DataFrame:
+    """The store at `path` as the dataset reads it (one row per session)."""
+    from anam_notebooks import session_dataset
+
+    return session_dataset(path).to_frame()
+
+
+def test_the_sync_command_fills_the_store_and_prints_its_directory(tmp_path, loopback_server):
+    from anam_notebooks.simulator import DEMO_API_KEY
+
+    app = create_app(generate_fleet(seed=2, sessions=500, span="2d"))  # ends now: all within 30d
+    url = loopback_server(app)
+    env = {**os.environ, "ANAM_API_KEY": DEMO_API_KEY, "ANAM_API_URL": url}
+    command = [sys.executable, "-m", "anam_notebooks", "sync", "--since", "30d", "--cache", str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    path = Path(done.stdout.strip().splitlines()[-1])
+    assert path.parent == tmp_path and (path / "_store.json").exists()
+    assert "500 sessions stored" in done.stderr and DEMO_API_KEY not in done.stdout + done.stderr
+    app.state.simulator.reset_stats()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and app.state.simulator.stats["list"] <= 3  # the head only
+    bad = subprocess.run([*command[:4], "--since", "last tuesday"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "last tuesday" in bad.stderr
