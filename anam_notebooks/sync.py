@@ -18,7 +18,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,6 @@ class SyncSummary:
     rereads: int = 0
     deferred: int = 0
     stale_active: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def open_store(cache: bool | str | os.PathLike[str], client: Any) -> SessionStore:

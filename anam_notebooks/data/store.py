@@ -584,6 +584,11 @@ class SessionStore:
         -------
         int
             The number of stored rows.
+
+        Raises
+        ------
+        OSError
+            The dataset folder cannot be listed.
         """
         total = 0
         for part in self._parts():
