@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import cache
 from math import gcd
 from typing import Any, TypeAlias
 
@@ -151,8 +152,7 @@ def _engine_counts(ds: SessionDataset, keys: list[str], step: pd.Timedelta | Non
             t = t.filter(t.start_time < hi.to_pydatetime())
     named: dict[str, Any] = {k: t[k] for k in keys}
     if step is not None:
-        step_s = _whole_seconds(step)
-        named["bucket"] = t.start_time.epoch_seconds().floor().cast("int64") // step_s * step_s
+        named["bucket"] = _bucket_seconds(t, _whole_seconds(step))
     if split_at is not None:
         named["after"] = t.start_time >= split_at.to_pydatetime()
     if failing is None:
@@ -169,6 +169,33 @@ def _engine_counts(ds: SessionDataset, keys: list[str], step: pd.Timedelta | Non
     if "after" in counts.columns:
         counts["after"] = pd.array(counts["after"], dtype="boolean")
     return counts
+
+
+def _bucket_seconds(t: Any, step_s: int) -> Any:
+    """Start times floored to `step_s` seconds since the epoch, as whole seconds (an Ibis
+    expression). Ibis spells epoch seconds through a cast to a zone-less timestamp, which costs
+    DuckDB a calendar conversion per row (3x the whole count); DuckDB's own `epoch_us` does not."""
+    try:
+        backend = t.get_backend().name
+    except Exception:  # an unbound table: the portable spelling
+        backend = None
+    if backend == "duckdb":
+        return _duckdb_epoch_us()(t.start_time) // (step_s * _US) * step_s
+    return t.start_time.epoch_seconds().floor().cast("int64") // step_s * step_s
+
+
+@cache
+def _duckdb_epoch_us() -> Any:
+    import ibis
+    import ibis.expr.datatypes as dt
+
+    def epoch_us(moment: Any) -> int:
+        """Microseconds since the epoch (DuckDB's builtin)."""
+        raise NotImplementedError  # never called: Ibis compiles it to EPOCH_US(...)
+
+    epoch_us = ibis.udf.scalar.builtin(epoch_us, name="epoch_us",
+                                       signature=((dt.Timestamp(timezone="UTC"),), dt.int64))
+    return epoch_us
 
 
 def _whole_seconds(step: pd.Timedelta) -> int:

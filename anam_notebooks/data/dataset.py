@@ -294,7 +294,10 @@ def dataset_from_directory(directory: str | os.PathLike[str], *,
                      "complete it); the dataset holds what was stored so far")
     for note in notes:
         warnings.warn(note, CacheFileWarning, stacklevel=3)
-    con = connection if connection is not None else ibis.duckdb.connect()
+    if connection is None:
+        connection = ibis.duckdb.connect()
+        connection.raw_sql("SET TimeZone = 'UTC'")  # times are UTC inside; no calendar conversions
+    con = connection
     if not good:
         table = ibis.memtable(empty_sessions_frame().drop(columns=["stale_active"]).reset_index())
         return SessionDataset(con.create_table(_unique_name(), table.to_pyarrow(), temp=True),
