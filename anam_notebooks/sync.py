@@ -34,6 +34,7 @@ from .data.store import PER_PAGE, CacheFileWarning, SessionStore, cache_director
 logger = logging.getLogger("anam_notebooks")
 
 CHECKPOINT_ROWS = 20_000  # sessions read between two checkpoints of a first read
+FRAME_ROWS = 2_000  # raw records held before they become (much smaller) frame rows
 HEAD_PAGES = 30  # list pages a refresh may read to cover sessions that were active
 STRAGGLERS = 20  # single GETs a refresh may spend on active sessions the head did not cover
 
@@ -129,12 +130,18 @@ def _backfill(store: SessionStore, client: Any, since: pd.Timestamp | None, resu
     CHECKPOINT_ROWS sessions; `resume` skips the positions an earlier run stored."""
     done = Coverage(resume or [])
     touched: set[str] = set()
-    pending: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []  # raw records: a few KB each, so only FRAME_ROWS of them
+    frames: list[pd.DataFrame] = []  # about 250 B a session, until CHECKPOINT_ROWS are stored
     spans: list[tuple[int, int]] = []
 
-    def flush() -> None:
-        frame = sessions_frame(pending)
+    def to_frame() -> None:
+        frames.append(sessions_frame(pending))
         pending.clear()
+
+    def flush() -> None:
+        to_frame()
+        frame = concat_sessions(frames)
+        frames.clear()
         for lo, hi in spans:
             done.add(lo, hi)
         spans.clear()
@@ -155,8 +162,10 @@ def _backfill(store: SessionStore, client: Any, since: pd.Timestamp | None, resu
             summary.read += len(batch)
             if batch.span is not None:
                 spans.append(batch.span)
-            if len(pending) >= CHECKPOINT_ROWS:
-                flush()
+            if len(pending) >= min(FRAME_ROWS, CHECKPOINT_ROWS):
+                to_frame()
+                if sum(map(len, frames)) >= CHECKPOINT_ROWS:
+                    flush()
             if resume is not None and since is not None and batch and _all_before(batch, since):
                 break
     except PaginationError:

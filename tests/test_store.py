@@ -289,3 +289,21 @@ def test_bad_store_arguments_are_clear_errors(tmp_path):
         SessionStore(tmp_path, base_url="")
     with pytest.raises(ValueError, match="cache=3"):
         open_store(3, client=None)
+
+
+def test_finishing_a_first_read_merges_parts_in_runs_of_bounded_size(store, fleet, monkeypatch):
+    import anam_notebooks.data.store as store_module
+
+    frame = sessions_frame(fleet.sessions)
+    touched: set[str] = set()
+    for chunk in range(0, len(frame), 100):  # as a first read appends: many small parts
+        touched |= store.append(frame.iloc[chunk:chunk + 100], checkpoint=[(0, chunk)], stored=chunk)
+    busiest = max(touched, key=lambda d: len(list(store.path.glob(f"start_date={d}/part-*"))))
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in store.path.glob(f"start_date={busiest}/part-*"))
+    monkeypatch.setattr(store_module, "COMPACT_ROWS", rows // 2)  # as if that day were very busy
+    store.finish(touched, None)
+    files = list(store.path.glob(f"start_date={busiest}/part-*"))
+    assert 2 <= len(files) <= 4  # merged, but never more than COMPACT_ROWS rows at once
+    assert all(pq.ParquetFile(p).metadata.num_rows <= rows // 2 for p in files)
+    assert store.checkpoint() is None and store.covered_since() is None
+    pd.testing.assert_frame_equal(store.load().sort_index(), frame.sort_index())

@@ -1,5 +1,5 @@
-"""A local cache of one organisation's sessions: a hive-partitioned Parquet dataset,
-refreshed incrementally, that DuckDB, Polars or Spark can read directly.
+"""A local cache of one organisation's sessions: a hive-partitioned Parquet dataset that
+DuckDB, Polars or Spark can read directly. Files only: filling it from the API is `sync.py`'s.
 
 Layout (`SessionStore.path`, one per API base URL and organisation, named by a hash)::
 
@@ -15,11 +15,10 @@ the same folder, fsync, os.replace) under a file lock, so two kernels can share 
 a killed writer leaves the old files readable. A row is keyed by session id; where a crash
 leaves two copies, loading keeps the most updated one.
 
-A first read checkpoints as it goes (`_backfill.json` lists the list positions already
-stored), so an interrupted backfill resumes where it stopped. A refresh reads the head of the
-list far enough to cover the sessions still active last time, re-reads a bounded number of
-stragglers one by one, and rewrites only the date partitions it touched. Sessions "active"
-for longer than any session lasts are flagged `stale_active` and no longer re-read.
+A first read appends chunks as new part files and checkpoints as it goes (`_backfill.json`
+lists the list positions already stored), so an interrupted read resumes where it stopped;
+`finish` compacts the partitions it wrote and records the coverage. A refresh writes only the
+date partitions it touches (`write`).
 """
 
 from __future__ import annotations
@@ -71,6 +70,7 @@ _PARTITION = "start_date"
 _UNKNOWN_DATE = "unknown"
 _DERIVED = ("stale_active",)  # recomputed on load, never stored
 PER_PAGE = 100  # the list page size checkpoint positions are counted in
+COMPACT_ROWS = 250_000  # the most rows one compaction merges into one file (a busy day)
 
 
 class CacheFileWarning(UserWarning):
@@ -118,7 +118,7 @@ class SessionStore:
     """The cached sessions of one organisation at one API base URL, in `directory`.
 
     `load()` gives the typed frame; `merge(frame)` adds sessions (most updated wins);
-    `refresh(client)` brings the cache up to date with as few requests as it can.
+    `append`, `write` and `finish` are what a sync (`sync_sessions`) fills it with.
 
     `path` is the dataset directory (hive-partitioned by `start_date`), readable by any engine::
 
@@ -161,7 +161,6 @@ class SessionStore:
         self.path = self.directory / f"sessions-{digest}"
         self._legacy = self.directory / f"sessions-{digest}.parquet"  # schema 1: a single file
         self._lock = FileLock(str(self.directory / f"sessions-{digest}.lock"), timeout=lock_timeout)
-        self.last_refresh: dict[str, int] = {}  # what the latest refresh did, for the curious
 
     def __repr__(self) -> str:
         return (f"SessionStore({str(self.directory)!r}, base_url={self.base_url!r}, "
@@ -415,15 +414,17 @@ class SessionStore:
         return touched
 
     def _compact(self, dates: Iterable[str]) -> None:
-        """One file per partition again, after a backfill appended many."""
+        """Fewer, larger files again after a backfill appended many: a partition's parts are
+        merged in runs of at most COMPACT_ROWS rows (one file for any ordinary day), so the
+        memory it takes stays bounded however busy a day was."""
         for date in dates:
-            old = self._parts(date)
-            if len(old) < 2:
-                continue
-            tables, _ = self._read_parts(old)
-            self._write_part(date, keep_latest(_frame_of(tables)))
-            for file in old:
-                file.unlink(missing_ok=True)
+            for old in _runs(self._parts(date), COMPACT_ROWS):
+                if len(old) < 2:
+                    continue
+                tables, _ = self._read_parts(old)
+                self._write_part(date, keep_latest(_frame_of(tables)))
+                for file in old:
+                    file.unlink(missing_ok=True)
 
     def _write_part(self, date: str, frame: pd.DataFrame) -> None:
         table = pa.Table.from_pandas(frame.reset_index(), schema=ARROW_SCHEMA, preserve_index=False)
@@ -607,6 +608,25 @@ def _frame_of(tables: list[pa.Table]) -> pd.DataFrame:
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     tables.clear()
     return newest_first(frame_from_arrow(table))
+
+
+def _runs(parts: list[Path], limit: int) -> Iterator[list[Path]]:
+    """`parts` in consecutive runs of at most `limit` rows (from the footers; a part that cannot
+    be read counts as empty here and is reported when the run is read)."""
+    run: list[Path] = []
+    rows = 0
+    for part in parts:
+        try:
+            size = pq.ParquetFile(part).metadata.num_rows
+        except (OSError, pa.ArrowException, ValueError):
+            size = 0
+        if run and rows + size > limit:
+            yield run
+            run, rows = [], 0
+        run.append(part)
+        rows += size
+    if run:
+        yield run
 
 
 def _by_partition(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
