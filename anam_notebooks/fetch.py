@@ -203,16 +203,17 @@ def sync_sessions(client: Any = None, since: TimeBound = None, cache: bool | str
     return refresh_store(open_store(cache, client), client, since=start, progress=show)
 
 
-def session_dataset(where: str | Path | ir.Table | SessionDataset | None = None, *,
+def session_dataset(where: str | Path | bool | ir.Table | SessionDataset | None = None, *,
                     client: Any = None) -> SessionDataset:
     """The sessions as a lazy `SessionDataset`: counted where they live, never loaded whole.
 
     Parameters
     ----------
-    where : str, Path, ibis.Table or None
-        A cache directory (the value given as ``cache=``), the dataset directory inside it
-        (``sessions-<hash>``), or any Ibis table with the session column contract (DuckDB,
-        Spark, BigQuery, Snowflake, Trino, Postgres...); None: the per-user cache directory.
+    where : str, Path, bool, ibis.Table or None
+        A cache directory (the value given as ``cache=``; True is the per-user one), the
+        dataset directory inside it (``sessions-<hash>``), or any Ibis table with the session
+        column contract (DuckDB, Spark, BigQuery, Snowflake, Trino, Postgres...); None: the
+        per-user cache directory.
     client : AnamClient, optional
         With a cache directory: picks the dataset of this client's API and organisation
         (one request). Without it, a cache directory must hold exactly one dataset.
@@ -238,6 +239,8 @@ def session_dataset(where: str | Path | ir.Table | SessionDataset | None = None,
         return where
     if isinstance(where, ir.Table):
         return SessionDataset(where)
+    if where is True:  # as `cache=True`: the per-user cache directory
+        where = None
     if where is not None and not isinstance(where, (str, os.PathLike)):
         raise TypeError(f"where={where!r} is not usable: pass a cache directory, a dataset directory, "
                         "an Ibis table with the session columns, or None for the per-user cache")
