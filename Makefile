@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint docs bench chromium pdf-tools clean
+.PHONY: demo test lint docs bench chromium pdf-tools java clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +36,20 @@ pdf-tools:
 	  if [ -n "$$CI" ]; then echo "could not install poppler-utils with apt-get" >&2; exit 1; fi; \
 	  echo "poppler-utils is not installed (apt-get install poppler-utils): the PDF tests will be skipped"; }
 
+# Debian's Java runtime for the tests that run the same analysis on a local PySpark. Without it
+# those tests skip on a developer's machine; under CI (CI=true) a failed install stops here.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq default-jre-headless >/dev/null; } || { \
+	  if [ -n "$$CI" ]; then echo "could not install default-jre-headless with apt-get" >&2; exit 1; fi; \
+	  echo "java is not installed (apt-get install default-jre-headless): the PySpark tests will be skipped"; }
+
 demo: $(STAMP)
 	$(BIN)/anam-notebooks demo
 
-test: lint docs chromium pdf-tools
+test: lint docs chromium pdf-tools java
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # ruff (style and bugs), mypy (strict on the public API), import-linter (the layers of DESIGN.md)

@@ -28,11 +28,13 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from .analysis.tracking import compare_findings
     from .api.client import AnamClient, AsyncAnamClient
     from .api.source import SessionSource
+    from .data.dataset import SessionDataset
     from .data.sessions import sessions_frame
     from .data.store import SessionStore
     from .data.transcripts import transcript_frame
-    from .fetch import connect, fetch_sessions, fetch_transcripts, notebook_cache
+    from .fetch import connect, fetch_sessions, fetch_transcripts, notebook_cache, session_dataset, sync_sessions
     from .notebook import publish_findings, read_findings, setup_notebook
+    from .sync import SyncSummary
     from .views.explorer import SessionExplorer
     from .views.lookup import SessionLookup
     from .views.masking import RedactedClient
@@ -46,6 +48,10 @@ _LAZY = {
     "fetch_sessions": "fetch",
     "fetch_transcripts": "fetch",
     "notebook_cache": "fetch",
+    "session_dataset": "fetch",
+    "sync_sessions": "fetch",
+    "SessionDataset": "data.dataset",
+    "SyncSummary": "sync",
     "sessions_frame": "data.sessions",
     "transcript_frame": "data.transcripts",
     "SessionStore": "data.store",

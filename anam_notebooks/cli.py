@@ -102,6 +102,18 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="set a notebook parameter, e.g. -p since 7d (repeatable)")
     _add_report_options(report)
     report.set_defaults(run=report_one)
+
+    sync = commands.add_parser(
+        "sync", help="fill or refresh the local session store (a Parquet dataset) without building a frame",
+        description=(f"Read the sessions of the API named by {API_URL_ENV} / {API_KEY_ENV} (the built-in "
+                     "simulator when no key is set) into the session store, chunk by chunk; an "
+                     "interrupted sync resumes where it stopped. Prints the dataset directory."))
+    sync.add_argument("--since", default=None, metavar="SPAN",
+                      help="how far back the store must reach: a span such as 30d or an ISO time "
+                           "(default: all history)")
+    sync.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                      help="the cache directory (default: the per-user cache)")
+    sync.set_defaults(run=sync_store)
     return parser
 
 
@@ -285,6 +297,30 @@ def report_one(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         parser.error(str(exc))
     return _print_reports(reports, fail_on_findings=args.fail_on_findings,
                           fail_on_new_findings=args.fail_on_new_findings)
+
+
+def sync_store(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`anam-notebooks sync`: the store's summary on stdout; exit 1 when the API fails."""
+    from .api.errors import AnamError
+    from .data.timespan import parse_window
+    from .fetch import sync_sessions
+
+    try:
+        parse_window(args.since, None)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        summary = sync_sessions(since=args.since, cache=True if args.cache is None else args.cache)
+    except AnamError as exc:
+        print(f"sync failed: {type(exc).__name__}: {exc} (what was read is stored; run sync again "
+              "to go on)", file=sys.stderr)
+        return 1
+    mark = summary.covered_since
+    covered = "all history" if mark is None else "nothing yet" if mark is False else str(mark)
+    print(f"{summary.stored:,} sessions stored (since {covered}); this sync read {summary.read:,}",
+          file=sys.stderr)
+    print(summary.path)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,15 +28,20 @@ from .api.ids import check_search, normalize_uuid_filter
 from .api.runner import RUNNER
 from .api.source import AsyncSessionSource, SessionSource, TranscriptResult, blocking_source, check_source
 from .data.checks import ended_mask
+from .data.dataset import SessionDataset, dataset_from_directory
 from .data.fields import one_time
 from .data.progress import Progress, iterate_with_progress, show_progress
 from .data.sampling import sample_sessions
 from .data.sessions import newest_first, normalize_sessions_frame, sessions_frame
-from .data.store import default_cache_dir, open_store
+from .data.store import cache_directory, default_cache_dir
 from .data.timespan import TimeBound, parse_window
 from .data.transcript_store import OUTCOMES, concat_turns, empty_turns, open_transcript_store
 from .data.transcripts import turns_frame
 from .simulator import DEMO_FLEET, demo_client
+from .sync import SyncSummary, open_store, refresh_store
+
+if TYPE_CHECKING:  # Ibis loads on first use
+    import ibis.expr.types as ir
 
 logger = logging.getLogger("anam_notebooks")
 
@@ -160,7 +165,7 @@ def fetch_sessions(client: SessionSource | None = None, since: TimeBound = None,
         None/False: no cache; True: the per-user cache directory; or a directory. The cache is
         a Parquet dataset partitioned by start date (see `SessionStore.path`); a first read
         checkpoints as it goes and resumes after an interruption, later calls refresh it
-        incrementally.
+        incrementally. This is `sync_sessions` followed by one read of the store.
     progress : bool or "always"
         True shows a bar in Jupyter or on a terminal and stays quiet when headless; "always"
         forces it; False hides it.
@@ -194,8 +199,12 @@ def fetch_sessions(client: SessionSource | None = None, since: TimeBound = None,
     try:
         if cache is not None and cache is not False:
             store = open_store(cache, reader)
-            frame = store.refresh(reader, since=start, progress=show)
-            frame = _filter_locally(frame, persona_id=persona_id, api_key_id=api_key_id, search=search)
+            try:
+                refresh_store(store, reader, since=start, progress=show)
+            except PaginationError as exc:
+                exc.frame = store.load()  # what was read is stored: the whole cache, including it
+                raise
+            frame = _filter_locally(store.load(), persona_id=persona_id, api_key_id=api_key_id, search=search)
         else:
             records = reader.iter_sessions(search=search, persona_id=persona_id, api_key_id=api_key_id,
                                            per_page=100, since=start.to_pydatetime() if start is not None else None,
@@ -210,6 +219,106 @@ def fetch_sessions(client: SessionSource | None = None, since: TimeBound = None,
     # whether they were filtered by the server or from the cache.
     frame = normalize_sessions_frame(frame if limit is None else frame.head(limit))
     return frame if gate is None else gate.sessions_frame(frame)
+
+
+def sync_sessions(client: SessionSource | None = None, since: TimeBound = None, cache: bool | str | Path = True,
+                  progress: Progress = True) -> SyncSummary:
+    """Fill or refresh the session store without building a frame: memory follows one chunk.
+
+    Records go from the list pages into Parquet parts every few thousand sessions; a first read
+    checkpoints as it goes, so a killed sync resumes where it stopped (with or without
+    `since`); later syncs read only the head of the list and a few active sessions.
+
+    Parameters
+    ----------
+    client : SessionSource, optional
+        The client to read with; None means `connect()` (the simulator without a key).
+    since : datetime, str or None
+        How far back the store must reach (the forms `fetch_sessions` takes); None: all history.
+    cache : bool, str or Path
+        True: the per-user cache directory; or a directory.
+    progress : bool or "always"
+        True shows a bar in Jupyter or on a terminal and stays quiet when headless; "always"
+        forces it; False hides it.
+
+    Returns
+    -------
+    SyncSummary
+        The dataset directory, the rows stored, the coverage, and what this sync read.
+
+    Raises
+    ------
+    ValueError
+        For a bad `since`, `cache` or `progress`.
+    PaginationError
+        When pages still fail after retries; what was read is stored first.
+    """
+    start, _ = parse_window(since, None)
+    show = show_progress(progress)
+    if cache is None or cache is False:
+        raise ValueError(f"cache={cache!r} is not valid for a sync: expected True (the per-user cache "
+                         "directory) or a directory path")
+    cache_directory(cache)  # a bad value fails before any request
+    source = blocking_source(connect() if client is None else client)
+    reader = source.redaction.raw if source.redaction is not None else source  # the store is raw
+    return refresh_store(open_store(cache, reader), reader, since=start, progress=show)
+
+
+def session_dataset(where: str | Path | bool | ir.Table | SessionDataset | None = None, *,
+                    client: SessionSource | None = None) -> SessionDataset:
+    """The sessions as a lazy `SessionDataset`: counted where they live, never loaded whole.
+
+    Parameters
+    ----------
+    where : str, Path, bool, ibis.Table or None
+        A cache directory (the value given as ``cache=``; True is the per-user one), the
+        dataset directory inside it (``sessions-<hash>``), or any Ibis table with the session
+        column contract (DuckDB, Spark, BigQuery, Snowflake, Trino, Postgres...); None: the
+        per-user cache directory.
+    client : SessionSource, optional
+        With a cache directory: picks the dataset of this client's API and organisation
+        (one request). Without it, a cache directory must hold exactly one dataset.
+
+    Returns
+    -------
+    SessionDataset
+        Read by an embedded DuckDB for a directory, by the table's own engine otherwise.
+        Parts that are unreadable or belong to another key are left out with a
+        `CacheFileWarning` naming them.
+
+    Raises
+    ------
+    ValueError
+        The directory holds no dataset (run `sync_sessions` first) or several (pass `client`
+        or the dataset directory), or the table lacks a contract column.
+    TypeError
+        `where` is none of the accepted forms.
+    """
+    import ibis.expr.types as ir
+
+    if isinstance(where, SessionDataset):
+        return where
+    if isinstance(where, ir.Table):
+        return SessionDataset(where)
+    if where is True:  # as `cache=True`: the per-user cache directory
+        where = None
+    if where is not None and not isinstance(where, (str, os.PathLike)):
+        raise TypeError(f"where={where!r} is not usable: pass a cache directory, a dataset directory, "
+                        "an Ibis table with the session columns, or None for the per-user cache")
+    directory = cache_directory(True if where is None else where)
+    if (directory / "_store.json").exists() or any(directory.glob("start_date=*")):
+        return dataset_from_directory(directory)
+    if client is not None:
+        return dataset_from_directory(open_store(directory, blocking_source(client)).path)
+    found = sorted(p for p in directory.glob("sessions-*") if p.is_dir())
+    if not found:
+        raise ValueError(f"{str(directory)!r} holds no session dataset: run `anam-notebooks sync --cache "
+                         f"{directory}` (or sync_sessions(cache=...)) first, or give the dataset directory")
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise ValueError(f"{str(directory)!r} holds {len(found)} session datasets ({names}), one per API "
+                         "and organisation: pass client= to pick its own, or the dataset directory")
+    return dataset_from_directory(found[0])
 
 
 def _limit_stop(limit: int | None, start: pd.Timestamp | None, end: pd.Timestamp | None

@@ -118,7 +118,7 @@ def main() -> None:
     frame = sessions_frame(records)
     per_row = frame.memory_usage(deep=True).sum() / len(frame)
     print(f"100k records: json_normalize {baseline:.2f}s, sessions_frame {ours:.3f}s "
-          f"(ratio {ours / baseline:.3f}, target <= 0.200)")
+          f"(ratio {ours / baseline:.3f}, target <= 0.150)")
     print(f"deep memory: {per_row:.0f} bytes/row (target <= 700)")
     store_write, store_read, size = _store_round_trip(frame)
     print(f"store: write {store_write:.3f}s, load {store_read:.3f}s for 100k rows "

@@ -322,9 +322,14 @@ def test_redacted_reports_of_every_notebook_write_no_marker_cache_off_cold_and_w
     assert MARKER_PREFIX.encode() in b"".join(p.read_bytes() for p in cache.rglob("*.parquet"))
 
 
-def test_a_store_refreshed_through_a_redacting_client_still_holds_raw_records(client, marked, tmp_path):
+def test_a_store_synced_through_a_redacting_client_still_holds_raw_records(client, marked, tmp_path):
+    from anam_notebooks.sync import refresh_store
+
     org = marked.sessions[0]["organizationId"]
     store = an.SessionStore(tmp_path, base_url=client.base_url, organization_id=org)
-    store.refresh(RedactedClient(client))
+    refresh_store(store, RedactedClient(client))
     assert set(store.load()["client_label"].dropna()) == {r["clientLabel"] for r in marked.sessions
                                                           if r.get("clientLabel")}
+    synced = an.sync_sessions(RedactedClient(client), cache=tmp_path / "synced", progress=False)
+    assert set(an.session_dataset(synced.path).to_frame()["client_label"].dropna()) == {
+        r["clientLabel"] for r in marked.sessions if r.get("clientLabel")}

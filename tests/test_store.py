@@ -1,16 +1,14 @@
 """The Parquet session store: a hive-partitioned dataset (read by DuckDB too), round trips,
 foreign/corrupt files, the single-file cache of earlier versions, schema evolution, atomic
-writes (a killed writer), two writing processes, and incremental refresh against the simulator."""
+writes (a killed writer), two writing processes. Filling it from the API: test_sync.py."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,9 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from anam_notebooks import fetch_sessions, sessions_frame
-from anam_notebooks.data.store import CacheFileWarning, SessionStore, default_cache_dir, open_store
-from anam_notebooks.simulator import create_app, demo_client, generate_fleet
+from anam_notebooks import sessions_frame
+from anam_notebooks.data.store import CacheFileWarning, SessionStore, default_cache_dir
+from anam_notebooks.sync import open_store
 
 END = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 BASE = "https://api.anam.ai"
@@ -297,223 +295,19 @@ def test_bad_store_arguments_are_clear_errors(tmp_path):
         open_store(3, client=None)
 
 
-# -- incremental refresh against the simulator --------------------------------------------------
-
-@pytest.fixture
-def live():
-    """A private fleet (its records get mutated) behind a simulator and a client."""
-    app = create_app(generate_fleet(seed=11, sessions=800, span="2d", end=END))
-    return app.state.simulator, demo_client(app)
-
-
-def full_fetch(client) -> pd.DataFrame:
-    return fetch_sessions(client, progress=False)
-
-
-@pytest.mark.parametrize("new_sessions", [0, 1, 99, 100, 150, 250])
-def test_refresh_after_new_and_ended_sessions_equals_a_full_fetch(tmp_path, live, new_sessions):
-    simulator, client = live
-    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
-    first = store.refresh(client)
-    assert len(first) == 800
-    was_active = list(first.index[first.is_active])
-    assert was_active
-    simulator.add_sessions(new_sessions)
-    for session_id in was_active:
-        simulator.end_session(session_id)
-    simulator.reset_stats()
-    refreshed = store.refresh(client)
-    list_requests = simulator.stats["list"]
-    assert list_requests <= math.ceil(new_sessions / 100) + 2
-    pd.testing.assert_frame_equal(refreshed, full_fetch(client))
-    pd.testing.assert_frame_equal(store.load(), refreshed)
-    assert not refreshed.loc[was_active, "is_active"].any()
-
-
-def test_a_long_new_head_is_read_in_full_whatever_the_page_budget(tmp_path, live, monkeypatch):
+def test_finishing_a_first_read_merges_parts_in_runs_of_bounded_size(store, fleet, monkeypatch):
     import anam_notebooks.data.store as store_module
 
-    simulator, client = live
-    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
-    store.refresh(client)
-    monkeypatch.setattr(store_module, "HEAD_PAGES", 1)
-    simulator.add_sessions(450)  # a long weekend without a refresh
-    pd.testing.assert_frame_equal(store.refresh(client), full_fetch(client))
-
-
-def test_refresh_rereads_active_sessions_that_the_head_does_not_reach(tmp_path, live):
-    simulator, client = live
-    deep = simulator.fleet.sessions[300]  # about 18 hours before the newest session
-    deep.update(endTime=None, sessionLengthMs=None, exitStatus=None)  # still running, far down
-    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
-    assert store.refresh(client).loc[deep["id"], "is_active"]
-    simulator.end_session(deep["id"], status="BRAND_NEW_STATUS")
-    simulator.reset_stats()
-    refreshed = store.refresh(client)
-    assert simulator.stats["list"] <= 2 and simulator.stats["get"] == 1
-    row = refreshed.loc[deep["id"]]
-    assert not row.is_active and row.exit_status == "BRAND_NEW_STATUS"
-    pd.testing.assert_frame_equal(refreshed, full_fetch(client))
-
-
-def test_refresh_with_since_reads_back_only_as_far_as_needed(tmp_path, live):
-    simulator, client = live
-    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
-    since = END - pd.Timedelta(hours=6)
-    recent = store.refresh(client, since=since)
-    first_requests = simulator.stats["list"]
-    assert first_requests < 8  # 800 sessions are 8 pages; 6 hours of 2 days is far fewer
-    assert (recent.start_time >= since).sum() == (full_fetch(client).start_time >= since).sum()
-    assert store.covered_since() == pd.Timestamp(since)
-    simulator.reset_stats()
-    everything = store.refresh(client)  # reaches further back than the cache: reads it all
-    assert len(everything) == 800 and store.covered_since() is None
-
-
-def test_fetch_sessions_with_a_cache_directory(tmp_path, live):
-    simulator, client = live
-    first = fetch_sessions(client, cache=tmp_path, progress=False)
-    pd.testing.assert_frame_equal(first, full_fetch(client))
-    simulator.add_sessions(30)
-    simulator.reset_stats()
-    second = fetch_sessions(client, cache=tmp_path, progress=False)
-    assert len(second) == 830
-    assert simulator.stats["list"] <= 1 + 3  # organisation look-up + the head
-    [dataset] = [p for p in tmp_path.iterdir() if p.is_dir()]
-    meta = json.loads((dataset / "_store.json").read_text())
-    assert meta["key"].endswith(first.organization_id.iloc[0]) and meta["covered_since"] == "all"
-
-
-def test_fetch_sessions_cache_true_uses_the_per_user_directory(tmp_path, live, monkeypatch):
-    simulator, client = live
-    monkeypatch.setenv("ANAM_NOTEBOOKS_CACHE", str(tmp_path / "user-cache"))
-    fetch_sessions(client, cache=True, progress=False, limit=3)
-    assert len(list((tmp_path / "user-cache").glob("sessions-*/_store.json"))) == 1
-
-
-# -- resumable first read ---------------------------------------------------------------------
-
-RESUMABLE_READER = """
-import sys
-import anam_notebooks.data.store as store_module
-from anam_notebooks import AnamClient, fetch_sessions
-from anam_notebooks.simulator import DEMO_API_KEY
-
-store_module.CHECKPOINT_ROWS = 300  # checkpoints every 3 pages instead of every 200
-with AnamClient(DEMO_API_KEY, sys.argv[1], concurrency=2) as client:
-    fetch_sessions(client, cache=sys.argv[2], progress=False)
-print("finished", flush=True)
-"""
-
-
-def checkpointed(directory: Path) -> int:
-    for checkpoint in directory.glob("sessions-*/_backfill.json"):
-        try:
-            return json.loads(checkpoint.read_text())["stored"]
-        except (OSError, ValueError, KeyError):
-            return 0
-    return 0
-
-
-@pytest.mark.slow
-def test_a_first_read_killed_with_sigkill_resumes_where_it_stopped(tmp_path, fleet, loopback_server):
-    """A real child process is SIGKILLed half way through a 3,000-session first read while new
-    sessions keep arriving; the next run reads only the rest and ends with exactly the server's
-    sessions."""
-    from anam_notebooks.api.client import AnamClient
-    from anam_notebooks.data.sessions import newest_first
-    from anam_notebooks.simulator import DEMO_API_KEY
-
-    app = create_app(fleet, latency=0.02, drift=1, seed=3)
-    simulator = app.state.simulator
-    url = loopback_server(app)
-    reader = subprocess.Popen([sys.executable, "-c", RESUMABLE_READER, url, str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        while checkpointed(tmp_path) < 1500 and reader.poll() is None:
-            time.sleep(0.01)
-    finally:
-        reader.send_signal(signal.SIGKILL)
-        reader.wait(timeout=30)
-    assert reader.returncode == -signal.SIGKILL, "the reader finished before it could be killed"
-    stored = checkpointed(tmp_path)
-    assert 1500 <= stored < 3000
-    first_pages = simulator.stats["list"]
-    simulator.reset_stats()
-    with AnamClient(DEMO_API_KEY, url) as client:
-        resumed = fetch_sessions(client, cache=tmp_path, progress=False)
-    pages = simulator.stats["list"]
-    # The rest of the list (and its drift) plus the head and a repair round, not all 30+ pages.
-    unread = math.ceil((3000 + first_pages - stored) / 100)
-    assert pages <= unread + 6, (pages, unread)
-    assert resumed.index.is_unique
-    assert set(resumed.index) == set(simulator.fleet.by_id)  # drift included, nothing twice
-    expected = newest_first(sessions_frame(simulator.fleet.sessions))
-    pd.testing.assert_frame_equal(resumed.sort_index(), expected.sort_index())
-    assert not list(tmp_path.glob("sessions-*/_backfill.json"))  # finished: no checkpoint left
-
-
-def test_a_finished_first_read_leaves_one_file_per_partition_and_no_checkpoint(tmp_path, live, monkeypatch):
-    import anam_notebooks.data.store as store_module
-
-    simulator, client = live
-    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", 100)
-    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
-    store.refresh(client)
-    assert len(part_files(store)) == len(store.partitions())
-    assert not (store.path / "_backfill.json").exists() and store.covered_since() is None
-
-
-# -- cheap refresh --------------------------------------------------------------------------
-
-def busy_fleet(active_head: int, deep_recent: int, deep_old: int):
-    """800 sessions over 2 days with `active_head` active at the head, `deep_recent` active
-    ones scattered over the last 20 hours and `deep_old` "active" for more than a day."""
-    fleet = generate_fleet(seed=11, sessions=800, span="2d", end=END)
-    sessions = fleet.sessions
-    hours = [(END - pd.Timestamp(s["startTime"])).total_seconds() / 3600 for s in sessions]
-    recent = [i for i, h in enumerate(hours) if 2 < h < 20][::7][:deep_recent]
-    old = [i for i, h in enumerate(hours) if h > 26][::11][:deep_old]
-    for i in [*range(active_head), *recent, *old]:
-        sessions[i].update(endTime=None, sessionLengthMs=None, exitStatus=None)
-    app = create_app(fleet)
-    ids = [s["id"] for s in sessions]
-    return app.state.simulator, demo_client(app), [ids[i] for i in recent], [ids[i] for i in old]
-
-
-def test_a_warm_refresh_rereads_active_sessions_through_the_head_pages(tmp_path):
-    simulator, client, _, _ = busy_fleet(active_head=250, deep_recent=0, deep_old=0)
-    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
-    first = store.refresh(client)
-    assert first.is_active.sum() >= 250
-    for sid in list(first.index[first.is_active])[:200]:
-        simulator.end_session(sid)
-    simulator.reset_stats()
-    refreshed = store.refresh(client)
-    # 250 active sessions sit on the first 3 pages: 3 pages and a check, never 250 GETs.
-    assert simulator.stats["get"] == 0 and simulator.stats["list"] <= 3 + 2
-    pd.testing.assert_frame_equal(refreshed, full_fetch(client))
-
-
-@pytest.mark.slow
-def test_a_refresh_spends_bounded_gets_on_stragglers_and_flags_stale_sessions(tmp_path, monkeypatch):
-    import anam_notebooks.data.store as store_module
-
-    monkeypatch.setattr(store_module, "HEAD_PAGES", 2)  # as if the list were 50x longer
-    monkeypatch.setattr(store_module, "STRAGGLERS", 5)
-    simulator, client, recent, old = busy_fleet(active_head=5, deep_recent=40, deep_old=12)
-    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
-    first = store.refresh(client)
-    assert first.loc[old, "stale_active"].all() and first.stale_active.sum() == len(old)
-    assert not first.loc[recent, "stale_active"].any() and first.loc[recent, "is_active"].all()
-    for sid in [*recent, *old]:
-        simulator.end_session(sid)  # the server now knows they ended
-    for _ in range(12):
-        simulator.reset_stats()
-        frame = store.refresh(client)
-        assert simulator.stats["get"] <= 5 and simulator.stats["list"] <= 2 + 2
-    # Five single GETs a refresh, least recently updated first, reach every live straggler...
-    assert not frame.loc[recent, "is_active"].any()
-    # ...while sessions "active" for more than a day are never asked for again, and say so.
-    assert frame.loc[old, "is_active"].all() and frame.loc[old, "stale_active"].all()
-    assert store.last_refresh["stale_active"] == len(old)
+    frame = sessions_frame(fleet.sessions)
+    touched: set[str] = set()
+    for chunk in range(0, len(frame), 100):  # as a first read appends: many small parts
+        touched |= store.append(frame.iloc[chunk:chunk + 100], checkpoint=[(0, chunk)], stored=chunk)
+    busiest = max(touched, key=lambda d: len(list(store.path.glob(f"start_date={d}/part-*"))))
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in store.path.glob(f"start_date={busiest}/part-*"))
+    monkeypatch.setattr(store_module, "COMPACT_ROWS", rows // 2)  # as if that day were very busy
+    store.finish(touched, None)
+    files = list(store.path.glob(f"start_date={busiest}/part-*"))
+    assert 2 <= len(files) <= 4  # merged, but never more than COMPACT_ROWS rows at once
+    assert all(pq.ParquetFile(p).metadata.num_rows <= rows // 2 for p in files)
+    assert store.checkpoint() is None and store.covered_since() is None
+    pd.testing.assert_frame_equal(store.load().sort_index(), frame.sort_index())

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data.checks import check_columns, check_frame, ended_mask
-from .failures import FailureSpec, is_failure
+from ..data.checks import check_names
+from .failures import FailureSpec
+from .outcomes import Sessions, check_source, columns_of, failed_and_ended, outcome_counts
 from .stats import q_values
 from .suspects import DEFAULT_LEVELS, family_of
 
@@ -26,7 +27,7 @@ def _moment(value: Any) -> pd.Timestamp | None:
     return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
 
 
-def what_differs(df: pd.DataFrame, start: Any = None, end: Any = None,
+def what_differs(df: Sessions, start: Any = None, end: Any = None,
                  failures: FailureSpec = None, levels: str | Sequence[str] | None = None
                  ) -> pd.DataFrame:
     """Each attribute value's share of the failing sessions against its share of the healthy ones.
@@ -40,7 +41,7 @@ def what_differs(df: pd.DataFrame, start: Any = None, end: Any = None,
     Parameters
     ----------
     df
-        A sessions frame.
+        A sessions frame, or a `SessionDataset` (the engine counts; the same result).
     start, end
         The window (anything `pd.Timestamp` reads; naive means UTC); None for open ends.
     failures
@@ -59,28 +60,37 @@ def what_differs(df: pd.DataFrame, start: Any = None, end: Any = None,
     ValueError
         For an unknown column or a time that cannot be read, naming it.
     """
-    check_frame(df, ["exit_status", "start_time"])
-    cols = ([c for c in DEFAULT_LEVELS if c in df.columns] if levels is None
-            else check_columns(df, levels, "levels"))
+    check_source(df, ["exit_status", "start_time"])
+    have = columns_of(df)
+    cols = [c for c in DEFAULT_LEVELS if c in have] if levels is None else check_names(have, levels, "levels")
     try:
         lo, hi = _moment(start), _moment(end)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"start={start!r} / end={end!r}: give times such as '2024-05-01T10:00Z' "
                          f"or None ({exc})") from None
-    begun = pd.to_datetime(df["start_time"], utc=True, errors="coerce")
-    keep = ended_mask(df) & begun.notna().to_numpy()
-    if lo is not None:
-        keep &= (begun >= lo).to_numpy()
-    if hi is not None:
-        keep &= (begun < hi).to_numpy()
-    fail = is_failure(df["exit_status"], failures)[keep]
-    n_fail, n_ok = int(fail.sum()), int((~fail).sum())
+    window = (lo, hi)
+    fleet = outcome_counts(df, (), window=window)
+    per_level = {col: outcome_counts(df, [col], window=window) for col in cols}
+    return differences_from_counts(fleet, per_level, failures, lo, hi)
+
+
+def differences_from_counts(fleet: pd.DataFrame, per_level: dict[str, pd.DataFrame],
+                            failures: FailureSpec, lo: pd.Timestamp | None, hi: pd.Timestamp | None
+                            ) -> pd.DataFrame:
+    """`what_differs`' statistics on `outcome_counts` of the window: the whole window, and
+    one table per level keyed by that level."""
+    failed, ended = failed_and_ended(fleet, failures)
+    n = fleet["n"].to_numpy()
+    n_fail, n_ok = int(n[failed].sum()), int(n[ended & ~failed].sum())
     rows = []
-    for col in cols:
-        values = df[col][keep].astype("string").fillna("(none)").to_numpy()
+    for col, counts in per_level.items():
+        failed, ended = failed_and_ended(counts, failures)
+        counts = counts[ended]
+        values = np.array(["(none)" if v is None else str(v) for v in counts[col]], dtype=object)
         names, codes = np.unique(values, return_inverse=True)
-        failing = np.bincount(codes, weights=fail, minlength=len(names)).astype(np.int64)
-        total = np.bincount(codes, minlength=len(names))
+        weights = counts["n"].to_numpy()
+        failing = np.bincount(codes, weights=weights * failed[ended], minlength=len(names)).astype(np.int64)
+        total = np.bincount(codes, weights=weights, minlength=len(names)).astype(np.int64)
         for name, f, t in zip(names, failing, total):
             rows.append((col, name, family_of(col), int(f), int(t - f)))
     out = pd.DataFrame(rows, columns=["level", "value", "family", "failing", "healthy"])

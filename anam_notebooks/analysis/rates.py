@@ -7,19 +7,20 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..data.checks import check_columns, check_frame, ended_mask
-from .failures import FailureSpec, is_failure
+from ..data.checks import check_names
+from .failures import FailureSpec
+from .outcomes import Sessions, check_source, columns_of, failed_and_ended, outcome_counts
 from .stats import wilson_interval
 
 
-def failure_rates(df: pd.DataFrame, by: str | Sequence[str] = "engine_pod",
+def failure_rates(df: Sessions, by: str | Sequence[str] = "engine_pod",
                   failures: FailureSpec = None) -> pd.DataFrame:
     """Failure rate per group of `by` (one column or several), with a 95 % Wilson interval.
 
     Parameters
     ----------
-    df : pandas.DataFrame
-        A sessions frame.
+    df : pandas.DataFrame or SessionDataset
+        A sessions frame, or a dataset (the engine counts; the same result as its frame).
     by : str or sequence of str
         The column(s) to group by, e.g. "engine_pod" or ["engine_region", "engine_version"].
     failures : collection of str, callable or None
@@ -35,21 +36,23 @@ def failure_rates(df: pd.DataFrame, by: str | Sequence[str] = "engine_pod",
     ValueError
         `by` names a column the frame lacks (the message lists them), or repeats one.
     TypeError
-        `df` is not a DataFrame, or `failures` is not usable.
+        `df` is neither a DataFrame nor a SessionDataset, or `failures` is not usable.
 
     Columns: sessions (ended), failures, rate, ci_low, ci_high, active (left out of the rate).
-    Indexed by the group values (missing values form their own group), in group order.
+    Indexed by the group values (missing values form their own group, last), in sorted order.
     """
-    check_frame(df, ["exit_status"])
-    cols = check_columns(df, by, "by")
-    ended = ended_mask(df)
-    counts = pd.DataFrame({
-        "sessions": ended.astype(np.int64),
-        "failures": (is_failure(df["exit_status"], failures) & ended).astype(np.int64),
-        "active": (~ended).astype(np.int64),
-    }, index=df.index)
-    keys = [df[c] for c in cols]
-    grouped = counts.groupby(keys if len(keys) > 1 else keys[0], observed=True, dropna=False).sum()
+    check_source(df, ["exit_status"])
+    cols = check_names(columns_of(df), by, "by")
+    return rates_from_counts(outcome_counts(df, cols), cols, failures)
+
+
+def rates_from_counts(counts: pd.DataFrame, by: list[str], failures: FailureSpec = None) -> pd.DataFrame:
+    """`failure_rates` on a table of `outcome_counts` grouped by `by`: the statistics step."""
+    failed, ended = failed_and_ended(counts, failures)
+    n = counts["n"].to_numpy()
+    cells = pd.DataFrame({"sessions": n * ended, "failures": n * failed, "active": n * ~ended})
+    keys = [counts[c].rename(c) for c in by]
+    grouped = cells.groupby(keys if len(keys) > 1 else keys[0], dropna=False, sort=True).sum()
     sessions = grouped["sessions"].to_numpy()
     fails = grouped["failures"].to_numpy()
     low, high = wilson_interval(fails, sessions)

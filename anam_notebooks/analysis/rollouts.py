@@ -10,13 +10,46 @@ import pandas as pd
 
 from ..data.checks import check_frame, check_freq
 from ..data.timespan import parse_time_bound
+from .outcomes import Sessions, check_source, first_seen, window_opened
+
+
+def rolled_out(source: Sessions, freq: str = "1h") -> pd.Series:
+    """When each engine version that rolled out inside the window first served a session.
+
+    The one definition of a rollout, for `rollouts` and the figures' rollout lines alike: a
+    version already serving within `freq` of the window's first session was most likely
+    running before the window opened, so it is not a rollout seen here.
+
+    Parameters
+    ----------
+    source : DataFrame or SessionDataset
+        Sessions with `engine_version` and `start_time` (a dataset counts in its engine).
+    freq : str
+        Grace period after the first session (a pandas frequency such as "1h").
+
+    Returns
+    -------
+    Series
+        First start (UTC) by version (as text), oldest rollout first.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When `source` is neither a frame nor a dataset with those columns, or `freq` is not
+        a frequency.
+    """
+    check_source(source, ["engine_version", "start_time"])
+    step = check_freq(freq)
+    first = first_seen(source, "engine_version")
+    opened = window_opened(source)
+    if first.empty or opened is None:
+        return first.iloc[:0]
+    return first[first > opened + pd.Timedelta(step)].sort_values(kind="stable")
 
 
 def rollouts(df: pd.DataFrame, freq: str = "1h") -> pd.DataFrame:
-    """Engine versions that first served a session inside the window, oldest rollout first.
-
-    A version already serving in the first `freq` of the data was most likely running before
-    the window opened, so it is not a rollout seen here.
+    """Engine versions that first served a session inside the window, oldest rollout first
+    (the definition is `rolled_out`'s).
 
     Parameters
     ----------
@@ -36,19 +69,13 @@ def rollouts(df: pd.DataFrame, freq: str = "1h") -> pd.DataFrame:
         When `df` is not a sessions frame or `freq` is not a frequency.
     """
     check_frame(df, ["engine_version", "start_time"])
-    step = check_freq(freq)
+    inside = rolled_out(df, freq)
     known = df.dropna(subset=["engine_version", "start_time"])
-    empty = pd.DataFrame({"first_seen": pd.Series(dtype="datetime64[ns, UTC]"),
-                          "sessions": pd.Series(dtype="int64")},
-                         index=pd.Index([], dtype="string", name="engine_version"))
-    if known.empty:
-        return empty
-    versions = known["engine_version"].astype("string")
-    grouped = known.groupby(versions, observed=True)["start_time"]
-    out = pd.DataFrame({"first_seen": grouped.min(), "sessions": grouped.size().astype("int64")})
-    out.index = out.index.astype("string").rename("engine_version")
-    inside = out[out["first_seen"] > df["start_time"].min() + pd.Timedelta(step)]
-    return inside.sort_values("first_seen") if len(inside) else empty
+    served = known.groupby(known["engine_version"].astype(object).map(str), observed=True).size()
+    index = pd.Index(inside.index, dtype="string", name="engine_version")
+    first = pd.Series(inside.astype(df["start_time"].dtype).array, index=index)
+    return pd.DataFrame({"first_seen": first,
+                         "sessions": pd.Series(served.reindex(inside.index).to_numpy(dtype="int64"), index=index)})
 
 
 def latest_rollout(df: pd.DataFrame, freq: str = "1h") -> pd.Timestamp | None:

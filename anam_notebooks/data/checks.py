@@ -25,13 +25,18 @@ def check_frame(df: object, needs: Sequence[str]) -> pd.DataFrame:
 
 def check_columns(df: pd.DataFrame, names: str | Sequence[str], arg: str) -> list[str]:
     """The column names given as `arg` (one or several), each checked to exist, none repeated."""
+    return check_names(list(df.columns), names, arg)
+
+
+def check_names(columns: Sequence[str], names: str | Sequence[str], arg: str) -> list[str]:
+    """`check_columns` against a list of column names (a frame's, or a dataset's)."""
     cols = [names] if isinstance(names, str) else list(names)
     if not cols:
         raise ValueError(f"{arg} is empty: name at least one column, e.g. {arg}='engine_pod'")
-    unknown = [c for c in cols if c not in df.columns]
+    unknown = [c for c in cols if c not in columns]
     if unknown:
         raise ValueError(f"{arg} names unknown column(s) {unknown}; valid columns: "
-                         f"{', '.join(map(str, df.columns))}")
+                         f"{', '.join(map(str, columns))}")
     if len(set(cols)) != len(cols):
         raise ValueError(f"{arg}={cols!r} repeats a column")
     return cols

@@ -123,9 +123,69 @@ def _valid(chunk: list[Any], problems: Problems) -> list[Mapping[str, Any]]:
     return records
 
 
+_S = pa.string()
+# The fields read from a record, as an Arrow struct: Arrow's converter visits each record once
+# in C++ and raises on any value of another type (then the field-by-field path below reports
+# it). sessionLengthMs stays out: Arrow would silently truncate 1.5 to 1.
+_RECORD_TYPE = pa.struct(
+    [(key, _S) for key in (*_TOP_STRINGS.values(), *_TOP_TIMES.values())]
+    + [("personaConfig", pa.struct([
+        ("name", _S), ("avatarVersion", _S), ("avatarModel", _S), ("avatarEngineKey", _S),
+        ("avatarId", _S), ("languageCode", _S), ("ttsProvider", _S), ("type", _S),
+        ("zeroDataRetention", pa.bool_()), ("llmConfig", pa.struct([("modelName", _S), ("model", _S)])),
+        ("ttsProviderModelId", _S)])),
+       ("clientMetadata", pa.struct([("userAgent", _S), ("sdkVersion", _S)]))])
+
+
+def _struct_fields(array: pa.StructArray) -> dict[str, pa.Array]:
+    """Children of a struct array by name, each null where the struct itself is null."""
+    return dict(zip((f.name for f in array.type), array.flatten()))
+
+
+def _fast_chunk_table(records: list[Mapping[str, Any]], problems: Problems) -> pa.Table:
+    """`_chunk_table` for well-formed records: one Arrow conversion of every field we read.
+
+    Raises
+    ------
+    pyarrow.ArrowTypeError, pyarrow.ArrowInvalid, UnicodeEncodeError
+        Some value has another type than the field's (the caller takes the careful path).
+    """
+    top = _struct_fields(pa.array(records, type=_RECORD_TYPE))
+    persona = _struct_fields(top["personaConfig"])
+    llm = _struct_fields(persona["llmConfig"])
+    client = _struct_fields(top["clientMetadata"])
+    ids: list[str] | None = None
+    columns: dict[str, pa.Array] = {column: top[key] for column, key in _TOP_STRINGS.items()}
+    for column, key in _TOP_TIMES.items():
+        try:
+            columns[column] = top[key].cast(pa.timestamp("us", tz="UTC"))  # Arrow's ISO-8601 parser
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # other forms: pandas, value by value
+            ids = ids if ids is not None else [r["id"] for r in records]
+            columns[column] = timestamp_array(top[key].to_pylist(), key, ids, problems)
+    lengths = [r.get("sessionLengthMs") for r in records]
+    ids = ids if ids is not None else [r["id"] for r in records]
+    columns["session_length_ms"] = int_array(lengths, "sessionLengthMs", ids, problems)
+    columns["is_active"] = top["endTime"].is_null()
+    columns.update(
+        persona_name=persona["name"], avatar_version=pc.coalesce(persona["avatarVersion"], persona["avatarModel"]),
+        avatar_key=pc.coalesce(persona["avatarEngineKey"], persona["avatarId"]),
+        language_code=persona["languageCode"], tts_provider=persona["ttsProvider"],
+        llm_model=pc.coalesce(llm["modelName"], llm["model"]), user_agent=client["userAgent"],
+        sdk_version=client["sdkVersion"], tts_model=persona["ttsProviderModelId"])
+    inferred = pc.if_else(top["personaId"].is_null(), "ephemeral", "stateful")
+    columns["persona_type"] = pc.coalesce(persona["type"], inferred)
+    columns["zero_data_retention"] = persona["zeroDataRetention"]
+    return pa.table({name: columns[name] for name in _CHUNK_COLUMNS})
+
+
 def _chunk_table(chunk: list[Any], problems: Problems) -> pa.Table:
     """One chunk of raw records → an Arrow table of the directly-read columns."""
     records = chunk if set(map(type, chunk)) == {dict} and _ids_are_valid(chunk) else _valid(chunk, problems)
+    if records:
+        try:
+            return _fast_chunk_table(records, problems)
+        except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+            pass  # a value of another type somewhere in the chunk: read it field by field
     # One tuple per record, then transpose: each (large, scattered) record is visited once,
     # not once per field, which is what keeps this memory-bound step fast.
     top = list(zip(*[tuple(map(r.get, _TOP_KEYS)) for r in records])) or [()] * len(_TOP_KEYS)
@@ -153,7 +213,12 @@ def _chunk_table(chunk: list[Any], problems: Problems) -> pa.Table:
         string_array(nested["declared_type"], "personaConfig.type", ids, problems), inferred)
     columns["zero_data_retention"] = bool_array(nested["zero_data_retention"],
                                                "personaConfig.zeroDataRetention", ids, problems)
-    return pa.table(columns)
+    return pa.table({name: columns[name] for name in _CHUNK_COLUMNS})
+
+
+# Both paths build the same columns in the same order, so their chunks concatenate.
+_CHUNK_COLUMNS = (*_TOP_STRINGS, *_TOP_TIMES, "session_length_ms", "is_active", *_NESTED_FIELDS,
+                  "persona_type", "zero_data_retention")
 
 # ---------------------------------------------------------------------------------------------
 # Arrow columns → the typed frame

@@ -1,5 +1,5 @@
-"""A local cache of one organisation's sessions: a hive-partitioned Parquet dataset,
-refreshed incrementally, that DuckDB, Polars or Spark can read directly.
+"""A local cache of one organisation's sessions: a hive-partitioned Parquet dataset that
+DuckDB, Polars or Spark can read directly. Files only: filling it from the API is `sync.py`'s.
 
 Layout (`SessionStore.path`, one per API base URL and organisation, named by a hash)::
 
@@ -15,18 +15,18 @@ SHA-256 of its bytes (`part-<64 hex>.parquet`): name and content arrive in one r
 checksum is written atomically with the part, and any byte changed later shows. A part that
 fails a check (checksum, unreadable, foreign key or schema version, a column of the wrong
 type) is never mixed in: it is moved to `quarantine/` (named in one warning) and a refresh
-reads its start date again from the API in the same call. Parts written before checksums
-existed (`part-<32 hex>.parquet`) are verified by structure alone (every check but the
-checksum); they gain a checksum when their partition is next rewritten. Every file is
-written atomically (temp file in the same folder, fsync, os.replace) under a file lock, so two
-kernels can share the folder and a killed writer leaves the old files readable. A row is
-keyed by session id; where a crash leaves two copies, loading keeps the most updated one.
+reads its start date again from the API in the same call (`quarantine_damaged`, used by
+`sync.refresh_store`). Parts written before checksums existed (`part-<32 hex>.parquet`) are
+verified by structure alone (every check but the checksum); they gain a checksum when their
+partition is next rewritten. Every file is written atomically (temp file in the same folder,
+fsync, os.replace) under a file lock, so two kernels can share the folder and a killed writer
+leaves the old files readable. A row is keyed by session id; where a crash leaves two copies,
+loading keeps the most updated one.
 
-A first read checkpoints as it goes (`_backfill.json` lists the list positions already
-stored), so an interrupted backfill resumes where it stopped. A refresh reads the head of the
-list far enough to cover the sessions still active last time, re-reads a bounded number of
-stragglers one by one, and rewrites only the date partitions it touched. Sessions "active"
-for longer than any session lasts are flagged `stale_active` and no longer re-read.
+A first read appends chunks as new part files and checkpoints as it goes (`_backfill.json`
+lists the list positions already stored), so an interrupted read resumes where it stopped;
+`finish` compacts the partitions it wrote and records the coverage. A refresh writes only the
+date partitions it touches (`write`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,8 @@ import os
 import re
 import shutil
 import sys
-import tempfile
-import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias, cast
@@ -52,20 +50,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from ..api.errors import AnamAPIError, AnamConnectionError, PaginationError
-from ..api.paging import Coverage
-from ..api.source import SessionSource
 from .columns import CATEGORY, SESSION_COLUMNS, STRING, TIMEDELTA, UTC_TIME
+from .files import atomic_write as _atomic_write
 from .sessions import (
     concat_sessions,
     empty_sessions_frame,
     frame_from_arrow,
     keep_latest,
     newest_first,
-    sessions_frame,
+    stale_active,
 )
 
-__all__ = ["SCHEMA_VERSION", "CacheFileWarning", "SessionStore", "default_cache_dir", "open_store"]
+__all__ = ["SCHEMA_VERSION", "CacheFileWarning", "SessionStore", "cache_directory", "default_cache_dir"]
 
 logger = logging.getLogger("anam_notebooks")
 
@@ -79,14 +75,12 @@ _ALL_HISTORY = "all"
 _STORE_FILE = "_store.json"
 _CHECKPOINT_FILE = "_backfill.json"
 _PARTITION = "start_date"
-_UNKNOWN_DATE = "unknown"
+UNKNOWN_DATE = "unknown"  # the partition of sessions without a start time
 _DERIVED = ("stale_active",)  # recomputed on load, never stored
 _QUARANTINE = "quarantine"
 _CHECKSUMMED = re.compile(r"part-([0-9a-f]{64})\.parquet")  # the name is the SHA-256 of the bytes
-PER_PAGE = 100
-CHECKPOINT_ROWS = 20_000  # sessions read between two checkpoints of a first read
-HEAD_PAGES = 30  # list pages a refresh may read to cover sessions that were active
-STRAGGLERS = 20  # single GETs a refresh may spend on active sessions the head did not cover
+PER_PAGE = 100  # the list page size checkpoint positions are counted in
+COMPACT_ROWS = 250_000  # the most rows one compaction merges into one file (a busy day)
 
 
 class CacheFileWarning(UserWarning):
@@ -129,13 +123,14 @@ def default_cache_dir() -> Path:
 
 
 Covered: TypeAlias = pd.Timestamp | None | bool
+Spans: TypeAlias = list[tuple[int, int]]  # tail positions of the session list, counted from the oldest
 
 
 class SessionStore:
     """The cached sessions of one organisation at one API base URL, in `directory`.
 
     `load()` gives the typed frame; `merge(frame)` adds sessions (most updated wins);
-    `refresh(client)` brings the cache up to date with as few requests as it can.
+    `append`, `write` and `finish` are what a sync (`sync_sessions`) fills it with.
 
     `path` is the dataset directory (hive-partitioned by `start_date`), readable by any engine::
 
@@ -178,7 +173,6 @@ class SessionStore:
         self.path = self.directory / f"sessions-{digest}"
         self._legacy = self.directory / f"sessions-{digest}.parquet"  # schema 1: a single file
         self._lock = FileLock(str(self.directory / f"sessions-{digest}.lock"), timeout=lock_timeout)
-        self.last_refresh: dict[str, int] = {}  # what the latest refresh did, for the curious
         self._verified: dict[Path, tuple[int, int]] = {}  # checksummed parts whose bytes matched
 
     def __repr__(self) -> str:
@@ -291,13 +285,14 @@ class SessionStore:
         pattern = f"{_PARTITION}={partition if partition is not None else '*'}/part-*.parquet"
         return sorted(self.path.glob(pattern))
 
-    def _read_parts(self, files: Iterable[Path], *, then: str = "the next refresh reads them "
-                    "again") -> tuple[list[pa.Table], bool]:
-        """The tables of `files`, and whether all passed `_check_part`. A part that fails is
-        moved to quarantine (one warning names every such part), never mixed in."""
+    def _read_parts(self, files: Iterable[Path], columns: list[str] | None = None, *,
+                    then: str = "the next refresh reads them again") -> tuple[list[pa.Table], bool]:
+        """The tables of `files` (only `columns` when given), and whether all passed
+        `_check_part`. A part that fails is moved to quarantine (one warning names every such
+        part), never mixed in."""
         tables, failed = [], []
         for file in files:
-            table, problem = self._check_part(file)
+            table, problem = self._check_part(file, columns=columns)
             if problem is None:
                 assert table is not None
                 tables.append(table)
@@ -307,7 +302,8 @@ class SessionStore:
             self._quarantine(failed, then)
         return tables, not failed
 
-    def _check_part(self, file: Path, *, read: bool = True) -> tuple[pa.Table | None, str | None]:
+    def _check_part(self, file: Path, *, read: bool = True, columns: list[str] | None = None
+                    ) -> tuple[pa.Table | None, str | None]:
         """(table, None) for a sound part, else (None, what is wrong with it): its bytes against
         the checksum in its name, then readable, ours (key, schema version), an 'id', and every
         known column of the type this version writes. `read=False` checks without building
@@ -337,7 +333,8 @@ class SessionStore:
                 return None, problem
             if not read and named is not None:
                 return pa.table({}), None
-            table = parquet.read(columns=[n for n in schema.names if n in _ARROW_TYPES])
+            wanted = [n for n in schema.names if n in _ARROW_TYPES and (columns is None or n in columns)]
+            table = parquet.read(columns=wanted)
             return table.replace_schema_metadata(None), None
         except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
             return None, f"it could not be read ({type(exc).__name__}: {exc})"
@@ -360,21 +357,33 @@ class SessionStore:
                       f"were set aside, never mixed in: {'; '.join(moved)}; {then}",
                       CacheFileWarning, stacklevel=4)
 
-    def _quarantine_damaged(self) -> list[str]:
-        """(Lock held.) Check every part, quarantine those that fail, and return their
-        partitions (start dates, or 'unknown'); the coverage mark is dropped meanwhile, so a
-        crash before they are read again still leads to a full read."""
-        if not self.path.exists() or self._meta() is None:
-            return []
-        failed = []
-        for file in self._parts():
-            _, problem = self._check_part(file, read=False)
-            if problem is not None:
-                failed.append((file, problem))
-        if not failed:
-            return []
-        self._quarantine(failed, "their start dates are read again from the API now")
-        self._write_meta(False)
+    def quarantine_damaged(self) -> list[str]:
+        """Check every part, quarantine those that fail, and return their partitions (start
+        dates, or 'unknown') for a filler to read again; the coverage mark is dropped
+        meanwhile, so a crash before they are read again still leads to a full read.
+
+        Returns
+        -------
+        list of str
+            The partitions that lost a part (empty when every part is sound).
+
+        Raises
+        ------
+        filelock.Timeout
+            Another process held the cache's lock for longer than `lock_timeout`.
+        """
+        with self._locked():
+            if not self.path.exists() or self._meta() is None:
+                return []
+            failed = []
+            for file in self._parts():
+                _, problem = self._check_part(file, read=False)
+                if problem is not None:
+                    failed.append((file, problem))
+            if not failed:
+                return []
+            self._quarantine(failed, "their start dates are read again from the API now")
+            self._write_meta(False)
         return sorted({file.parent.name.split("=", 1)[1] for file, _ in failed})
 
     def _load(self) -> pd.DataFrame:
@@ -500,18 +509,20 @@ class SessionStore:
         return touched
 
     def _compact(self, dates: Iterable[str]) -> None:
-        """One file per partition again, after a backfill appended many."""
+        """Fewer, larger files again after a backfill appended many: a partition's parts are
+        merged in runs of at most COMPACT_ROWS rows (one file for any ordinary day), so the
+        memory it takes stays bounded however busy a day was."""
         for date in dates:
-            old = self._parts(date)
-            if len(old) < 2:
-                continue
-            tables, whole = self._read_parts(old)
-            if not whole:
-                self._write_meta(False)  # rows were lost: the next refresh reads everything again
-            written = self._write_part(date, keep_latest(_frame_of(tables)))
-            for file in old:
-                if file != written:
-                    file.unlink(missing_ok=True)
+            for old in _runs(self._parts(date), COMPACT_ROWS):
+                if len(old) < 2:
+                    continue
+                tables, whole = self._read_parts(old)
+                if not whole:
+                    self._write_meta(False)  # rows were lost: the next refresh reads everything again
+                written = self._write_part(date, keep_latest(_frame_of(tables)))
+                for file in old:
+                    if file != written:
+                        file.unlink(missing_ok=True)
 
     def _write_part(self, date: str, frame: pd.DataFrame) -> Path:
         """Write `frame` as a new part of partition `date`, named by its checksum; its path."""
@@ -519,7 +530,7 @@ class SessionStore:
         table = table.replace_schema_metadata({
             _META_KEY: self.key.encode("utf-8"), _META_VERSION: SCHEMA_VERSION.encode()})
         folder = self.path / f"{_PARTITION}={date}"
-        written = _atomic_write(folder / f"part-{uuid.uuid4().hex}.parquet",
+        written = _atomic_write(folder / "part-{sha256}.parquet",
                                 lambda sink: pq.write_table(table, sink, compression="zstd"),
                                 name_by_checksum=True)
         stat = written.stat()
@@ -535,204 +546,161 @@ class SessionStore:
         _atomic_write(self.path / _STORE_FILE, lambda sink: sink.write(data))
 
     # -- the backfill checkpoint -----------------------------------------------------------
-    def _checkpoint(self) -> Coverage | None:
+    def _checkpoint(self) -> Spans | None:
         """Positions of the list (counted from the oldest session) already stored by an
-        unfinished full read, or None."""
+        unfinished first read, or None."""
         try:
             body = json.loads((self.path / _CHECKPOINT_FILE).read_text("utf-8"))
             if body.get("key") != self.key or body.get("per_page") != PER_PAGE:
                 return None
-            return Coverage([(int(lo), int(hi)) for lo, hi in body["spans"]])
+            return [(int(lo), int(hi)) for lo, hi in body["spans"]]
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
 
-    def _write_checkpoint(self, done: Coverage) -> None:
-        body = {"key": self.key, "per_page": PER_PAGE, "spans": done.spans,
-                "stored": len(done), "written_at": datetime.now(UTC).isoformat()}
+    def _write_checkpoint(self, spans: Spans, stored: int) -> None:
+        body = {"key": self.key, "per_page": PER_PAGE, "spans": spans,
+                "stored": stored, "written_at": datetime.now(UTC).isoformat()}
         data = json.dumps(body).encode()
         _atomic_write(self.path / _CHECKPOINT_FILE, lambda sink: sink.write(data))
 
-    # -- refreshing -----------------------------------------------------------------------
-    def refresh(self, client: SessionSource, *, since: datetime | pd.Timestamp | None = None,
-                progress: bool = False) -> pd.DataFrame:
-        """Bring the cache up to date and return it, newest first.
+    # -- what a filler (see `anam_notebooks.sync`) asks of the files -----------------------
+    def write(self, frame: pd.DataFrame) -> None:
+        """`merge` without reading the whole cache back: only `frame`'s partitions are touched.
 
         Parameters
         ----------
-        client : SessionSource
-            The client to read with (its `iter_session_pages` and `get_session`); a redacting
-            client is read through its raw source, so the cache never holds masked records
-            (mask what this returns with ``client.redaction``, as `fetch_sessions` does).
-        since : datetime or Timestamp, optional
-            How far back the cache must reach; None means all history. When the cache does
-            not reach that far yet, the list is read back that far (a full read checkpoints
-            as it goes and resumes after an interruption).
-        progress : bool
-            Show a progress bar.
+        frame : pandas.DataFrame
+            Sessions to add, in the sessions-frame shape (same id: the most updated row wins).
+
+        Raises
+        ------
+        filelock.Timeout
+            Another process held the cache's lock for longer than `lock_timeout`.
+        """
+        with self._locked():
+            self._replace_partitions(frame, covered=self._covered())
+
+    def append(self, frame: pd.DataFrame, *, checkpoint: Spans | None = None, stored: int = 0) -> set[str]:
+        """Store `frame`'s rows as new part files (nothing is rewritten), then record
+        `checkpoint`, the list positions stored so far by an unfinished first read.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            A chunk of sessions, in the sessions-frame shape.
+        checkpoint : list of (int, int), optional
+            Tail positions of the list whose sessions are now all stored.
+        stored : int
+            How many sessions those positions hold (shown to whoever watches the checkpoint).
+
+        Returns
+        -------
+        set of str
+            The start-date partitions written to (to `finish` later).
+
+        Raises
+        ------
+        filelock.Timeout
+            Another process held the cache's lock for longer than `lock_timeout`.
+        """
+        with self._locked():
+            touched = self._append_partitions(frame)
+            if checkpoint is not None:
+                self._write_checkpoint(checkpoint, stored)
+        return touched
+
+    def checkpoint(self) -> Spans | None:
+        """The list positions an unfinished first read stored (see `append`), or None.
+
+        Returns
+        -------
+        list of (int, int) or None
+            Tail positions, counted from the oldest session of the list.
+
+        Raises
+        ------
+        filelock.Timeout
+            Another process held the cache's lock for longer than `lock_timeout`.
+        """
+        with self._locked():
+            return self._checkpoint() if self.path.exists() else None
+
+    def finish(self, partitions: Iterable[str], covered_since: pd.Timestamp | None) -> None:
+        """End a first read: one file per partition in `partitions` again, the coverage mark
+        widened to `covered_since` (None: all history), the checkpoint removed.
+
+        Parameters
+        ----------
+        partitions : iterable of str
+            Start dates written by `append`.
+        covered_since : Timestamp or None
+            Every session started at/after it is now stored; None for all history.
+
+        Raises
+        ------
+        filelock.Timeout
+            Another process held the cache's lock for longer than `lock_timeout`.
+        """
+        with self._locked():
+            self._compact(partitions)
+            self._write_meta(_wider(self._covered(), covered_since))
+            (self.path / _CHECKPOINT_FILE).unlink(missing_ok=True)
+
+    def read_columns(self, columns: Iterable[str]) -> pd.DataFrame:
+        """A few columns of every stored session, newest first (most updated copy of an id),
+        with `stale_active` derived: what a refresh needs without loading the whole frame.
+
+        Parameters
+        ----------
+        columns : iterable of str
+            Stored columns; start_time, updated_at and is_active are always read.
 
         Returns
         -------
         pandas.DataFrame
-            The whole cache, newest first.
+            Indexed by session id.
 
         Raises
         ------
-        PaginationError
-            When list pages fail after retries; what was read is stored first, and
-            `.frame` holds the whole cache including it.
+        filelock.Timeout
+            Another process held the cache's lock for longer than `lock_timeout`.
         """
-        if client.redaction is not None:   # the cache holds raw records, whoever asks
-            client = client.redaction.raw
-        since_ts = None if since is None else _utc(since)
+        wanted = list(dict.fromkeys(["id", "start_time", "updated_at", "is_active", *columns]))
         with self._locked():
-            covered = self._covered()
-            damaged = self._quarantine_damaged() if covered is not False else []
-            resume = self._checkpoint() if since_ts is None and self.path.exists() else None
-        if damaged:
-            self._refetch_quarantined(client, damaged, covered, progress)
-        if covered is False or _reaches_further(since_ts, covered):
-            self._backfill(client, since_ts, resume, progress)
-            if resume is None:
-                return self.load()
-            # Sessions stored by the interrupted run may have ended since: a cheap refresh.
-        return self._refresh_head(client, progress)
+            self._migrate()
+            tables = self._read_parts(self._parts(), columns=wanted)[0] if self._meta() is not None else []
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return empty_sessions_frame()[[c for c in wanted if c != "id"] + ["stale_active"]]
+        table = pa.concat_tables(tables, promote_options="default")
+        tables.clear()
+        frame = table.drop_columns(["id"]).to_pandas(types_mapper={
+            pa.timestamp("us", tz="UTC"): UTC_TIME}.get)
+        frame.index = pd.Index(table.column("id").combine_chunks(), dtype=STRING, name="id")
+        frame = newest_first(keep_latest(frame))
+        frame["stale_active"] = stale_active(frame)
+        return frame
 
-    def _refetch_quarantined(self, client: SessionSource, partitions: list[str], covered: Covered,
-                             progress: bool) -> None:
-        """Read the quarantined partitions' sessions again: the list back to the oldest of
-        their start dates (all of it for 'unknown'), then the coverage mark as it was."""
-        dates = [pd.Timestamp(p, tz="UTC") for p in partitions if p != _UNKNOWN_DATE]
-        since = None if _UNKNOWN_DATE in partitions or not dates else min(dates)
-        self._backfill(client, since, None, progress)
-        with self._locked():
-            self._write_meta(_wider(covered, since))
+    def stored_sessions(self) -> int:
+        """Rows in the part files (from their footers; a crash's duplicate copies count twice).
 
-    def _backfill(self, client: SessionSource, since: pd.Timestamp | None, resume: Coverage | None,
-                  progress: bool) -> None:
-        """Read the list back to `since` (None: all), storing a checkpoint every
-        CHECKPOINT_ROWS sessions; `resume` skips the positions an earlier run stored."""
-        done = Coverage(resume.spans) if resume is not None else Coverage()
-        touched: set[str] = set()
-        pending: list[dict[str, Any]] = []
-        spans: list[tuple[int, int]] = []
+        Returns
+        -------
+        int
+            The number of stored rows.
 
-        def flush() -> None:
-            frame = sessions_frame(pending)
-            pending.clear()
-            with self._locked():
-                touched.update(self._append_partitions(frame))
-                if since is None:  # only a full read can be resumed by position
-                    for lo, hi in spans:
-                        done.add(lo, hi)
-                    self._write_checkpoint(done)
-            spans.clear()
-
-        if resume is not None:
-            logger.info("resuming a first read of the session list: %d sessions were stored already",
-                        len(resume))
-        batches = client.iter_session_pages(per_page=PER_PAGE, resume=resume,
-                                            since=None if since is None else since.to_pydatetime())
-        try:
-            for batch in _with_progress(batches, progress):
-                pending.extend(batch)
-                if batch.span is not None:
-                    spans.append(batch.span)
-                if len(pending) >= CHECKPOINT_ROWS:
-                    flush()
-        except PaginationError as exc:
-            flush()
-            exc.frame = self.load()
-            raise
-        flush()
-        with self._locked():
-            self._compact(touched)
-            self._write_meta(_wider(self._covered(), since))
-            (self.path / _CHECKPOINT_FILE).unlink(missing_ok=True)
-
-    def _refresh_head(self, client: SessionSource, progress: bool) -> pd.DataFrame:
-        """Read the head of the list until it covers the sessions that were active (at most
-        HEAD_PAGES pages), re-read at most STRAGGLERS others one by one, skip stale ones."""
-        stored = self.load()  # newest first: a row's rank is about its place in the list
-        active = stored["is_active"].to_numpy(dtype=bool)
-        stale = stored["stale_active"].to_numpy(dtype=bool)
-        live = stored[active & ~stale][["start_time", "updated_at"]]
-        # The head joins the stored sessions at the newest of them: only those need looking up.
-        head = slice(0, (HEAD_PAGES + STRAGGLERS + 10) * PER_PAGE)
-        ended = set(stored.index[head][~active[head]])
-        newest = stored["start_time"].max()
-        stale_count = int(stale.sum())
-        live_pages = np.flatnonzero(active & ~stale) // PER_PAGE + 1
-        del stored, active, stale  # the merge below loads the cache again: never hold two
-        depth = _head_depth(live_pages)
-        by_pages = live.iloc[:int(np.searchsorted(live_pages, depth, side="right"))]
-        oldest_live = by_pages["start_time"].min() if len(by_pages) else pd.NaT
-        since = newest if pd.isna(oldest_live) else min(newest, oldest_live)
-        pending = set(by_pages.index)
-        state = {"after_join": 0, "joined": False}
-
-        def stop(record: Mapping[str, Any]) -> bool:
-            """Past the stored head and then every active session, or HEAD_PAGES past the
-            stored head (new sessions are always read in full, however many arrived)."""
-            rid = record.get("id")
-            pending.discard(rid)
-            state["joined"] = state["joined"] or rid in ended
-            if not state["joined"]:
-                return False
-            state["after_join"] += 1
-            return not pending or state["after_join"] >= HEAD_PAGES * PER_PAGE
-
-        # `since` also adds the client's newest-first check: if the order does not hold it
-        # reads every page instead of trusting the stop record.
-        records = (r for batch in client.iter_session_pages(
-            per_page=PER_PAGE, stop=stop, since=None if pd.isna(since) else since.to_pydatetime())
-            for r in batch)
-        try:
-            fresh = sessions_frame(_with_progress(records, progress, unit=" sessions"))
-        except PaginationError as exc:
-            exc.frame = self.merge(exc.frame if exc.frame is not None else empty_sessions_frame())
-            raise
-        missed = live[~live.index.isin(fresh.index)]
-        # Least recently updated first: those re-read and still running move to the back.
-        chosen = list(missed.sort_values("updated_at", na_position="first").index[:STRAGGLERS])
-        updated = sessions_frame(self._reread(client, chosen))
-        self.last_refresh = {"head_sessions": len(fresh), "rereads": len(chosen),
-                             "deferred": len(missed) - len(chosen), "stale_active": stale_count}
-        if len(missed) > len(chosen):
-            logger.info("%d sessions still marked active were not re-read this time (at most %d per "
-                        "refresh); later refreshes re-read them", len(missed) - len(chosen), STRAGGLERS)
-        if stale_count:
-            logger.info("%d sessions have been 'active' for longer than any session lasts; they are "
-                        "flagged stale_active and no longer re-read", stale_count)
-        return self.merge(concat_sessions([fresh, updated]))
-
-    @staticmethod
-    def _reread(client: SessionSource, session_ids: Iterable[str]) -> list[dict[str, Any]]:
-        records, failed = [], []
-        for sid in session_ids:
+        Raises
+        ------
+        OSError
+            The dataset folder cannot be listed.
+        """
+        total = 0
+        for part in self._parts():
             try:
-                records.append(client.get_session(sid))
-            except (AnamAPIError, AnamConnectionError) as exc:
-                failed.append(f"{sid} ({type(exc).__name__})")
-        if failed:
-            warnings.warn(f"could not re-read {len(failed)} session(s) that were active: "
-                          f"{', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}; "
-                          "their cached rows are kept and retried next refresh",
-                          CacheFileWarning, stacklevel=3)
-        return records
-
-
-def _head_depth(pages: np.ndarray) -> int:
-    """How many head pages to read, given the page each active session was on (ascending):
-    the depth d that costs least, d list pages plus one GET per active session deeper than d."""
-    best, best_cost = 1, 1 + int((pages > 1).sum())
-    for d in np.unique(pages):
-        d = int(d)
-        if d > HEAD_PAGES:
-            break
-        cost = d + int((pages > d).sum())
-        if cost < best_cost:
-            best, best_cost = d, cost
-    return best
+                total += pq.ParquetFile(part).metadata.num_rows
+            except (OSError, pa.ArrowException, ValueError):
+                continue
+        return total
 
 
 def _frame_of(tables: list[pa.Table]) -> pd.DataFrame:
@@ -745,6 +713,25 @@ def _frame_of(tables: list[pa.Table]) -> pd.DataFrame:
     return newest_first(frame_from_arrow(table))
 
 
+def _runs(parts: list[Path], limit: int) -> Iterator[list[Path]]:
+    """`parts` in consecutive runs of at most `limit` rows (from the footers; a part that cannot
+    be read counts as empty here and is reported when the run is read)."""
+    run: list[Path] = []
+    rows = 0
+    for part in parts:
+        try:
+            size = pq.ParquetFile(part).metadata.num_rows
+        except (OSError, pa.ArrowException, ValueError):
+            size = 0
+        if run and rows + size > limit:
+            yield run
+            run, rows = [], 0
+        run.append(part)
+        rows += size
+    if run:
+        yield run
+
+
 def _by_partition(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
     """(start date, rows) for each start date in `frame`; no start time → 'unknown'."""
     if frame.empty:
@@ -755,44 +742,7 @@ def _by_partition(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
     for day in np.unique(days[known]):
         yield str(day), frame[days == day]
     if not known.all():
-        yield _UNKNOWN_DATE, frame[~known]
-
-
-def _with_progress(items: Iterable[Any], show: bool, unit: str = " sessions") -> Iterator[Any]:
-    """Items passed through; a tqdm bar counts sessions (a batch counts its length)."""
-    if not show:
-        yield from items
-        return
-    from tqdm.auto import tqdm
-    with tqdm(desc="Fetching sessions", unit=unit) as bar:
-        for item in items:
-            bar.update(len(item) if isinstance(item, list) else 1)
-            yield item
-
-
-def _atomic_write(target: Path, write: Any, *, name_by_checksum: bool = False) -> Path:
-    """Write `target` via a temp file in its folder, fsync and os.replace: a writer that dies
-    midway leaves the old file (or none) in place, never half a file. With `name_by_checksum`
-    the file is named `part-<SHA-256 of its bytes>.parquet` instead (one rename brings name
-    and content). Returns the path written."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in target.parent.glob(".*.tmp"):  # left by a killed writer (we hold the lock)
-        leftover.unlink(missing_ok=True)
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as sink:
-            write(sink)
-            sink.flush()
-            os.fsync(sink.fileno())
-        if name_by_checksum:
-            with open(temp, "rb") as written:
-                target = target.with_name(f"part-{hashlib.file_digest(written, 'sha256').hexdigest()}.parquet")
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-    return target
+        yield UNKNOWN_DATE, frame[~known]
 
 
 def cache_directory(cache: bool | str | os.PathLike[str]) -> Path:
@@ -805,44 +755,9 @@ def cache_directory(cache: bool | str | os.PathLike[str]) -> Path:
                      "True (the per-user cache directory) or a directory path")
 
 
-def open_store(cache: bool | str | os.PathLike[str], client: SessionSource) -> SessionStore:
-    """The store for `client`'s API and organisation: `cache` True means default_cache_dir(),
-    otherwise it is the directory. The organisation is read from the newest session."""
-    directory = cache_directory(cache)
-    page = client.list_sessions(page=1, per_page=1)
-    data = page.get("data") if isinstance(page, dict) else None
-    first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
-    organization = first.get("organizationId")
-    return SessionStore(directory, base_url=client.base_url,
-                        organization_id=organization if isinstance(organization, str) else None)
-
-
-def _utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _reaches_further(since: pd.Timestamp | None, covered: pd.Timestamp | None) -> bool:
-    """Does a read back to `since` go beyond what the cache already covers?"""
-    if covered is None:
-        return False
-    return since is None or since < covered
-
-
 def _wider(a: pd.Timestamp | None | bool, b: pd.Timestamp | None) -> pd.Timestamp | None:
     if a is False:
         return b
     if a is None or b is None:
         return None
     return min(a, b)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (not possible, and not needed, on Windows)."""
-    if os.name != "posix":
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

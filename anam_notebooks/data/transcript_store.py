@@ -21,7 +21,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import uuid
 import warnings
 from collections.abc import Collection, Mapping
@@ -36,6 +35,7 @@ from filelock import FileLock
 
 from .columns import STRING, TIMEDELTA, UTC_TIME
 from .fields import categorical
+from .files import atomic_write
 from .store import CacheFileWarning, cache_directory
 from .transcripts import concat_turns, empty_turns, response_gaps
 
@@ -146,7 +146,8 @@ class TranscriptStore:
         if not keep:
             return
         rows = turns[turns["session_id"].isin(list(keep)).fillna(False).to_numpy(dtype=bool)]
-        self._write_part(turns_to_arrow(rows), keep)
+        with self._lock:  # the write sweeps a killed writer's temp files: never a live one's
+            self._write_part(turns_to_arrow(rows), keep)
         if len(self.parts()) > COMPACT_AFTER:
             self.compact()
 
@@ -172,21 +173,10 @@ class TranscriptStore:
             _META_KEY: self.key.encode("utf-8"), _META_VERSION: TRANSCRIPT_SCHEMA_VERSION.encode(),
             _META_OUTCOMES: json.dumps(dict(outcomes), separators=(",", ":")).encode("utf-8"),
         })
-        self.folder.mkdir(parents=True, exist_ok=True)
         # Sorted names put a merged part ("part-0-...") first, so its rows win over stragglers.
         stamp = f"{prefix}{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-        handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as sink:
-                pq.write_table(table, sink, compression="zstd")
-                sink.flush()
-                os.fsync(sink.fileno())
-            with open(temp, "rb") as written:
-                digest = hashlib.file_digest(written, "sha256").hexdigest()
-            os.replace(temp, self.folder / f"{stamp}-{digest}.parquet")
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.folder / f"{stamp}-{{sha256}}.parquet",
+                     lambda sink: pq.write_table(table, sink, compression="zstd"), name_by_checksum=True)
 
 
 def turns_to_arrow(turns: pd.DataFrame) -> pa.Table:

@@ -20,7 +20,15 @@ from pandas.tseries.frequencies import to_offset
 from plotly.subplots import make_subplots
 
 from ..analysis.failures import FailureSpec, is_failure
-from ..analysis.rollouts import rollouts
+from ..analysis.outcomes import (
+    Sessions,
+    check_source,
+    columns_of,
+    counting_step,
+    outcome_counts,
+    wall_buckets,
+)
+from ..analysis.rollouts import rolled_out
 from ..data.checks import active_mask, check_frame, check_freq
 from ..data.timespan import as_utc
 from .colors import ACTIVE_LABEL, KNOWN_STATUS_COLORS, MISSING_LABEL, hashed_color, status_color
@@ -292,13 +300,13 @@ def session_timeline(df: pd.DataFrame, by: str = "engine_pod", color: str = "exi
 
 # ---------------------------------------------------------------- exit statuses over time
 
-def _mark_rollouts(fig: go.Figure, df: pd.DataFrame, zone: ZoneInfo, freq: str) -> None:
+def _mark_rollouts(fig: go.Figure, df: Sessions, zone: ZoneInfo, freq: str) -> None:
     """A dotted line where each engine version was rolled out inside the window, by the one
     definition `analysis.rollouts` uses (a version already serving as the window opens is not
     a rollout seen here)."""
-    if "engine_version" not in df.columns or "start_time" not in df.columns:
+    if "engine_version" not in columns_of(df) or "start_time" not in columns_of(df):
         return
-    for version, first in rollouts(df, freq)["first_seen"].items():
+    for version, first in rolled_out(df, freq).items():
         at = _wall(pd.Series([first]), zone).iloc[0]
         fig.add_vline(x=at, line_dash="dot", line_color="#444", line_width=1)
         fig.add_annotation(x=at, y=1.0, xref="x", yref="paper", yanchor="bottom",
@@ -306,15 +314,16 @@ def _mark_rollouts(fig: go.Figure, df: pd.DataFrame, zone: ZoneInfo, freq: str) 
                            textangle=-30, font={"size": 10})
 
 
-def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureSpec = None,
+def exit_status_over_time(df: Sessions, freq: str = "1h", failures: FailureSpec = None,
                           tz: str | None = None) -> go.Figure:
     """Stacked session counts per exit status per bucket, the failure rate beneath, and a dotted
     line where each engine version was rolled out inside the window (`analysis.rollouts`).
 
     Parameters
     ----------
-    df : pandas.DataFrame
-        A sessions frame (from `fetch_sessions` or `sessions_frame`).
+    df : pandas.DataFrame or SessionDataset
+        A sessions frame (from `fetch_sessions` or `sessions_frame`), or a dataset (from
+        `session_dataset`: its engine counts the cells; the same figure as its frame).
     freq : str
         The bucket size, a fixed pandas offset such as "15min", "1h" or "1D".
     failures : collection of str, callable or None
@@ -334,23 +343,24 @@ def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureS
         A needed column is missing (the message lists the frame's columns), `freq` is not a
         fixed time span, or `tz` is not a known time zone.
     TypeError
-        `df` is not a DataFrame.
+        `df` is neither a DataFrame nor a SessionDataset.
     """
-    check_frame(df, ["start_time", "exit_status"])
-    zone, offset = _zone(tz), to_offset(check_freq(freq))
+    check_source(df, ["start_time", "exit_status"])
+    zone, step = _zone(tz), check_freq(freq)
     title = f"Exit statuses per {freq}"
-    placed = df[df["start_time"].notna()]
+    placed = outcome_counts(df, (), step=counting_step(step, zone.key == "UTC"))
+    placed = placed[placed["bucket"].notna()]
     if placed.empty:
         return _empty(title)
-    bucket = _wall(placed["start_time"], zone).dt.floor(offset)
-    bucket.index = placed.index
+    bucket = wall_buckets(placed["bucket"], zone, step)
     statuses = _status_labels(placed["exit_status"])
+    n = placed["n"]
     failed = pd.Series(_failure_mask(placed["exit_status"], failures), index=placed.index)
     finished = placed["exit_status"].notna()
 
-    counts = pd.crosstab(bucket, statuses).sort_index()
-    fail_n = failed.groupby(bucket).sum().reindex(counts.index, fill_value=0)
-    done_n = finished.groupby(bucket).sum().reindex(counts.index, fill_value=0)
+    counts = pd.crosstab(bucket, statuses, values=n, aggfunc="sum").fillna(0).astype(np.int64).sort_index()
+    fail_n = (n * failed).groupby(bucket).sum().reindex(counts.index, fill_value=0)
+    done_n = (n * finished).groupby(bucket).sum().reindex(counts.index, fill_value=0)
     rate = (fail_n / done_n.where(done_n > 0)).to_numpy(dtype=float, na_value=np.nan)
     failed_names = set(statuses[failed.to_numpy()])
 
@@ -371,7 +381,7 @@ def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureS
         hovertemplate=("failure rate %{y:.1f}%<br>%{customdata[0]} failed of %{customdata[1]}"
                        " finished<br>%{x}<extra></extra>")), row=2, col=1)
 
-    _mark_rollouts(fig, placed, zone, freq)
+    _mark_rollouts(fig, df, zone, freq)
     fig.update_layout(title=title, barmode="stack", bargap=0.05, hovermode="closest",
                       legend_title_text="exit status", margin={"t": 110})
     fig.update_yaxes(title_text="sessions", row=1, col=1)
@@ -382,7 +392,7 @@ def exit_status_over_time(df: pd.DataFrame, freq: str = "1h", failures: FailureS
 
 # ---------------------------------------------------------------- host health
 
-def host_health(df: pd.DataFrame, by: str = "engine_pod", freq: str = "1h",
+def host_health(df: Sessions, by: str = "engine_pod", freq: str = "1h",
                 failures: FailureSpec = None, tz: str | None = None,
                 min_sessions: int = 5) -> go.Figure:
     """Failure rate per lane × time bucket, worst lanes on top.
@@ -393,8 +403,9 @@ def host_health(df: pd.DataFrame, by: str = "engine_pod", freq: str = "1h",
 
     Parameters
     ----------
-    df : pandas.DataFrame
-        A sessions frame (from `fetch_sessions` or `sessions_frame`).
+    df : pandas.DataFrame or SessionDataset
+        A sessions frame (from `fetch_sessions` or `sessions_frame`), or a dataset (from
+        `session_dataset`: its engine counts the cells; the same figure as its frame).
     by : str
         The column whose values are the rows (engine_pod, engine_replicaset, tts_provider...).
     freq : str
@@ -418,24 +429,21 @@ def host_health(df: pd.DataFrame, by: str = "engine_pod", freq: str = "1h",
         A needed column is missing (the message lists the frame's columns), `freq` is not a
         fixed time span, or `tz` is not a known time zone.
     TypeError
-        `df` is not a DataFrame.
+        `df` is neither a DataFrame nor a SessionDataset.
     """
-    check_frame(df, ["start_time", "exit_status", by])
+    check_source(df, ["start_time", "exit_status", by])
     if min_sessions < 1:
         raise ValueError(f"min_sessions must be a positive integer, got {min_sessions!r}")
-    zone, offset = _zone(tz), to_offset(check_freq(freq))
+    zone, step = _zone(tz), check_freq(freq)
     title = f"Failure rate by {by} per {freq}"
-    done = df[df["start_time"].notna() & df["exit_status"].notna()]
+    done = outcome_counts(df, [by], step=counting_step(step, zone.key == "UTC"))
+    done = done[done["bucket"].notna() & done["exit_status"].notna()]
     if done.empty:
         return _empty(title, "no finished sessions")
-    bucket = _wall(done["start_time"], zone).dt.floor(offset)
-    bucket.index = done.index
-    lane = _labels(done[by])
-    failed = pd.Series(_failure_mask(done["exit_status"], failures), index=done.index)
-    grid = pd.DataFrame({"lane": lane, "bucket": bucket, "failed": failed})
-    n = grid.pivot_table(index="lane", columns="bucket", values="failed", aggfunc="size",
-                         fill_value=0)
-    f = grid.pivot_table(index="lane", columns="bucket", values="failed", aggfunc="sum",
+    grid = pd.DataFrame({"lane": _labels(done[by]), "bucket": wall_buckets(done["bucket"], zone, step),
+                         "n": done["n"], "f": done["n"] * _failure_mask(done["exit_status"], failures)})
+    n = grid.pivot_table(index="lane", columns="bucket", values="n", aggfunc="sum", fill_value=0)
+    f = grid.pivot_table(index="lane", columns="bucket", values="f", aggfunc="sum",
                          fill_value=0).reindex_like(n).fillna(0)
     order = pd.DataFrame({"f": f.sum(axis=1), "n": n.sum(axis=1)})
     order = order.sort_values(["f", "n"], ascending=[False, False], kind="stable").index
