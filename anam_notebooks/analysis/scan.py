@@ -1,0 +1,243 @@
+"""The window scan of `rank_suspects`: each unit against its own history, calibrated by simulation.
+
+Runs on counts only (`analysis.counts`): for every unit of a level at once, per time bucket,
+its sessions and failures and the fleet's. In plain words (the figures are in the `analysis`
+package docstring):
+
+1. **What a unit should fail in each hour**: its own failure rate over the whole period, times
+   how unusual that hour was for the *rest* of the fleet. The rest's hour-to-hour swings are
+   mostly chance, so each hour's effect is shrunk toward "no effect" as far as chance explains
+   it (empirical Bayes: a normal prior whose spread is what the rest's swings have beyond their
+   sampling noise). A unit that is most of the traffic keeps its power (its own history is the
+   comparison), and an hour in which everyone fails raises every unit's expectation with it.
+2. **The worst window**: Kulldorff's Poisson scan. For every window (a geometric grid of
+   lengths from one bucket to the whole period, each slid along in steps of a quarter of its
+   length), the log-likelihood ratio of "this unit failed at one rate inside the window and
+   another outside" against "at its usual rate throughout, hour effects allowed for". The
+   largest is the unit's statistic, its window the one reported.
+3. **How surprising that is**: the same statistic on `draws` simulated histories of the unit,
+   in which its failures fall on its buckets at random in proportion to what each bucket
+   should fail (conditional on the unit's total failures and each bucket's sessions: the
+   Monte Carlo test of SaTScan). The p-value is the share of simulated histories scoring at
+   least as high; beyond the simulations' reach (fewer than ten as high) it comes from a
+   Gumbel tail fitted to them, whose scale is fixed at 1 (a likelihood ratio's own tail) and
+   whose location is matched at the simulations' 90th percentile (SaTScan's Gumbel p-value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+#: Simulated histories per unit (p-values resolve down to 1 / (draws + 1) before the Gumbel tail).
+DRAWS = 199
+# Below this many simulated statistics at least as high, the Gumbel tail gives the p-value.
+TAIL_COUNT = 10
+_EULER_90 = float(np.log(-np.log(0.9)))   # Gumbel: F(x) = 0.9 at x = location - log(-log 0.9)
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Per unit of a level (rows aligned with the units passed in).
+
+    Attributes
+    ----------
+    llr
+        The largest log-likelihood ratio over windows (0 without any excess).
+    first, last
+        The window's first and last bucket (-1 without excess).
+    observed, expected
+        Failures in the window, and what the unit's rate *outside* the window predicts there
+        (hour effects allowed for): `observed - expected` is the window's excess.
+    sessions
+        Sessions of the unit in the window.
+    p_value
+        How often chance alone scores as high (see the module docstring).
+    """
+
+    llr: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    observed: np.ndarray
+    expected: np.ndarray
+    sessions: np.ndarray
+    p_value: np.ndarray
+
+
+@lru_cache(maxsize=32)
+def window_grid(buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """First bucket and length of every window scanned over `buckets` buckets: lengths 1, 2, 3,
+    4, 6, 8, 12, ... (about ×1.4 each step) up to the whole period, starts every quarter length."""
+    lengths: list[int] = []
+    length = 1
+    while length < buckets:
+        lengths.append(length)
+        length = max(length + 1, int(round(length * 1.4)))
+    lengths.append(max(buckets, 1))
+    firsts, sizes = [], []
+    for length in lengths:
+        stride = max(1, length // 4)
+        start = np.arange(0, buckets - length + 1, stride)
+        if len(start) and start[-1] != buckets - length:
+            start = np.append(start, buckets - length)
+        firsts.append(start)
+        sizes.append(np.full(len(start), length))
+    return np.concatenate(firsts).astype(np.int64), np.concatenate(sizes).astype(np.int64)
+
+
+def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarray,
+                 fleet_failures: np.ndarray) -> np.ndarray:
+    """Per unit and bucket, how much more (>1) or less (<1) the rest of the fleet failed in that
+    bucket than over the whole period, shrunk toward 1 by empirical Bayes (U × B).
+
+    The rest of bucket b failed at rate r_b on n_b sessions against r overall. Chance alone
+    spreads r_b by r(1-r)/n_b; what spread there is beyond that (tau², by the method of
+    moments, never below 0) is real hour-to-hour variation. Each bucket's effect keeps the share
+    tau² / (tau² + r(1-r)/n_b) of its deviation: all of it for a well-measured bucket on a fleet
+    that truly varies, none on a fleet whose swings are all chance.
+    """
+    rest_n = (fleet_sessions[None, :] - sessions).astype(float)
+    rest_x = (fleet_failures[None, :] - failures).astype(float)
+    total_n = rest_n.sum(axis=1, keepdims=True)
+    rate = np.where(total_n > 0, rest_x.sum(axis=1, keepdims=True) / np.maximum(total_n, 1), 0.0)
+    seen = rest_n > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = np.where(seen, rest_x / np.where(seen, rest_n, 1.0), rate)
+        noise = np.where(seen, rate * (1 - rate) / np.where(seen, rest_n, 1.0), np.inf)
+    buckets_seen = np.maximum(seen.sum(axis=1, keepdims=True), 1)
+    spread = np.where(seen, (raw - rate) ** 2 - np.where(seen, noise, 0.0), 0.0).sum(
+        axis=1, keepdims=True) / buckets_seen
+    tau2 = np.maximum(spread, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = np.where(seen & (tau2 > 0), tau2 / (tau2 + noise), 0.0)
+        effect = np.where(rate > 0, (rate + keep * (raw - rate)) / np.where(rate > 0, rate, 1.0), 1.0)
+    return np.asarray(np.clip(effect, 1e-3, None))
+
+
+@lru_cache(maxsize=8)
+def _xlogx(top: int) -> np.ndarray:
+    k = np.arange(top + 1, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(k > 0, k * np.log(np.where(k > 0, k, 1.0)), 0.0)
+
+
+def _llr(o: np.ndarray, total: np.ndarray, log_e: np.ndarray, log_rest: np.ndarray,
+         e: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Kulldorff's conditional Poisson log-likelihood ratio for integer window counts `o` of a
+    unit with `total` failures and window expectation `e` (0 where o ≤ e)."""
+    rest = total - o
+    value = table[o] - o * log_e + table[rest] - rest * log_rest
+    return np.where(o > e, value, 0.0)
+
+
+def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarray,
+               fleet_failures: np.ndarray, *, draws: int = DRAWS,
+               rng: np.random.Generator | None = None, adjust: bool = True) -> ScanResult:
+    """Scan every unit (row) of one level for its worst window and calibrate it by simulation.
+
+    Parameters
+    ----------
+    sessions, failures
+        Per unit and bucket (U × B) counts.
+    fleet_sessions, fleet_failures
+        Per bucket counts of the whole fleet (the unit's included), for the hour effects.
+    draws
+        Simulated histories per unit.
+    rng
+        Random numbers for the simulations (seeded by the caller: same data, same p-values).
+    adjust
+        Allow for the fleet's hour effects (False for the fleet itself: its own history only).
+
+    Returns
+    -------
+    ScanResult
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    n = np.asarray(sessions, dtype=np.int64)
+    x = np.asarray(failures, dtype=np.int64)
+    units, buckets = n.shape
+    if adjust:
+        effect = hour_effects(n, x, np.asarray(fleet_sessions), np.asarray(fleet_failures))
+    else:
+        effect = np.ones(n.shape)
+    weight = n * effect                                     # expected ∝ sessions × hour effect
+    total = x.sum(axis=1)
+    weight_total = weight.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(weight_total[:, None] > 0, weight / weight_total[:, None], 0.0)
+    first, length = window_grid(buckets)
+    last = first + length - 1
+    cum_share = np.concatenate([np.zeros((units, 1)), np.cumsum(share, axis=1)], axis=1)
+    window_share = np.clip(cum_share[:, last + 1] - cum_share[:, first], 0.0, 1.0)   # U × W
+    e = window_share * total[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_e = np.log(np.where(e > 0, e, 1.0))
+        log_rest = np.log(np.where(total[:, None] - e > 0, total[:, None] - e, 1.0))
+    table = _xlogx(int(total.max()) if units else 0)
+    cum_x = np.concatenate([np.zeros((units, 1), np.int64), np.cumsum(x, axis=1)], axis=1)
+    o = cum_x[:, last + 1] - cum_x[:, first]
+    llr = _llr(o, total[:, None], log_e, log_rest, e, table)
+    best = np.argmax(llr, axis=1) if units else np.zeros(0, np.int64)
+    rows = np.arange(units)
+    best_llr = llr[rows, best] if units else np.zeros(0)
+    found = best_llr > 0
+    win_first = np.where(found, first[best], -1)
+    win_last = np.where(found, last[best], -1)
+    observed = np.where(found, o[rows, best], 0)
+    cum_n = np.concatenate([np.zeros((units, 1), np.int64), np.cumsum(n, axis=1)], axis=1)
+    in_sessions = np.where(found, cum_n[rows, last[best] + 1] - cum_n[rows, first[best]], 0)
+    # What the rate outside the window predicts inside it (hour effects allowed for).
+    cum_w = np.concatenate([np.zeros((units, 1)), np.cumsum(weight, axis=1)], axis=1)
+    w_in = cum_w[rows, last[best] + 1] - cum_w[rows, first[best]]
+    w_out = weight_total - w_in
+    with np.errstate(divide="ignore", invalid="ignore"):
+        outside_rate = np.where(w_out > 0, (total - observed) / w_out, np.nan)
+    expected = np.where(found, w_in * outside_rate, 0.0)
+    p = np.ones(units)
+    candidates = np.flatnonzero(found & (total >= 2))
+    if len(candidates) and draws > 0:
+        p[candidates] = _simulated_p(share[candidates], total[candidates], best_llr[candidates],
+                                     first, last, log_e[candidates], log_rest[candidates],
+                                     e[candidates], table, draws, rng)
+    return ScanResult(best_llr, win_first, win_last, observed, expected, in_sessions, p)
+
+
+def _simulated_p(share: np.ndarray, total: np.ndarray, observed_llr: np.ndarray,
+                 first: np.ndarray, last: np.ndarray, log_e: np.ndarray, log_rest: np.ndarray,
+                 e: np.ndarray, table: np.ndarray, draws: int, rng: np.random.Generator
+                 ) -> np.ndarray:
+    """Monte Carlo p-values of the units' best-window statistics (Gumbel tail past the draws)."""
+    units, buckets = share.shape
+    maxima = np.zeros((units, draws))
+    # A chunk of units at a time keeps the draws × windows arrays small.
+    windows = len(first)
+    chunk = max(1, int(4_000_000 // max(1, draws * windows)))
+    for lo in range(0, units, chunk):
+        hi = min(units, lo + chunk)
+        counts = np.zeros((hi - lo, draws, buckets), dtype=np.int64)
+        for row in range(lo, hi):
+            pvals = share[row] / share[row].sum()
+            counts[row - lo] = rng.multinomial(int(total[row]), pvals, size=draws)
+        cum = np.concatenate([np.zeros((hi - lo, draws, 1), np.int64), np.cumsum(counts, axis=2)],
+                             axis=2)
+        o = cum[:, :, last + 1] - cum[:, :, first]
+        llr = _llr(o, total[lo:hi, None, None], log_e[lo:hi, None, :], log_rest[lo:hi, None, :],
+                   e[lo:hi, None, :], table)
+        maxima[lo:hi] = llr.max(axis=2)
+    return calibrated_p(observed_llr, maxima)
+
+
+def calibrated_p(observed: np.ndarray, maxima: np.ndarray) -> np.ndarray:
+    """P-values of `observed` statistics (one per row) against simulated ones (rows × draws):
+    the share of simulations as high, counting the observation itself ((k + 1) / (draws + 1));
+    when fewer than `TAIL_COUNT` are as high, the Gumbel tail exp(-(x - location)) with the
+    location matched at the simulations' 90th percentile."""
+    observed = np.asarray(observed, dtype=float)
+    draws = maxima.shape[1]
+    higher = (maxima >= observed[:, None] - 1e-9).sum(axis=1)
+    p = (higher + 1) / (draws + 1)
+    location = np.quantile(maxima, 0.9, axis=1) + _EULER_90
+    tail = -np.expm1(-np.exp(-(observed - location)))
+    return np.where(higher < TAIL_COUNT, np.minimum(tail, 1.0), p)
