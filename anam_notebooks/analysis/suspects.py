@@ -8,6 +8,7 @@ gives one headline; the numbers are explained in plain words in the `analysis` p
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +17,11 @@ import numpy as np
 import pandas as pd
 
 from ..data.checks import check_columns, check_count, check_frame, check_freq, ended_mask
+from .counts import FLEET, FailureCounts, SessionQueries, UnitKey, count_sessions, fleet_key, fleet_span
 from .failures import FailureSpec, failure_rule, is_failure
-from .stats import q_values, scan_windows, stratified_excess
-from .wording import finding_sentence, unit_label
+from .scan import DRAWS, ScanResult, scan_level
+from .stats import q_values, stratified_excess
+from .wording import between, finding_sentence, unit_label
 
 ENGINE_LEVELS = ("engine_pod", "engine_replicaset", "engine_version", "engine_region")
 CLIENT_LEVELS = ("sdk_version", "browser", "os", "device_type", "client_label", "api_key_id")
@@ -32,9 +35,8 @@ MIN_FAILURES = 3
 STRATUM_FAILURES = 100
 # A unit counts as inside a coarser engine unit when at least this share of its sessions are there.
 NEST_SHARE = 0.95
-# The scan looks at windows of up to this many time buckets (a week of hours); longer
-# excesses are the whole-period test's to find.
-MAX_WINDOW_BUCKETS = 168
+# Who a customer is, for the impact of a finding: a client label and API key pair.
+CUSTOMER_COLUMNS = ("client_label", "api_key_id")
 # Two candidate headlines sharing this share of either's failures are not accepted in the same
 # pass: the weaker is tested again once the stronger is allowed for.
 SHARED_FAILURES = 0.10
@@ -48,13 +50,17 @@ _SUSPECT_COLUMNS = {
     "q_value": "float64",
     "window_start": "datetime64[ns, UTC]", "window_end": "datetime64[ns, UTC]",
     "window_sessions": "int64", "window_failures": "int64", "window_rate": "float64",
-    "window_baseline": "float64", "region": "string", "parent": "string",
+    "window_baseline": "float64", "window_hours": "float64", "excess_failures": "float64",
+    "customers": "Int64", "region": "string", "parent": "string",
     "explained_by": "string", "flagged": "bool", "finding": "string",
 }
 
 
 def family_of(column: str) -> str:
-    """Which family an attribute belongs to: "engine", "client", "provider", "persona" or "other"."""
+    """Which family an attribute belongs to: "engine", "client", "provider", "persona", "fleet"
+    (a fleet-wide window) or "other"."""
+    if column == FLEET:
+        return FLEET
     for name, members in (("engine", ENGINE_LEVELS), ("client", CLIENT_LEVELS + ("user_agent",)),
                           ("provider", PROVIDER_LEVELS),
                           ("persona", PERSONA_LEVELS + ("persona_id", "avatar_key", "persona_type"))):
@@ -65,11 +71,9 @@ def family_of(column: str) -> str:
 
 @dataclass
 class _Sessions:
-    """Ended sessions with a start time, reduced to arrays: time bucket, stratum, failed, unit codes.
-
-    `cause` holds, per session, one bit for each headline found so far that the session belongs
-    to; tests compare like with like on those bits (see `rank_suspects`).
-    """
+    """Ended sessions with a start time, reduced to arrays: time bucket, stratum, failed, unit
+    codes, and the customer (client label and API key) of each; the pandas answer to the
+    `SessionQueries` the reconciliation asks (see `analysis.counts`)."""
 
     bucket: np.ndarray
     stratum: np.ndarray
@@ -79,14 +83,71 @@ class _Sessions:
     buckets: int
     codes: dict[str, np.ndarray]
     names: dict[str, np.ndarray]
-    cause: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    causes: int = 1
+    customer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def start_of(self, bucket: int) -> pd.Timestamp:
         return self.origin + bucket * self.step
 
     def unit(self, level: str, code: int) -> np.ndarray:
+        """The sessions of a unit; for a "fleet" key, every session in its window."""
+        if level == FLEET:
+            first, last = fleet_span(code, self.buckets)
+            return (self.bucket >= first) & (self.bucket <= last)
         return self.codes[level] == code
+
+    def name(self, key: UnitKey) -> str:
+        """How the unit is named in sentences ("pod anam-engine-…", "the whole fleet …")."""
+        if key[0] == FLEET:
+            first, last = fleet_span(key[1], self.buckets)
+            return f"the whole fleet {between(self.start_of(first), self.start_of(last + 1))}"
+        return unit_name(key[0], str(self.names[key[0]][key[1]]))
+
+    # -- SessionQueries
+
+    def counts(self, exclude: tuple[UnitKey, ...] = ()) -> FailureCounts:
+        keep = None
+        if exclude:
+            keep = np.ones(len(self.bucket), dtype=bool)
+            for key in exclude:
+                keep &= ~self.unit(*key)
+        return count_sessions(self.bucket, self.fail, self.codes, self.names, self.origin,
+                              self.step, self.buckets, keep)
+
+    def size(self, key: UnitKey) -> int:
+        return int(self.unit(*key).sum())
+
+    def shared(self, inner: UnitKey, outer: UnitKey) -> int:
+        return int((self.unit(*inner) & self.unit(*outer)).sum())
+
+    def failed_shared(self, a: UnitKey, b: UnitKey) -> tuple[int, int, int]:
+        fa, fb = self.fail & self.unit(*a), self.fail & self.unit(*b)
+        return int(fa.sum()), int(fb.sum()), int((fa & fb).sum())
+
+    def customers(self, key: UnitKey, first: int, last: int, failed_only: bool = True) -> int:
+        mask = self.unit(*key) & (self.bucket >= first) & (self.bucket <= last)
+        if failed_only:
+            mask &= self.fail
+        who = self.customer[mask]
+        return int(len(np.unique(who[who >= 0])))
+
+
+@dataclass(frozen=True)
+class _Causes:
+    """Per session, one bit for each headline found so far that the session belongs to
+    (`count` = 2 ** headlines cells); tests compare like with like on these bits."""
+
+    bits: np.ndarray
+    count: int = 1
+
+    @classmethod
+    def of(cls, s: _Sessions, headlines: list[UnitKey]) -> _Causes:
+        bits = np.zeros(len(s.bucket), dtype=np.int64)
+        for bit, key in enumerate(headlines):
+            bits |= s.unit(*key).astype(np.int64) << bit
+        return cls(bits, 1 << len(headlines))
+
+    def without(self, bit: int) -> _Causes:
+        return _Causes(self.bits & ~(1 << bit), self.count)
 
 
 def _strata(bucket: np.ndarray, fail: np.ndarray, stratum_failures: int) -> np.ndarray:
@@ -118,7 +179,22 @@ def _sessions(df: pd.DataFrame, levels: list[str], failures: FailureSpec,
         codes[col], names[col] = c.astype(np.int64), np.array([str(v) for v in u], dtype=object)
     n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
     return _Sessions(bucket, _strata(bucket, fail, stratum_failures), fail, origin, step, n_buckets,
-                     codes, names, np.zeros(len(bucket), dtype=np.int64), 1)
+                     codes, names, _customers(df, keep))
+
+
+def _customers(df: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
+    """Per kept session, a code for its customer (client label and API key pair; -1 for none)."""
+    parts = [df[c][keep].astype("string") for c in CUSTOMER_COLUMNS if c in df.columns]
+    if not parts:
+        return np.full(int(keep.sum()), -1, dtype=np.int64)
+    known = np.zeros(len(parts[0]), dtype=bool)
+    for part in parts:
+        known |= part.notna().to_numpy()
+    joined = parts[0].fillna("")
+    for part in parts[1:]:
+        joined = joined + "\x1f" + part.fillna("")
+    code = pd.factorize(joined)[0].astype(np.int64)
+    return np.where(known, code, -1)
 
 
 def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
@@ -149,22 +225,28 @@ def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return distinct, position[keys]
 
 
-def _level_table(s: _Sessions, col: str, min_sessions: int, cause: np.ndarray,
-                 only: int | None = None) -> pd.DataFrame:
-    """Every unit of one level with enough sessions against the rest of the fleet, same time.
+@dataclass(frozen=True)
+class _Whole:
+    """The whole-period test of every unit of one level (arrays indexed by unit code)."""
 
-    Comparisons are made within cells of (time, `cause` bits): a session on a known bad unit is
-    only compared with sessions on that unit, so a cause already found neither inflates nor
-    dilutes anyone else's excess. `only` restricts the table to one unit.
-    """
-    time_cells = (int(s.stratum.max()) + 1 if len(s.stratum) else 1) * s.causes
-    stratum_key = s.stratum * s.causes + cause
+    sessions: np.ndarray
+    failures: np.ndarray
+    baseline: np.ndarray
+    p_value: np.ndarray
+    z: np.ndarray
+
+
+def _whole_period(s: _Sessions, col: str, causes: _Causes, only: int | None) -> _Whole:
+    """Each unit against the rest of the fleet in the same time strata, over the whole period
+    (a stratified exact test). Comparisons are made within cells of (stratum, cause bits): a
+    session on a known bad unit is only compared with sessions on that unit, so a cause
+    already found neither inflates nor dilutes anyone else's excess."""
+    time_cells = (int(s.stratum.max()) + 1 if len(s.stratum) else 1) * causes.count
+    stratum_key = s.stratum * causes.count + causes.bits
     stratum_sessions = np.bincount(stratum_key, minlength=time_cells)
     stratum_failures = np.bincount(stratum_key, weights=s.fail, minlength=time_cells).astype(np.int64)
-    codes, names = s.codes[col], s.names[col]
-    n_units = len(names)
+    codes, n_units = s.codes[col], len(s.names[col])
     mine = codes >= 0 if only is None else codes == only
-    # Stratum cells (one unit in one stratum) carry the whole-period test.
     cell_key = codes * time_cells + stratum_key
     keys, cell_of = _distinct(cell_key[mine], n_units * time_cells)
     cell_unit, cell_stratum = keys // time_cells, keys % time_cells
@@ -173,11 +255,8 @@ def _level_table(s: _Sessions, col: str, min_sessions: int, cause: np.ndarray,
     pool_sessions, pool_failures = stratum_sessions[cell_stratum], stratum_failures[cell_stratum]
     unit_sessions = np.bincount(cell_unit, weights=cell_sessions, minlength=n_units).astype(np.int64)
     unit_failures = np.bincount(cell_unit, weights=cell_failures, minlength=n_units).astype(np.int64)
-    tested = unit_sessions >= min_sessions
-    in_test = tested[cell_unit]
-    p_whole, z = stratified_excess(cell_sessions[in_test], cell_failures[in_test],
-                                   pool_sessions[in_test], pool_failures[in_test],
-                                   cell_unit[in_test], n_units)
+    p_whole, z = stratified_excess(cell_sessions, cell_failures, pool_sessions, pool_failures,
+                                   cell_unit, n_units)
     rest_sessions = pool_sessions - cell_sessions
     with np.errstate(divide="ignore", invalid="ignore"):
         rest_rate = np.where(rest_sessions > 0, (pool_failures - cell_failures) / rest_sessions, np.nan)
@@ -185,107 +264,133 @@ def _level_table(s: _Sessions, col: str, min_sessions: int, cause: np.ndarray,
                                minlength=n_units)
         baseline = np.bincount(cell_unit, weights=np.nan_to_num(cell_sessions * rest_rate),
                                minlength=n_units) / compared
-    # Time-bucket cells carry the scan: each expects its bucket's share of the bucket's failures.
-    bucket_cells = max(s.buckets, 1) * s.causes
-    bucket_key = s.bucket * s.causes + cause
-    bucket_sessions = np.bincount(bucket_key, minlength=bucket_cells)
-    bucket_failures = np.bincount(bucket_key, weights=s.fail, minlength=bucket_cells)
-    slot_key = codes * bucket_cells + bucket_key
-    slots, slot_of = _distinct(slot_key[mine], n_units * bucket_cells)
-    slot_unit, slot_bucket = slots // bucket_cells, slots % bucket_cells
-    slot_sessions = np.bincount(slot_of, minlength=len(slots)).astype(float)
-    slot_failures = np.bincount(slot_of, weights=s.fail[mine], minlength=len(slots))
-    pool_n, pool_x = bucket_sessions[slot_bucket], bucket_failures[slot_bucket]
-    # The window is *located* against the rest of the bucket (shrunk by one pseudo-session
-    # towards the fleet's rate so it is never zero): a unit that is most of its bucket's
-    # traffic would otherwise expect most of its own failures. It is *tested* exactly below.
-    fleet_rate = float(s.fail.mean()) if len(s.fail) else 0.0
-    slot_expected = slot_sessions * (pool_x - slot_failures + fleet_rate) / (pool_n - slot_sessions + 1.0)
-    slot_rest_n = pool_n - slot_sessions
-    slot_rest_expected = np.where(slot_rest_n > 0, slot_sessions * (pool_x - slot_failures)
-                                  / np.maximum(slot_rest_n, 1), 0.0)
-    # One series per unit over the time buckets it served (cause cells of a bucket added up).
-    series_key = slot_unit * max(s.buckets, 1) + slot_bucket // s.causes
-    steps, step_of = _distinct(series_key, n_units * max(s.buckets, 1))
-    step_unit, step_time = steps // max(s.buckets, 1), steps % max(s.buckets, 1)
+    return _Whole(unit_sessions, unit_failures, baseline, p_whole, z)
 
-    def per_step(values: np.ndarray) -> np.ndarray:
-        return np.bincount(step_of, weights=values, minlength=len(steps))
 
-    step_sessions, step_failures = per_step(slot_sessions), per_step(slot_failures)
-    step_expected = per_step(slot_expected)
-    step_compared = per_step(np.where(slot_rest_n > 0, slot_sessions, 0.0))
-    step_rest_expected = per_step(slot_rest_expected)
-    bounds = np.searchsorted(step_unit, np.arange(n_units + 1))
-    units = np.flatnonzero(tested)
-    windows = np.full((len(units), 3), -1, dtype=np.int64)   # first step, last step, searched
-    for row, u in enumerate(units):
-        span = slice(bounds[u], bounds[u + 1])
-        first, last, _, searched = scan_windows(step_failures[span], step_sessions[span],
-                                                step_expected[span], MAX_WINDOW_BUCKETS)
-        windows[row] = (bounds[u] + first, bounds[u] + last, searched) if first >= 0 else (-1, -1, searched)
-    # The best window of each unit, tested exactly (its bucket cells, conditional on their
-    # margins) and multiplied by the number of windows searched (Bonferroni over windows).
-    found = windows[:, 0] >= 0
-    slot_row = np.full(len(slots), -1)
-    for row in map(int, np.flatnonzero(found)):
-        lo, hi = np.searchsorted(step_of, [windows[row, 0], windows[row, 1] + 1])
-        slot_row[lo:hi] = row
-    inside = slot_row >= 0
-    p_inside, _ = stratified_excess(slot_sessions[inside].astype(np.int64),
-                                    slot_failures[inside].astype(np.int64),
-                                    pool_n[inside].astype(np.int64), pool_x[inside].astype(np.int64),
-                                    slot_row[inside], len(units))
+def _locate_and_test(counts: FailureCounts, col: str, units: np.ndarray, draws: int) -> ScanResult:
+    """The worst window of each unit against its own history (fleet hour effects allowed for),
+    tested by simulation (see `analysis.scan`); `col` "fleet" scans the whole fleet's history."""
+    rng = np.random.default_rng(zlib.crc32(col.encode()))
+    if col == FLEET:
+        return scan_level(counts.fleet_sessions[None, :], counts.fleet_failures[None, :],
+                          counts.fleet_sessions, counts.fleet_failures, draws=draws, rng=rng,
+                          adjust=False)
+    level = counts.levels[col]
+    return scan_level(level.sessions[units], level.failures[units], counts.fleet_sessions,
+                      counts.fleet_failures, draws=draws, rng=rng)
+
+
+def _rows(s: _Sessions, col: str, units: np.ndarray, whole: _Whole, scan: ScanResult,
+          counts: FailureCounts) -> pd.DataFrame:
+    """One row per tested unit: the whole-period test, the window and their combined p-value."""
     rows = []
     for row, u in enumerate(units):
-        window_sessions = window_failures = 0
-        window_baseline = np.nan
-        window_start = window_end = pd.NaT
-        p_window = 1.0
-        if found[row]:
-            steps_in = slice(windows[row, 0], windows[row, 1] + 1)
-            window_sessions = int(step_sessions[steps_in].sum())
-            window_failures = int(step_failures[steps_in].sum())
-            compared_inside = step_compared[steps_in].sum()
-            if compared_inside:
-                window_baseline = float(step_rest_expected[steps_in].sum() / compared_inside)
-            window_start = s.start_of(int(step_time[steps_in][0]))
-            window_end = s.start_of(int(step_time[steps_in][-1]) + 1)
-            p_window = float(min(1.0, p_inside[row] * max(int(windows[row, 2]), 1)))
+        found = scan.first[row] >= 0
+        first, last = int(scan.first[row]), int(scan.last[row])
+        p_window = float(scan.p_value[row])
+        fleet = col == FLEET
+        p_whole = 1.0 if fleet else float(whole.p_value[u])
+        z = 0.0 if fleet else float(whole.z[u])
+        code = fleet_key(first, last, s.buckets)[1] if fleet else int(u)
+        window_sessions = int(scan.sessions[row]) if found else 0
         rows.append({
-            "level": col, "unit": names[u], "code": u, "sessions": unit_sessions[u],
-            "failures": unit_failures[u], "baseline": baseline[u],
-            "p_value": min(1.0, 2 * min(p_whole[u], p_window)), "p_whole": p_whole[u],
-            "p_window": p_window, "z": z[u],
-            "evidence": max(z[u] * abs(z[u]) / 2, -np.log(max(min(p_whole[u], p_window), 1e-300))),
-            "window_start": window_start, "window_end": window_end,
-            "window_sessions": window_sessions, "window_failures": window_failures,
-            "window_baseline": window_baseline,
+            "level": col, "unit": "all sessions" if fleet else s.names[col][u], "code": code,
+            "sessions": int(counts.fleet_sessions.sum()) if fleet else int(whole.sessions[u]),
+            "failures": int(counts.fleet_failures.sum()) if fleet else int(whole.failures[u]),
+            "baseline": (float(scan.expected[row] / window_sessions) if fleet and window_sessions
+                         else np.nan if fleet else float(whole.baseline[u])),
+            # One look at the whole period and one at the windows: Bonferroni over the two.
+            "p_value": p_window if fleet else min(1.0, 2 * min(p_whole, p_window)),
+            "p_whole": p_whole, "p_window": p_window, "z": z,
+            "evidence": max(z * abs(z) / 2, -np.log(max(min(p_whole, p_window), 1e-300)),
+                            float(scan.llr[row]) if p_window < p_whole else 0.0),
+            "window_start": s.start_of(first) if found else pd.NaT,
+            "window_end": s.start_of(last + 1) if found else pd.NaT,
+            "first": first, "last": last,
+            "window_sessions": window_sessions,
+            "window_failures": int(scan.observed[row]) if found else 0,
+            "window_expected": float(scan.expected[row]) if found else np.nan,
+            "window_baseline": (float(scan.expected[row] / window_sessions) if window_sessions
+                                else np.nan),
         })
     return pd.DataFrame(rows)
 
 
+def _level_table(s: _Sessions, col: str, min_sessions: int, causes: _Causes, counts: FailureCounts,
+                 draws: int, only: int | None = None) -> pd.DataFrame:
+    """Every unit of one level with enough sessions: its whole-period test, its worst window
+    located and tested, as rows. `only` restricts the table to one unit."""
+    if col == FLEET:
+        units = np.zeros(1, dtype=np.int64)
+        empty = np.zeros(1)
+        whole = _Whole(empty.astype(np.int64), empty.astype(np.int64), empty, np.ones(1), empty)
+        if not counts.fleet_failures.sum():
+            return pd.DataFrame()
+    else:
+        whole = _whole_period(s, col, causes, only)
+        tested = whole.sessions >= min_sessions
+        if only is not None:
+            tested &= np.arange(len(tested)) == only
+        units = np.flatnonzero(tested)
+        if not len(units):
+            return pd.DataFrame()
+    return _rows(s, col, units, whole, _locate_and_test(counts, col, units, draws), counts)
+
+
 def _test_all(s: _Sessions, cols: list[str], min_sessions: int, min_failures: int, alpha: float,
-              headlines: list[tuple[str, int]]) -> pd.DataFrame:
-    """Every unit of every level, allowing for `headlines` (each tested without its own bit)."""
-    tables = [t for t in (_level_table(s, col, min_sessions, s.cause) for col in cols) if len(t)]
+              headlines: list[UnitKey], draws: int) -> pd.DataFrame:
+    """Every unit of every level and the whole fleet, allowing for `headlines`: every other
+    unit's window is scanned on the sessions outside all headlines, each headline's on the
+    sessions outside the others."""
+    causes = _Causes.of(s, headlines)
+    clean = s.counts(tuple(headlines))
+    tables = [t for t in (_level_table(s, col, min_sessions, causes, clean, draws)
+                          for col in [FLEET, *cols]) if len(t)]
     if not tables:
         return pd.DataFrame()
     out = pd.concat(tables, ignore_index=True)
     for bit, (level, code) in enumerate(headlines):
-        own = _level_table(s, level, min_sessions, s.cause & ~(1 << bit), only=code)
+        others = tuple(k for k in headlines if k != (level, code))
+        counts = s.counts(others)
+        if level == FLEET:
+            own = _fleet_headline(s, code, counts, draws)
+        else:
+            own = _level_table(s, level, min_sessions, causes.without(bit), counts, draws, only=code)
         at = np.flatnonzero((out["level"] == level).to_numpy() & (out["code"] == code).to_numpy())
-        if len(own) and len(at):
+        if not len(own):
+            continue
+        if len(at):
             out.loc[at[0], own.columns] = own.iloc[0].to_numpy()
+        else:
+            out = pd.concat([out, own], ignore_index=True)
     out["q_value"] = q_values(out["p_value"].to_numpy(dtype=float), method="by")
     out["significant"] = (out["q_value"] < alpha) & (out["failures"] >= min_failures)
     return out
 
 
-def _masked_p(s: _Sessions, unit: np.ndarray, pool: np.ndarray) -> float:
+def _fleet_headline(s: _Sessions, code: int, counts: FailureCounts, draws: int) -> pd.DataFrame:
+    """A fleet-wide headline tested again on the sessions outside the other headlines: the
+    scan's p-value, reported for the headline's own window."""
+    table = _level_table(s, FLEET, 0, _Causes(np.zeros(0, np.int64)), counts, draws)
+    if not len(table):
+        return table
+    first, last = fleet_span(code, s.buckets)
+    n, x = counts.fleet_sessions, counts.fleet_failures
+    inside = slice(first, last + 1)
+    outside_n = n.sum() - n[inside].sum()
+    rate = (x.sum() - x[inside].sum()) / outside_n if outside_n else np.nan
+    expected = float(n[inside].sum() * rate)
+    table.loc[0, ["code", "first", "last", "window_start", "window_end", "window_sessions",
+                  "window_failures", "window_expected", "window_baseline", "baseline"]] = [
+        code, first, last, s.start_of(first), s.start_of(last + 1), int(n[inside].sum()),
+        int(x[inside].sum()), expected, rate, rate]
+    return table
+
+
+def _masked_p(s: _Sessions, causes: _Causes, unit: np.ndarray, pool: np.ndarray) -> float:
     """Exact p-value that the `unit` sessions failed more than the `pool` sessions (which hold
     them) in the same strata and cause cells; 1.0 when there is nothing to compare."""
-    key = s.stratum * s.causes + s.cause
+    key = s.stratum * causes.count + causes.bits
     cells, pool_sessions = np.unique(key[pool], return_counts=True)
     pool_failures = np.bincount(np.searchsorted(cells, key[pool]), weights=s.fail[pool],
                                 minlength=len(cells))
@@ -310,40 +415,40 @@ def _window_mask(s: _Sessions, window: tuple[Any, Any]) -> np.ndarray | None:
     return (s.bucket >= first) & (s.bucket < last)
 
 
-def _narrowest(s: _Sessions, key: tuple[str, int], candidates: list[tuple[str, int]],
-               cols: list[str], alpha: float, windows: dict[tuple[str, int], tuple[Any, Any]]
-               ) -> tuple[str, int]:
+def _narrowest(s: _Sessions, causes: _Causes, key: UnitKey, candidates: list[UnitKey],
+               cols: list[str], alpha: float, windows: dict[UnitKey, tuple[Any, Any]]) -> UnitKey:
     """The unit inside `key` that carries all of its excess (a broken pod in its replicaset, a
     persona's only voice), followed down as far as it goes; `key` itself when there is none.
 
     A candidate counts as inside when NEST_SHARE of its sessions are in `key`; it carries the
     excess when the rest of `key` without it shows none (p >= alpha), over the whole period
     and inside the window where `key` was worst. Two units holding the same sessions are one:
-    the earlier level is named.
+    the earlier level is named. A fleet-wide window is never narrowed.
     """
+    if key[0] == FLEET:
+        return key
     seen = {key}
     while True:
         outer = s.unit(*key)
-        size = int(outer.sum())
+        size = s.size(key)
         inside = []
         for other in candidates:
-            if other in seen:
+            if other in seen or other[0] == FLEET:
                 continue
-            mask = s.unit(*other)
-            shared = int((mask & outer).sum())
-            if shared < NEST_SHARE * mask.sum():
+            shared = s.shared(other, key)
+            if shared < NEST_SHARE * s.size(other):
                 continue
             same = shared >= NEST_SHARE * size
             if same and cols.index(other[0]) > cols.index(key[0]):
                 continue
-            inside.append((other, mask))
+            inside.append((other, s.unit(*other)))
         step = None
         during = _window_mask(s, windows.get(key, (None, None)))
         for other, mask in sorted(inside, key=lambda item: -int((s.fail & item[1]).sum())):
             rest = outer & ~mask
-            if _masked_p(s, rest, ~mask) < alpha:
+            if _masked_p(s, causes, rest, ~mask) < alpha:
                 continue
-            if during is not None and _masked_p(s, rest & during, ~mask & during) < alpha:
+            if during is not None and _masked_p(s, causes, rest & during, ~mask & during) < alpha:
                 continue
             step = other
             break
@@ -353,63 +458,59 @@ def _narrowest(s: _Sessions, key: tuple[str, int], candidates: list[tuple[str, i
         key = step
 
 
-def _confirm(s: _Sessions, headlines: list[tuple[str, int]], alpha: float,
-             windows: dict[tuple[str, int], tuple[Any, Any]]) -> list[tuple[str, int]]:
+def _confirm(s: _Sessions, headlines: list[UnitKey], alpha: float,
+             windows: dict[UnitKey, tuple[Any, Any]]) -> list[UnitKey]:
     """Headlines that still show an excess on their sessions outside every other headline,
     over the whole period or inside their window.
 
     Catches what comparing within time buckets cannot: a rollout ramping up inside the very
     hour a provider went down carries more of the outage's sessions than its bucket-mates.
+    Fleet-wide windows stay (their comparison is the fleet's own history, not its strata).
     """
     kept = list(headlines)
-    saved = s.cause, s.causes
-    s.cause, s.causes = np.zeros(len(s.bucket), dtype=np.int64), 1
-    try:
-        for key in reversed(headlines):
-            others = [k for k in kept if k != key]
-            if not others:
-                break
-            elsewhere = np.zeros(len(s.bucket), dtype=bool)
-            for other in others:
-                elsewhere |= s.unit(*other)
-            mine = s.unit(*key) & ~elsewhere
-            if _masked_p(s, mine, ~elsewhere) < alpha:
-                continue
-            during = _window_mask(s, windows.get(key, (None, None)))
-            if during is not None and _masked_p(s, mine & during, ~elsewhere & during) < alpha:
-                continue
-            kept.remove(key)
-    finally:
-        s.cause, s.causes = saved
+    plain = _Causes(np.zeros(len(s.bucket), dtype=np.int64))
+    for key in reversed(headlines):
+        others = [k for k in kept if k != key]
+        if not others or key[0] == FLEET:
+            continue
+        elsewhere = np.zeros(len(s.bucket), dtype=bool)
+        for other in others:
+            elsewhere |= s.unit(*other)
+        mine = s.unit(*key) & ~elsewhere
+        if _masked_p(s, plain, mine, ~elsewhere) < alpha:
+            continue
+        during = _window_mask(s, windows.get(key, (None, None)))
+        if during is not None and _masked_p(s, plain, mine & during, ~elsewhere & during) < alpha:
+            continue
+        kept.remove(key)
     return kept
 
 
-def _failed_overlap(s: _Sessions, a: tuple[str, int], b: tuple[str, int]) -> float:
+def _failed_overlap(s: SessionQueries, a: UnitKey, b: UnitKey) -> float:
     """The largest share of either unit's failures that the two units share."""
-    fa = s.fail & s.unit(*a)
-    fb = s.fail & s.unit(*b)
-    shared = int((fa & fb).sum())
-    return shared / max(1, min(int(fa.sum()), int(fb.sum())))
+    fa, fb, shared = s.failed_shared(a, b)
+    return shared / max(1, min(fa, fb))
 
 
-def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[tuple[str, int]],
-                      cols: list[str], alpha: float) -> list[tuple[str, int]]:
+def _choose_headlines(s: _Sessions, causes: _Causes, out: pd.DataFrame, previous: list[UnitKey],
+                      cols: list[str], alpha: float) -> list[UnitKey]:
     """Significant units taken strongest first; a unit sharing many failures with one taken (or
     waiting) in this pass waits for the next pass, where it is tested with that one allowed for."""
     sig = out[out["significant"]].copy()
-    sig["rank"] = [cols.index(level) for level in sig["level"]]
+    order = [FLEET, *cols]
+    sig["rank"] = [order.index(level) for level in sig["level"]]
     sig = sig.sort_values(["evidence", "rank"], ascending=[False, True], kind="stable")
-    keys = list(zip(sig["level"], sig["code"]))
+    keys = [(str(level), int(code)) for level, code in zip(sig["level"], sig["code"])]
     windows = dict(zip(keys, zip(sig["window_start"], sig["window_end"])))
     kept = [k for k in previous if k in keys]
-    fresh: list[tuple[str, int]] = []
-    waiting: list[tuple[str, int]] = []
+    fresh: list[UnitKey] = []
+    waiting: list[UnitKey] = []
     for key in keys:
         if len(kept) + len(fresh) >= MAX_CAUSES:
             break
         if key in kept:
             continue
-        key = _narrowest(s, key, keys, cols, alpha, windows)
+        key = _narrowest(s, causes, key, keys, cols, alpha, windows)
         if key in kept or key in fresh:
             continue
         # A unit waits when it shares failures with one taken or waiting in this pass.
@@ -423,7 +524,8 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[tuple[str,
 def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
                   failures: FailureSpec = None, freq: str = "1h",
                   min_sessions: int = MIN_SESSIONS, min_failures: int = MIN_FAILURES,
-                  alpha: float = 0.05, stratum_failures: int = STRATUM_FAILURES) -> pd.DataFrame:
+                  alpha: float = 0.05, stratum_failures: int = STRATUM_FAILURES,
+                  draws: int = DRAWS) -> pd.DataFrame:
     """Units of every attribute (engine, client, provider, persona) ranked by failure excess.
 
     Each unit is compared with the rest of the fleet over the same time buckets of `freq`,
@@ -484,29 +586,28 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
         raise ValueError(f"alpha={alpha!r} must be a number between 0 and 1, e.g. 0.05")
     failure_rule(failures)
     stratum_failures = check_count(stratum_failures, "stratum_failures")
+    draws = check_count(draws, "draws")
     s = _sessions(df, cols, failures, step, stratum_failures)
     attrs: dict[str, Any] = {"freq": str(freq), "alpha": alpha, "min_sessions": min_sessions,
                              "stratum_failures": stratum_failures, "levels": list(cols),
-                             "strata": int(len(np.unique(s.stratum))),
+                             "strata": int(len(np.unique(s.stratum))), "draws": draws,
                              "min_failures": min_failures, "sessions": int(len(s.bucket))}
-    raw = _test_all(s, cols, min_sessions, min_failures, alpha, [])
+    raw = _test_all(s, cols, min_sessions, min_failures, alpha, [], draws)
     out, headlines, passes = raw, [], 1
     if not raw.empty:
-        headlines = _choose_headlines(s, raw, [], cols, alpha)
-        while passes < MAX_PASSES:
+        headlines = _choose_headlines(s, _Causes.of(s, []), raw, [], cols, alpha)
+        while passes < MAX_PASSES and headlines:
             passes += 1
-            s.causes = 1 << len(headlines)
-            s.cause = np.zeros(len(s.bucket), dtype=np.int64)
-            for bit, key in enumerate(headlines):
-                s.cause |= s.unit(*key).astype(np.int64) << bit
-            out = _test_all(s, cols, min_sessions, min_failures, alpha, headlines)
-            chosen = _choose_headlines(s, out, headlines, cols, alpha)
+            out = _test_all(s, cols, min_sessions, min_failures, alpha, headlines, draws)
+            chosen = _choose_headlines(s, _Causes.of(s, headlines), out, headlines, cols, alpha)
             if chosen == headlines:
                 break
             headlines = chosen
-        headlines = _confirm(s, headlines, alpha, dict(zip(zip(out["level"], out["code"]),
-                                                           zip(out["window_start"], out["window_end"]))))
-    attrs.update(passes=passes, untested_units=int(sum(len(s.names[c]) for c in cols) - len(raw)))
+        headlines = _confirm(s, headlines, alpha, {
+            (str(level), int(code)): window for level, code, window in
+            zip(out["level"], out["code"], zip(out["window_start"], out["window_end"]))})
+    tested_units = int((raw["level"] != FLEET).sum()) if len(raw) else 0
+    attrs.update(passes=passes, untested_units=int(sum(len(s.names[c]) for c in cols) - tested_units))
     if raw.empty:
         table = pd.DataFrame({c: pd.Series(dtype=d) for c, d in _SUSPECT_COLUMNS.items()})
         table.attrs.update(attrs)
@@ -524,9 +625,12 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
              headlines: list[tuple[str, int]], cols: list[str]) -> pd.DataFrame:
     """Headlines as tested last (allowing for each other), every other unit as first tested
     (against the whole fleet); units whose excess a headline carries say which."""
-    table = raw.copy()
-    keys = list(zip(table["level"], table["code"]))
-    final_at = {k: i for i, k in enumerate(zip(final["level"], final["code"]))}
+    final_at = {(str(lv), int(c)): i for i, (lv, c) in enumerate(zip(final["level"], final["code"]))}
+    raw_keys = {(str(lv), int(c)) for lv, c in zip(raw["level"], raw["code"])}
+    # A fleet-wide headline found in a later pass has no first-pass row of its own.
+    extra = [final_at[k] for k in headlines if k not in raw_keys]
+    table = pd.concat([raw, final.loc[extra, raw.columns]], ignore_index=True) if extra else raw.copy()
+    keys = [(str(lv), int(c)) for lv, c in zip(table["level"], table["code"])]
     for i, key in enumerate(keys):
         if key in headlines:
             table.loc[i] = final.loc[final_at[key], table.columns].to_numpy()
@@ -541,7 +645,8 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
         shared = {k: int((mine & m).sum()) for k, m in head_masks.items()}
         best = max(shared, key=lambda k: shared[k], default=None)
         if best is not None and shared[best] > 0:
-            explained[i] = f"{unit_name(best[0], s.names[best[0]][best[1]])}"
+            explained[i] = s.name(best)
+    _impact(s, table, keys)
     table["explained_by"] = pd.array(explained, dtype="string")
     table["family"] = [family_of(level) for level in table["level"]]
     table["rate"] = table["failures"] / table["sessions"]
@@ -558,6 +663,29 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
     table["p_value"] = table["p_value"].astype(float)
     return table.sort_values(["tier", "severity", "p_value", "z"],
                              ascending=[True, True, True, False], kind="stable")
+
+
+def _impact(s: _Sessions, table: pd.DataFrame, keys: list[UnitKey]) -> None:
+    """`excess_failures` (observed minus expected) and `customers` (distinct client label and
+    API key pairs among the failed sessions) where the evidence lies: inside the window when
+    the window test carries it, else over the whole period. Customers are counted for the
+    significant units only (each count is a pass over the sessions)."""
+    windowed = (table["window_sessions"].to_numpy() > 0) & (
+        table["p_window"].to_numpy(dtype=float) <= table["p_whole"].to_numpy(dtype=float))
+    whole_expected = (table["baseline"] * table["sessions"]).to_numpy(dtype=float)
+    table["excess_failures"] = np.where(
+        windowed, table["window_failures"].to_numpy(dtype=float) - table["window_expected"].to_numpy(dtype=float),
+        table["failures"].to_numpy(dtype=float) - whole_expected)
+    customers = np.full(len(table), None, dtype=object)
+    for i, key in enumerate(keys):
+        if not (table.at[i, "flagged"] or table.at[i, "significant"]):
+            continue
+        first, last = (int(table.at[i, "first"]), int(table.at[i, "last"])) if windowed[i] else (
+            0, max(s.buckets - 1, 0))
+        customers[i] = s.customers(key, first, last)
+    table["customers"] = pd.array(customers, dtype="Int64")
+    table["window_hours"] = ((table["window_end"] - table["window_start"]).dt.total_seconds() / 3600
+                             if len(table) else np.zeros(0))
 
 
 def unit_name(level: str, unit: str) -> str:
