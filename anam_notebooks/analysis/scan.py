@@ -35,6 +35,9 @@ import numpy as np
 DRAWS = 199
 # Below this many simulated statistics at least as high, the Gumbel tail gives the p-value.
 TAIL_COUNT = 10
+# A bucket's own deviation counts (see `hour_effects`) where the rest of the fleet expects this
+# many failures in it.
+MIN_EXPECTED = 5.0
 # A unit this many simulated histories beat early on stops simulating (see `_simulated_p`).
 STOP_COUNT = 5
 _EULER_90 = float(np.log(-np.log(0.9)))   # Gumbel: F(x) = 0.9 at x = location - log(-log 0.9)
@@ -95,10 +98,12 @@ def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.
     bucket than over the whole period, shrunk toward 1 by empirical Bayes (U × B).
 
     The rest of bucket b failed at rate r_b on n_b sessions against r overall. Chance alone
-    spreads r_b by r(1-r)/n_b; what spread there is beyond that (tau², by the method of
-    moments, never below 0) is real hour-to-hour variation. Each bucket's effect keeps the share
+    spreads r_b by r(1-r)/n_b; what spread there is beyond that (tau², by DerSimonian and
+    Laird's moments, never below 0) is real hour-to-hour variation. Each bucket's effect keeps the share
     tau² / (tau² + r(1-r)/n_b) of its deviation: all of it for a well-measured bucket on a fleet
-    that truly varies, none on a fleet whose swings are all chance.
+    that truly varies, none on a fleet whose swings are all chance. A lone hour far outside
+    chance (z standard errors off, the rest expecting at least MIN_EXPECTED failures in it)
+    keeps at least 1 - 1/z² of its deviation: one normal prior would shrink it as noise.
     """
     rest_n = (fleet_sessions[None, :] - sessions).astype(float)
     rest_x = (fleet_failures[None, :] - failures).astype(float)
@@ -108,12 +113,24 @@ def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.
     with np.errstate(divide="ignore", invalid="ignore"):
         raw = np.where(seen, rest_x / np.where(seen, rest_n, 1.0), rate)
         noise = np.where(seen, rate * (1 - rate) / np.where(seen, rest_n, 1.0), np.inf)
-    buckets_seen = np.maximum(seen.sum(axis=1, keepdims=True), 1)
-    spread = np.where(seen, (raw - rate) ** 2 - np.where(seen, noise, 0.0), 0.0).sum(
-        axis=1, keepdims=True) / buckets_seen
-    tau2 = np.maximum(spread, 0.0)
+    # tau² by DerSimonian and Laird's moment estimator: each bucket weighted by its precision,
+    # so a bucket of three sessions cannot pass for real variation.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(seen & (noise > 0), 1.0 / np.where(noise > 0, noise, 1.0), 0.0)
+    q_stat = (w * (raw - rate) ** 2).sum(axis=1, keepdims=True)
+    w_sum = w.sum(axis=1, keepdims=True)
+    scale = w_sum - (w ** 2).sum(axis=1, keepdims=True) / np.where(w_sum > 0, w_sum, 1.0)
+    dof = np.maximum((w > 0).sum(axis=1, keepdims=True) - 1, 0)
+    tau2 = np.where(scale > 0, np.maximum(q_stat - dof, 0.0) / np.where(scale > 0, scale, 1.0), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = np.where(seen & (tau2 > 0), tau2 / (tau2 + noise), 0.0)
+        # One normal prior fits a few extreme hours badly (it shrinks a real, lone spike as
+        # if it were noise): a bucket far outside chance keeps at least 1 - 1/z² of its
+        # deviation (z its deviation in standard errors; nothing for |z| <= 1), where the rest
+        # expects enough failures (MIN_EXPECTED) for z to mean what it says.
+        measured = seen & (noise > 0) & (rest_n * rate >= MIN_EXPECTED)
+        z2 = np.where(measured, (raw - rate) ** 2 / np.where(noise > 0, noise, 1.0), 0.0)
+        keep = np.maximum(keep, np.where(z2 > 1, 1 - 1 / np.where(z2 > 1, z2, 1.0), 0.0))
         effect = np.where(rate > 0, (rate + keep * (raw - rate)) / np.where(rate > 0, rate, 1.0), 1.0)
     return np.asarray(np.clip(effect, 1e-3, None))
 
@@ -194,12 +211,20 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
     found = best_llr > 0
     win_first = np.where(found, first[best], -1)
     win_last = np.where(found, last[best], -1)
-    observed = np.where(found, o[rows, best], 0)
+    cum_share_x = (cum_share, cum_x)
+    for row in np.flatnonzero(found):
+        lo, hi = _refine(cum_share_x, row, int(total[row]), int(first[best[row]]),
+                         int(length[best[row]]), buckets, table)
+        served = np.flatnonzero(n[row, lo:hi + 1] > 0)   # no hours the unit did not serve
+        if len(served):
+            lo, hi = lo + int(served[0]), lo + int(served[-1])
+        win_first[row], win_last[row] = lo, hi
+    observed = np.where(found, cum_x[rows, np.maximum(win_last, 0) + 1] - cum_x[rows, np.maximum(win_first, 0)], 0)
     cum_n = np.concatenate([np.zeros((units, 1), np.int64), np.cumsum(n, axis=1)], axis=1)
-    in_sessions = np.where(found, cum_n[rows, last[best] + 1] - cum_n[rows, first[best]], 0)
+    in_sessions = np.where(found, cum_n[rows, win_last + 1] - cum_n[rows, win_first], 0)
     # What the rate outside the window predicts inside it (hour effects allowed for).
     cum_w = np.concatenate([np.zeros((units, 1)), np.cumsum(weight, axis=1)], axis=1)
-    w_in = cum_w[rows, last[best] + 1] - cum_w[rows, first[best]]
+    w_in = np.where(found, cum_w[rows, win_last + 1] - cum_w[rows, win_first], 0.0)
     w_out = weight_total - w_in
     with np.errstate(divide="ignore", invalid="ignore"):
         outside_rate = np.where(w_out > 0, (total - observed) / w_out, np.nan)
@@ -211,6 +236,30 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
                                      first, last, log_e[candidates], log_rest[candidates],
                                      e[candidates], table, draws, rng)
     return ScanResult(best_llr, win_first, win_last, observed, expected, in_sessions, p)
+
+
+def _refine(cums: tuple[np.ndarray, np.ndarray], row: int, total: int, first: int, length: int,
+            buckets: int, table: np.ndarray) -> tuple[int, int]:
+    """Where exactly the window lies: every start and length around the grid's best window
+    (lengths between the grid's neighbours, starts within a stride), scored the same way.
+    Only the reported window moves; the p-value stays the grid's, as the simulations saw it."""
+    cum_share, cum_x = cums
+    low, high = max(1, int(length / 1.5)), min(buckets, int(np.ceil(length * 1.5)) + 1)
+    reach = max(1, length // 4) + (high - length)
+    starts = np.arange(max(0, first - reach), min(buckets, first + reach + 1))
+    lengths = np.arange(low, high + 1)
+    f = np.repeat(starts, len(lengths))
+    ln = np.tile(lengths, len(starts))
+    ok = f + ln <= buckets
+    f, ln = f[ok], ln[ok]
+    e = np.clip(cum_share[row, f + ln] - cum_share[row, f], 0.0, 1.0) * total
+    o = cum_x[row, f + ln] - cum_x[row, f]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_e = np.log(np.where(e > 0, e, 1.0)).astype(np.float32)
+        log_rest = np.log(np.where(total - e > 0, total - e, 1.0)).astype(np.float32)
+    llr = _llr(o, np.int32(total), log_e, log_rest, e.astype(np.float32), table)
+    k = int(np.argmax(llr))
+    return int(f[k]), int(f[k] + ln[k] - 1)
 
 
 def _simulated_maxima(share: np.ndarray, total: np.ndarray, first: np.ndarray, last: np.ndarray,

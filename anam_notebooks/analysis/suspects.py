@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..data.checks import check_columns, check_count, check_frame, check_freq, ended_mask
 from .counts import FLEET, FailureCounts, SessionQueries, UnitKey, count_sessions, fleet_key, fleet_span
@@ -492,6 +493,32 @@ def _failed_overlap(s: SessionQueries, a: UnitKey, b: UnitKey) -> float:
     return shared / max(1, min(fa, fb))
 
 
+def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], alpha: float) -> bool:
+    """Whether one unit of some level carries a fleet-wide window's excess: without that unit's
+    sessions (the unit with most failures in the window beyond its own usual rate), the rest of
+    the fleet no longer fails more in the window than outside it (Poisson tail p >= alpha).
+    A fleet-wide finding means every region, version and provider at once."""
+    first, last = fleet_span(key[1], counts.buckets)
+    inside = slice(first, last + 1)
+    for col in cols:
+        level = counts.levels[col]
+        n_in, x_in = level.sessions[:, inside].sum(axis=1), level.failures[:, inside].sum(axis=1)
+        n_out, x_out = level.sessions.sum(axis=1) - n_in, level.failures.sum(axis=1) - x_in
+        with np.errstate(divide="ignore", invalid="ignore"):
+            excess = x_in - n_in * np.where(n_out > 0, x_out / np.maximum(n_out, 1), 0.0)
+        if not len(excess):
+            continue
+        u = int(np.argmax(excess))
+        rest_in_n = counts.fleet_sessions[inside].sum() - n_in[u]
+        rest_in_x = counts.fleet_failures[inside].sum() - x_in[u]
+        rest_out_n = counts.fleet_sessions.sum() - counts.fleet_sessions[inside].sum() - n_out[u]
+        rest_out_x = counts.fleet_failures.sum() - counts.fleet_failures[inside].sum() - x_out[u]
+        expected = rest_in_n * rest_out_x / rest_out_n if rest_out_n > 0 else 0.0
+        if expected <= 0 or stats.poisson.sf(rest_in_x - 1, expected) >= alpha:
+            return True
+    return False
+
+
 def _choose_headlines(s: _Sessions, causes: _Causes, out: pd.DataFrame, previous: list[UnitKey],
                       cols: list[str], alpha: float) -> list[UnitKey]:
     """Significant units taken strongest first; a unit sharing many failures with one taken (or
@@ -509,6 +536,8 @@ def _choose_headlines(s: _Sessions, causes: _Causes, out: pd.DataFrame, previous
         if len(kept) + len(fresh) >= MAX_CAUSES:
             break
         if key in kept:
+            continue
+        if key[0] == FLEET and _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha):
             continue
         key = _narrowest(s, causes, key, keys, cols, alpha, windows)
         if key in kept or key in fresh:
