@@ -38,6 +38,8 @@ TAIL_COUNT = 10
 # A bucket's own deviation counts (see `hour_effects`) where the rest of the fleet expects this
 # many failures in it.
 MIN_EXPECTED = 5.0
+# ... and a bucket of the rest failing this many standard errors above its usual rate is a spike.
+SPIKE_Z = 3.0
 # A unit this many simulated histories beat early on stops simulating (see `_simulated_p`).
 STOP_COUNT = 5
 _EULER_90 = float(np.log(-np.log(0.9)))   # Gumbel: F(x) = 0.9 at x = location - log(-log 0.9)
@@ -125,12 +127,12 @@ def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = np.where(seen & (tau2 > 0), tau2 / (tau2 + noise), 0.0)
         # One normal prior fits a few extreme hours badly (it shrinks a real, lone spike as
-        # if it were noise): a bucket far outside chance keeps at least 1 - 1/z² of its
-        # deviation (z its deviation in standard errors; nothing for |z| <= 1), where the rest
+        # if it were noise): a bucket failing far more than chance allows keeps at least
+        # 1 - (SPIKE_Z / z)² of its excess (z its excess in standard errors), where the rest
         # expects enough failures (MIN_EXPECTED) for z to mean what it says.
-        measured = seen & (noise > 0) & (rest_n * rate >= MIN_EXPECTED)
+        measured = seen & (noise > 0) & (rest_n * rate >= MIN_EXPECTED) & (raw > rate)
         z2 = np.where(measured, (raw - rate) ** 2 / np.where(noise > 0, noise, 1.0), 0.0)
-        keep = np.maximum(keep, np.where(z2 > 1, 1 - 1 / np.where(z2 > 1, z2, 1.0), 0.0))
+        keep = np.maximum(keep, np.where(z2 > SPIKE_Z ** 2, 1 - SPIKE_Z ** 2 / np.where(z2 > 0, z2, 1.0), 0.0))
         effect = np.where(rate > 0, (rate + keep * (raw - rate)) / np.where(rate > 0, rate, 1.0), 1.0)
     return np.asarray(np.clip(effect, 1e-3, None))
 
