@@ -314,7 +314,10 @@ def _rows(s: _Sessions, col: str, units: np.ndarray, whole: _Whole, scan: ScanRe
             "window_baseline": (float(scan.expected[row] / window_sessions) if window_sessions
                                 else np.nan),
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for column in ("window_start", "window_end"):   # all-NaT columns arrive without a zone
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
 
 
 def _level_table(s: _Sessions, col: str, min_sessions: int, causes: _Causes, counts: FailureCounts,
@@ -329,7 +332,8 @@ def _level_table(s: _Sessions, col: str, min_sessions: int, causes: _Causes, cou
             return pd.DataFrame()
     else:
         whole = _whole_period(s, col, causes, only)
-        tested = whole.sessions >= min_sessions
+        # A unit holding every session is the fleet itself (its "fleet" row speaks for it).
+        tested = (whole.sessions >= min_sessions) & (whole.sessions < len(s.bucket))
         if only is not None:
             tested &= np.arange(len(tested)) == only
         units = np.flatnonzero(tested)
@@ -360,10 +364,7 @@ def _test_all(s: _Sessions, cols: list[str], min_sessions: int, min_failures: in
         at = np.flatnonzero((out["level"] == level).to_numpy() & (out["code"] == code).to_numpy())
         if not len(own):
             continue
-        if len(at):
-            out.loc[at[0], own.columns] = own.iloc[0].to_numpy()
-        else:
-            out = pd.concat([out, own], ignore_index=True)
+        out = pd.concat([out.drop(index=out.index[at]), own], ignore_index=True)
     out["q_value"] = q_values(out["p_value"].to_numpy(dtype=float), method="by")
     out["significant"] = (out["q_value"] < alpha) & (out["failures"] >= min_failures)
     return out
@@ -506,15 +507,18 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
         n_out, x_out = level.sessions.sum(axis=1) - n_in, level.failures.sum(axis=1) - x_in
         with np.errstate(divide="ignore", invalid="ignore"):
             excess = x_in - n_in * np.where(n_out > 0, x_out / np.maximum(n_out, 1), 0.0)
-        if not len(excess):
+        # A unit holding (nearly) every session of the window is the fleet at that time.
+        excess = np.where(n_in >= NEST_SHARE * counts.fleet_sessions[inside].sum(), -np.inf, excess)
+        if not len(excess) or not np.isfinite(excess.max()):
             continue
         u = int(np.argmax(excess))
         rest_in_n = counts.fleet_sessions[inside].sum() - n_in[u]
         rest_in_x = counts.fleet_failures[inside].sum() - x_in[u]
         rest_out_n = counts.fleet_sessions.sum() - counts.fleet_sessions[inside].sum() - n_out[u]
         rest_out_x = counts.fleet_failures.sum() - counts.fleet_failures[inside].sum() - x_out[u]
-        expected = rest_in_n * rest_out_x / rest_out_n if rest_out_n > 0 else 0.0
-        if expected <= 0 or stats.poisson.sf(rest_in_x - 1, expected) >= alpha:
+        if rest_out_n <= 0 or rest_out_x <= 0:
+            continue
+        if stats.poisson.sf(rest_in_x - 1, rest_in_n * rest_out_x / rest_out_n) >= alpha:
             return True
     return False
 
@@ -526,7 +530,10 @@ def _choose_headlines(s: _Sessions, causes: _Causes, out: pd.DataFrame, previous
     sig = out[out["significant"]].copy()
     order = [FLEET, *cols]
     sig["rank"] = [order.index(level) for level in sig["level"]]
-    sig = sig.sort_values(["evidence", "rank"], ascending=[False, True], kind="stable")
+    # A fleet-wide window comes first: unless one unit carries it (then it is skipped), no unit
+    # is to be blamed for it, however strong that unit's own evidence.
+    sig["fleet"] = sig["level"] == FLEET
+    sig = sig.sort_values(["fleet", "evidence", "rank"], ascending=[False, False, True], kind="stable")
     keys = [(str(level), int(code)) for level, code in zip(sig["level"], sig["code"])]
     windows = dict(zip(keys, zip(sig["window_start"], sig["window_end"])))
     kept = [k for k in previous if k in keys]

@@ -28,7 +28,7 @@ def cause_sentence(heads: pd.DataFrame) -> str:
     for family in ("fleet", "engine", "provider", "client", "persona", "other"):
         rows = heads[heads["family"] == family] if "family" in heads else heads.iloc[:0]
         if family == "fleet" and len(rows):
-            spans = ", ".join(between(start, end).removeprefix("between ")
+            spans = ", ".join(span_words(start, end)
                               for start, end in zip(rows["window_start"], rows["window_end"]))
             parts.append(f"the whole fleet at once ({spans}: every region, version and provider)")
         elif len(rows):
@@ -63,6 +63,13 @@ def impact_words(excess: Any, customers: Any) -> str:
     if customers is not None and not pd.isna(customers):
         words.append(f"{int(customers)} customer{'s' if int(customers) != 1 else ''}")
     return ", ".join(words)
+
+
+def span_words(start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """ "2026-04-15 05:00–07:00 UTC" (or with both dates when the window crosses midnight)."""
+    if start.date() == (end - pd.Timedelta(1, "ns")).date() and end - start < pd.Timedelta(1, "D"):
+        return f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC"
+    return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
 
 
 def finding_sentence(row: Any) -> str:
