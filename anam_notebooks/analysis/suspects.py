@@ -422,7 +422,8 @@ def _narrowest(s: _Sessions, causes: _Causes, key: UnitKey, candidates: list[Uni
     """The unit inside `key` that carries all of its excess (a broken pod in its replicaset, a
     persona's only voice), followed down as far as it goes; `key` itself when there is none.
 
-    A candidate counts as inside when NEST_SHARE of its sessions are in `key`; it carries the
+    A candidate counts as inside when NEST_SHARE of its sessions are in `key` (over the whole
+    period, or inside the window where `key` was worst); it carries the
     excess when the rest of `key` without it shows none (p >= alpha), over the whole period
     and inside the window where `key` was worst. Two units holding the same sessions are one:
     the earlier level is named. A fleet-wide window is never narrowed.
@@ -444,8 +445,20 @@ def _narrowest(s: _Sessions, causes: _Causes, key: UnitKey, candidates: list[Uni
             if same and cols.index(other[0]) > cols.index(key[0]):
                 continue
             inside.append((other, s.unit(*other)))
-        step = None
         during = _window_mask(s, windows.get(key, (None, None)))
+        if during is not None:
+            # Inside within the window: a provider that was all of a version's traffic during
+            # the hours the version was worst (the version's other hours are not at issue).
+            known = {other for other, _ in inside}
+            for other in candidates:
+                if other in seen or other in known or other[0] == FLEET:
+                    continue
+                mask = s.unit(*other)
+                there = int((mask & during).sum())
+                if there >= MIN_SESSIONS and int((mask & during & outer).sum()) >= NEST_SHARE * there \
+                        and int((outer & during).sum()) > there:
+                    inside.append((other, mask))
+        step = None
         for other, mask in sorted(inside, key=lambda item: -int((s.fail & item[1]).sum())):
             rest = outer & ~mask
             if _masked_p(s, causes, rest, ~mask) < alpha:
