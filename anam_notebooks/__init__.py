@@ -25,6 +25,7 @@ from .api.errors import (
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and the API reference
     from . import analysis, plots, simulator, widgets
+    from .analysis.explain import explain_session
     from .api.client import AnamClient, AsyncAnamClient
     from .data.sessions import sessions_frame
     from .data.store import SessionStore
@@ -49,6 +50,7 @@ _LAZY = {
     "setup_notebook": "notebook",
     "publish_findings": "notebook",
     "read_findings": "notebook",
+    "explain_session": "analysis.explain",
     "show_table": "views.tables",
     "analysis": None,
     "plots": None,

@@ -63,6 +63,7 @@ Fisher exact test per value, BY-corrected across all of them).
 
 from .differences import what_differs
 from .exemplars import EXEMPLAR_COLUMNS, exemplars
+from .explain import explain_session
 from .failures import DEFAULT_FAILURES, FailureSpec, is_failure
 from .findings import DEFAULT_Q, headline_window, latency_findings, suspect_findings, suspect_headline
 from .latency import response_latency, summarize_latency
@@ -90,6 +91,7 @@ __all__ = [
     "NeighbourVerdict",
     "exemplars",
     "exit_status_shift",
+    "explain_session",
     "failure_rates",
     "headline_window",
     "is_failure",
