@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anam_notebooks.data.checks import check_columns, check_count, check_frame, check_freq, ended_mask
 from anam_notebooks.analysis.failures import FailureSpec, failure_rule, is_failure
 from anam_notebooks.analysis.stats import q_values, scan_windows, stratified_excess
 from anam_notebooks.analysis.wording import finding_sentence, unit_label
+from anam_notebooks.data.checks import check_columns, check_count, check_frame, check_freq, ended_mask
 
 ENGINE_LEVELS = ("engine_pod", "engine_replicaset", "engine_version", "engine_region")
 CLIENT_LEVELS = ("sdk_version", "browser", "os", "device_type", "client_label", "api_key_id")

@@ -215,7 +215,7 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
     win_last = np.where(found, last[best], -1)
     cum_share_x = (cum_share, cum_x)
     for row in np.flatnonzero(found):
-        lo, hi = _refine(cum_share_x, row, int(total[row]), int(first[best[row]]),
+        lo, hi = _refine(cum_share_x, int(row), int(total[row]), int(first[best[row]]),
                          int(length[best[row]]), buckets, table)
         served = np.flatnonzero(n[row, lo:hi + 1] > 0)   # no hours the unit did not serve
         if len(served):
@@ -259,7 +259,7 @@ def _refine(cums: tuple[np.ndarray, np.ndarray], row: int, total: int, first: in
     with np.errstate(divide="ignore", invalid="ignore"):
         log_e = np.log(np.where(e > 0, e, 1.0)).astype(np.float32)
         log_rest = np.log(np.where(total - e > 0, total - e, 1.0)).astype(np.float32)
-    llr = _llr(o, np.int32(total), log_e, log_rest, e.astype(np.float32), table)
+    llr = _llr(o, np.asarray(total, dtype=np.int32), log_e, log_rest, e.astype(np.float32), table)
     k = int(np.argmax(llr))
     return int(f[k]), int(f[k] + ln[k] - 1)
 

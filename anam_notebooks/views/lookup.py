@@ -18,8 +18,8 @@ import ipywidgets as W
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..api.errors import NotFoundError
 from ..analysis.explain import explain_row
+from ..api.errors import NotFoundError
 from ..api.ids import UUID_PATTERN
 from ..data.sessions import sessions_frame
 from ..data.transcripts import transcript_frame
