@@ -18,7 +18,16 @@ import pandas as pd
 from scipy import stats
 
 from ..data.checks import check_columns, check_count, check_frame, check_freq, ended_mask
-from .counts import FLEET, FailureCounts, SessionQueries, UnitKey, count_sessions, fleet_key, fleet_span
+from .counts import (
+    FLEET,
+    FailureCounts,
+    LevelCounts,
+    SessionQueries,
+    UnitKey,
+    count_sessions,
+    fleet_key,
+    fleet_span,
+)
 from .failures import FailureSpec, failure_rule, is_failure
 from .scan import DRAWS, ScanResult, scan_level
 from .stats import q_values, stratified_excess
@@ -74,7 +83,11 @@ def family_of(column: str) -> str:
 class _Sessions:
     """Ended sessions with a start time, reduced to arrays: time bucket, stratum, failed, unit
     codes, and the customer (client label and API key) of each; the pandas answer to the
-    `SessionQueries` the reconciliation asks (see `analysis.counts`)."""
+    `SessionQueries` the reconciliation asks (see `analysis.counts`).
+
+    A unit's sessions are held as sorted positions (`members`), found through one stable sort
+    per level, so every question costs the size of the units asked about, not of the fleet.
+    """
 
     bucket: np.ndarray
     stratum: np.ndarray
@@ -85,16 +98,18 @@ class _Sessions:
     codes: dict[str, np.ndarray]
     names: dict[str, np.ndarray]
     customer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _orders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _members: dict[UnitKey, np.ndarray] = field(default_factory=dict)
+    _full: FailureCounts | None = None
 
     def start_of(self, bucket: int) -> pd.Timestamp:
         return self.origin + bucket * self.step
 
-    def unit(self, level: str, code: int) -> np.ndarray:
-        """The sessions of a unit; for a "fleet" key, every session in its window."""
-        if level == FLEET:
-            first, last = fleet_span(code, self.buckets)
-            return (self.bucket >= first) & (self.bucket <= last)
-        return self.codes[level] == code
+    def bucket_strata(self) -> np.ndarray:
+        """The stratum of each time bucket (strata are runs of whole buckets)."""
+        strata = np.zeros(max(self.buckets, 1), dtype=np.int64)
+        strata[self.bucket] = self.stratum
+        return np.maximum.accumulate(strata)
 
     def name(self, key: UnitKey) -> str:
         """How the unit is named in sentences ("pod anam-engine-…", "the whole fleet …")."""
@@ -103,52 +118,89 @@ class _Sessions:
             return f"the whole fleet {between(self.start_of(first), self.start_of(last + 1))}"
         return unit_name(key[0], str(self.names[key[0]][key[1]]))
 
+    def _order(self, level: str) -> tuple[np.ndarray, np.ndarray]:
+        """Positions sorted by the level's codes (by bucket for "fleet"), and each code's bounds."""
+        if level not in self._orders:
+            values = self.bucket if level == FLEET else self.codes[level]
+            size = max(self.buckets, 1) if level == FLEET else len(self.names[level])
+            small = values.astype(np.int32 if size >= 2 ** 15 else np.int16)   # radix-sortable
+            order = np.argsort(small, kind="stable")
+            bounds = np.searchsorted(values[order], np.arange(size + 1))
+            self._orders[level] = (order, bounds)
+        return self._orders[level]
+
+    def members(self, key: UnitKey) -> np.ndarray:
+        """Sorted positions of the unit's sessions (a "fleet" key: every session in its window)."""
+        if key not in self._members:
+            level, code = key
+            if level == FLEET:
+                first, last = fleet_span(code, self.buckets)
+                order, bounds = self._order(FLEET)
+                found = np.sort(order[bounds[first]:bounds[last + 1]])
+            else:
+                order, bounds = self._order(level)
+                found = order[bounds[code]:bounds[code + 1]]   # stable sort: already ascending
+            self._members[key] = found
+        return self._members[key]
+
+    def holds(self, key: UnitKey, positions: np.ndarray) -> np.ndarray:
+        """Whether each of the sessions at `positions` belongs to the unit."""
+        level, code = key
+        if level == FLEET:
+            first, last = fleet_span(code, self.buckets)
+            return (self.bucket[positions] >= first) & (self.bucket[positions] <= last)
+        return self.codes[level][positions] == code
+
+    def union(self, keys: Sequence[UnitKey]) -> np.ndarray:
+        """Sorted positions of the sessions in any of the units."""
+        if not keys:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate([self.members(k) for k in keys]))
+
+    def in_window(self, first: int, last: int) -> np.ndarray:
+        """Positions of the sessions started in buckets `first`..`last`."""
+        order, bounds = self._order(FLEET)
+        return order[bounds[max(first, 0)]:bounds[min(last, self.buckets - 1) + 1]]
+
     # -- SessionQueries
 
     def counts(self, exclude: tuple[UnitKey, ...] = ()) -> FailureCounts:
-        keep = None
-        if exclude:
-            keep = np.ones(len(self.bucket), dtype=bool)
-            for key in exclude:
-                keep &= ~self.unit(*key)
-        return count_sessions(self.bucket, self.fail, self.codes, self.names, self.origin,
-                              self.step, self.buckets, keep)
+        if self._full is None:
+            self._full = count_sessions(self.bucket, self.fail, self.codes, self.names,
+                                        self.origin, self.step, self.buckets)
+        if not exclude:
+            return self._full
+        out = self.union(exclude)
+        less = count_sessions(self.bucket[out], self.fail[out],
+                              {k: v[out] for k, v in self.codes.items()}, self.names,
+                              self.origin, self.step, self.buckets)
+        full = self._full
+        return FailureCounts(full.origin, full.step, full.buckets,
+                             full.fleet_sessions - less.fleet_sessions,
+                             full.fleet_failures - less.fleet_failures,
+                             {level: LevelCounts(level, counts.units,
+                                                 counts.sessions - less.levels[level].sessions,
+                                                 counts.failures - less.levels[level].failures)
+                              for level, counts in full.levels.items()})
 
     def size(self, key: UnitKey) -> int:
-        return int(self.unit(*key).sum())
+        return len(self.members(key))
 
     def shared(self, inner: UnitKey, outer: UnitKey) -> int:
-        return int((self.unit(*inner) & self.unit(*outer)).sum())
+        return int(self.holds(outer, self.members(inner)).sum())
 
     def failed_shared(self, a: UnitKey, b: UnitKey) -> tuple[int, int, int]:
-        fa, fb = self.fail & self.unit(*a), self.fail & self.unit(*b)
-        return int(fa.sum()), int(fb.sum()), int((fa & fb).sum())
+        fa = self.members(a)[self.fail[self.members(a)]]
+        fb = int(self.fail[self.members(b)].sum())
+        return len(fa), fb, int(self.holds(b, fa).sum())
 
     def customers(self, key: UnitKey, first: int, last: int, failed_only: bool = True) -> int:
-        mask = self.unit(*key) & (self.bucket >= first) & (self.bucket <= last)
+        at = self.members(key)
+        at = at[(self.bucket[at] >= first) & (self.bucket[at] <= last)]
         if failed_only:
-            mask &= self.fail
-        who = self.customer[mask]
+            at = at[self.fail[at]]
+        who = self.customer[at]
         return int(len(np.unique(who[who >= 0])))
-
-
-@dataclass(frozen=True)
-class _Causes:
-    """Per session, one bit for each headline found so far that the session belongs to
-    (`count` = 2 ** headlines cells); tests compare like with like on these bits."""
-
-    bits: np.ndarray
-    count: int = 1
-
-    @classmethod
-    def of(cls, s: _Sessions, headlines: list[UnitKey]) -> _Causes:
-        bits = np.zeros(len(s.bucket), dtype=np.int64)
-        for bit, key in enumerate(headlines):
-            bits |= s.unit(*key).astype(np.int64) << bit
-        return cls(bits, 1 << len(headlines))
-
-    def without(self, bit: int) -> _Causes:
-        return _Causes(self.bits & ~(1 << bit), self.count)
 
 
 def _strata(bucket: np.ndarray, fail: np.ndarray, stratum_failures: int) -> np.ndarray:
@@ -237,35 +289,31 @@ class _Whole:
     z: np.ndarray
 
 
-def _whole_period(s: _Sessions, col: str, causes: _Causes, only: int | None) -> _Whole:
+def _whole_period(s: _Sessions, counts: FailureCounts, col: str) -> _Whole:
     """Each unit against the rest of the fleet in the same time strata, over the whole period
-    (a stratified exact test). Comparisons are made within cells of (stratum, cause bits): a
-    session on a known bad unit is only compared with sessions on that unit, so a cause
-    already found neither inflates nor dilutes anyone else's excess."""
-    time_cells = (int(s.stratum.max()) + 1 if len(s.stratum) else 1) * causes.count
-    stratum_key = s.stratum * causes.count + causes.bits
-    stratum_sessions = np.bincount(stratum_key, minlength=time_cells)
-    stratum_failures = np.bincount(stratum_key, weights=s.fail, minlength=time_cells).astype(np.int64)
-    codes, n_units = s.codes[col], len(s.names[col])
-    mine = codes >= 0 if only is None else codes == only
-    cell_key = codes * time_cells + stratum_key
-    keys, cell_of = _distinct(cell_key[mine], n_units * time_cells)
-    cell_unit, cell_stratum = keys // time_cells, keys % time_cells
-    cell_sessions = np.bincount(cell_of, minlength=len(keys))
-    cell_failures = np.bincount(cell_of, weights=s.fail[mine], minlength=len(keys)).astype(np.int64)
-    pool_sessions, pool_failures = stratum_sessions[cell_stratum], stratum_failures[cell_stratum]
-    unit_sessions = np.bincount(cell_unit, weights=cell_sessions, minlength=n_units).astype(np.int64)
-    unit_failures = np.bincount(cell_unit, weights=cell_failures, minlength=n_units).astype(np.int64)
-    p_whole, z = stratified_excess(cell_sessions, cell_failures, pool_sessions, pool_failures,
-                                   cell_unit, n_units)
-    rest_sessions = pool_sessions - cell_sessions
+    (a stratified exact test), on counts: sessions of headlines already found are left out
+    of `counts`, so a cause already found neither inflates nor dilutes anyone else's excess."""
+    level = counts.levels[col]
+    strata = s.bucket_strata()
+    n_strata = int(strata.max()) + 1 if len(strata) else 1
+    onehot = np.zeros((max(counts.buckets, 1), n_strata))
+    onehot[np.arange(len(strata)), strata] = 1.0
+    n = np.rint(level.sessions @ onehot).astype(np.int64)           # unit × stratum
+    x = np.rint(level.failures @ onehot).astype(np.int64)
+    pool_n = np.rint(counts.fleet_sessions @ onehot).astype(np.int64)
+    pool_x = np.rint(counts.fleet_failures @ onehot).astype(np.int64)
+    unit, stratum = np.nonzero(n)
+    n_units = len(level.units)
+    cell_n, cell_x = n[unit, stratum], x[unit, stratum]
+    cell_pool_n, cell_pool_x = pool_n[stratum], pool_x[stratum]
+    p_whole, z = stratified_excess(cell_n, cell_x, cell_pool_n, cell_pool_x, unit, n_units)
+    rest_n = cell_pool_n - cell_n
     with np.errstate(divide="ignore", invalid="ignore"):
-        rest_rate = np.where(rest_sessions > 0, (pool_failures - cell_failures) / rest_sessions, np.nan)
-        compared = np.bincount(cell_unit, weights=np.where(rest_sessions > 0, cell_sessions, 0),
-                               minlength=n_units)
-        baseline = np.bincount(cell_unit, weights=np.nan_to_num(cell_sessions * rest_rate),
+        rest_rate = np.where(rest_n > 0, (cell_pool_x - cell_x) / rest_n, np.nan)
+        compared = np.bincount(unit, weights=np.where(rest_n > 0, cell_n, 0), minlength=n_units)
+        baseline = np.bincount(unit, weights=np.nan_to_num(cell_n * rest_rate),
                                minlength=n_units) / compared
-    return _Whole(unit_sessions, unit_failures, baseline, p_whole, z)
+    return _Whole(n.sum(axis=1), x.sum(axis=1), baseline, p_whole, z)
 
 
 def _locate_and_test(counts: FailureCounts, col: str, units: np.ndarray, draws: int) -> ScanResult:
@@ -320,7 +368,7 @@ def _rows(s: _Sessions, col: str, units: np.ndarray, whole: _Whole, scan: ScanRe
     return frame
 
 
-def _level_table(s: _Sessions, col: str, min_sessions: int, causes: _Causes, counts: FailureCounts,
+def _level_table(s: _Sessions, col: str, min_sessions: int, counts: FailureCounts,
                  draws: int, only: int | None = None) -> pd.DataFrame:
     """Every unit of one level with enough sessions: its whole-period test, its worst window
     located and tested, as rows. `only` restricts the table to one unit."""
@@ -331,9 +379,9 @@ def _level_table(s: _Sessions, col: str, min_sessions: int, causes: _Causes, cou
         if not counts.fleet_failures.sum():
             return pd.DataFrame()
     else:
-        whole = _whole_period(s, col, causes, only)
+        whole = _whole_period(s, counts, col)
         # A unit holding every session is the fleet itself (its "fleet" row speaks for it).
-        tested = (whole.sessions >= min_sessions) & (whole.sessions < len(s.bucket))
+        tested = (whole.sessions >= min_sessions) & (whole.sessions < counts.fleet_sessions.sum())
         if only is not None:
             tested &= np.arange(len(tested)) == only
         units = np.flatnonzero(tested)
@@ -345,26 +393,23 @@ def _level_table(s: _Sessions, col: str, min_sessions: int, causes: _Causes, cou
 def _test_all(s: _Sessions, cols: list[str], min_sessions: int, min_failures: int, alpha: float,
               headlines: list[UnitKey], draws: int) -> pd.DataFrame:
     """Every unit of every level and the whole fleet, allowing for `headlines`: every other
-    unit's window is scanned on the sessions outside all headlines, each headline's on the
-    sessions outside the others."""
-    causes = _Causes.of(s, headlines)
+    unit is tested on the sessions outside all headlines, each headline on the sessions
+    outside the others."""
     clean = s.counts(tuple(headlines))
-    tables = [t for t in (_level_table(s, col, min_sessions, causes, clean, draws)
+    tables = [t for t in (_level_table(s, col, min_sessions, clean, draws)
                           for col in [FLEET, *cols]) if len(t)]
     if not tables:
         return pd.DataFrame()
     out = pd.concat(tables, ignore_index=True)
-    for bit, (level, code) in enumerate(headlines):
-        others = tuple(k for k in headlines if k != (level, code))
-        counts = s.counts(others)
+    for level, code in headlines:
+        counts = s.counts(tuple(k for k in headlines if k != (level, code)))
         if level == FLEET:
             own = _fleet_headline(s, code, counts, draws)
         else:
-            own = _level_table(s, level, min_sessions, causes.without(bit), counts, draws, only=code)
+            own = _level_table(s, level, min_sessions, counts, draws, only=code)
         at = np.flatnonzero((out["level"] == level).to_numpy() & (out["code"] == code).to_numpy())
-        if not len(own):
-            continue
-        out = pd.concat([out.drop(index=out.index[at]), own], ignore_index=True)
+        if len(own):
+            out = pd.concat([out.drop(index=out.index[at]), own], ignore_index=True)
     out["q_value"] = q_values(out["p_value"].to_numpy(dtype=float), method="by")
     out["significant"] = (out["q_value"] < alpha) & (out["failures"] >= min_failures)
     return out
@@ -373,7 +418,7 @@ def _test_all(s: _Sessions, cols: list[str], min_sessions: int, min_failures: in
 def _fleet_headline(s: _Sessions, code: int, counts: FailureCounts, draws: int) -> pd.DataFrame:
     """A fleet-wide headline tested again on the sessions outside the other headlines: the
     scan's p-value, reported for the headline's own window."""
-    table = _level_table(s, FLEET, 0, _Causes(np.zeros(0, np.int64)), counts, draws)
+    table = _level_table(s, FLEET, 0, counts, draws)
     if not len(table):
         return table
     first, last = fleet_span(code, s.buckets)
@@ -389,81 +434,86 @@ def _fleet_headline(s: _Sessions, code: int, counts: FailureCounts, draws: int) 
     return table
 
 
-def _masked_p(s: _Sessions, causes: _Causes, unit: np.ndarray, pool: np.ndarray) -> float:
-    """Exact p-value that the `unit` sessions failed more than the `pool` sessions (which hold
-    them) in the same strata and cause cells; 1.0 when there is nothing to compare."""
-    key = s.stratum * causes.count + causes.bits
-    cells, pool_sessions = np.unique(key[pool], return_counts=True)
-    pool_failures = np.bincount(np.searchsorted(cells, key[pool]), weights=s.fail[pool],
-                                minlength=len(cells))
-    mine = unit & pool
-    if not mine.any():
+def _excess_p(s: _Sessions, unit: np.ndarray, removed: np.ndarray,
+              window: tuple[int, int] | None = None) -> float:
+    """Exact p-value that the sessions at positions `unit` failed more than the rest of the
+    fleet in the same strata, both without the `removed` positions and, with a `window`
+    (first, last bucket), only inside it; 1.0 when there is nothing to compare."""
+    pool = s.in_window(*window) if window is not None else None
+    unit = np.setdiff1d(unit, removed, assume_unique=True)
+    if window is not None:
+        unit = unit[(s.bucket[unit] >= window[0]) & (s.bucket[unit] <= window[1])]
+        removed = removed[(s.bucket[removed] >= window[0]) & (s.bucket[removed] <= window[1])]
+    if not len(unit):
         return 1.0
-    at = np.searchsorted(cells, key[mine])
-    n = np.bincount(at, minlength=len(cells))
-    x = np.bincount(at, weights=s.fail[mine], minlength=len(cells))
+    size = int(s.stratum.max()) + 1
+
+    def cells(at: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        stratum = s.stratum if at is None else s.stratum[at]
+        fail = s.fail if at is None else s.fail[at]
+        return (np.bincount(stratum, minlength=size),
+                np.bincount(stratum, weights=fail, minlength=size).astype(np.int64))
+
+    pool_n, pool_x = cells(pool)
+    less_n, less_x = cells(removed)
+    pool_n, pool_x = pool_n - less_n, pool_x - less_x
+    n, x = cells(unit)
     used = n > 0
-    return float(stratified_excess(n[used], x[used], pool_sessions[used], pool_failures[used],
+    return float(stratified_excess(n[used], x[used], pool_n[used], pool_x[used],
                                    np.zeros(int(used.sum()), np.int64), 1)[0][0])
 
 
-def _window_mask(s: _Sessions, window: tuple[Any, Any]) -> np.ndarray | None:
-    """Sessions whose bucket lies in the window [start, end), or None for no window."""
+def _span(s: _Sessions, window: tuple[Any, Any]) -> tuple[int, int] | None:
+    """The window [start, end) as (first, last) bucket, or None for no window."""
     start, end = window
     if pd.isna(start) or pd.isna(end):
         return None
     first = int((pd.Timestamp(start) - s.origin) // s.step)
-    last = int((pd.Timestamp(end) - s.origin) // s.step)
-    return (s.bucket >= first) & (s.bucket < last)
+    last = int((pd.Timestamp(end) - s.origin) // s.step) - 1
+    return first, last
 
 
-def _narrowest(s: _Sessions, causes: _Causes, key: UnitKey, candidates: list[UnitKey],
+def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates: list[UnitKey],
                cols: list[str], alpha: float, windows: dict[UnitKey, tuple[Any, Any]]) -> UnitKey:
     """The unit inside `key` that carries all of its excess (a broken pod in its replicaset, a
     persona's only voice), followed down as far as it goes; `key` itself when there is none.
 
     A candidate counts as inside when NEST_SHARE of its sessions are in `key` (over the whole
-    period, or inside the window where `key` was worst); it carries the
-    excess when the rest of `key` without it shows none (p >= alpha), over the whole period
-    and inside the window where `key` was worst. Two units holding the same sessions are one:
-    the earlier level is named. A fleet-wide window is never narrowed.
+    period, or inside the window where `key` was worst); it carries the excess when the rest
+    of `key` without it shows none (p >= alpha), over the whole period and inside the window,
+    the sessions of `headlines` left out. Two units holding the same sessions are one: the
+    earlier level is named. A fleet-wide window is never narrowed.
     """
     if key[0] == FLEET:
         return key
+    found = s.union(headlines)
     seen = {key}
     while True:
-        outer = s.unit(*key)
         size = s.size(key)
+        during = _span(s, windows.get(key, (None, None)))
         inside = []
         for other in candidates:
             if other in seen or other[0] == FLEET:
                 continue
-            shared = s.shared(other, key)
-            if shared < NEST_SHARE * s.size(other):
-                continue
-            same = shared >= NEST_SHARE * size
-            if same and cols.index(other[0]) > cols.index(key[0]):
-                continue
-            inside.append((other, s.unit(*other)))
-        during = _window_mask(s, windows.get(key, (None, None)))
-        if during is not None:
-            # Inside within the window: a provider that was all of a version's traffic during
-            # the hours the version was worst (the version's other hours are not at issue).
-            known = {other for other, _ in inside}
-            for other in candidates:
-                if other in seen or other in known or other[0] == FLEET:
-                    continue
-                mask = s.unit(*other)
-                there = int((mask & during).sum())
-                if there >= MIN_SESSIONS and int((mask & during & outer).sum()) >= NEST_SHARE * there \
-                        and int((outer & during).sum()) > there:
-                    inside.append((other, mask))
+            mine = s.members(other)
+            shared = int(s.holds(key, mine).sum())
+            if shared >= NEST_SHARE * len(mine):
+                if shared >= NEST_SHARE * size and cols.index(other[0]) > cols.index(key[0]):
+                    continue   # the same sessions: the earlier level is named
+                inside.append(other)
+            elif during is not None:
+                # Inside within the window: a provider that was all of a version's traffic
+                # in the hours the version was worst (its other hours are not at issue).
+                there = mine[(s.bucket[mine] >= during[0]) & (s.bucket[mine] <= during[1])]
+                if len(there) >= MIN_SESSIONS and s.holds(key, there).sum() >= NEST_SHARE * len(there):
+                    inside.append(other)
         step = None
-        for other, mask in sorted(inside, key=lambda item: -int((s.fail & item[1]).sum())):
-            rest = outer & ~mask
-            if _masked_p(s, causes, rest, ~mask) < alpha:
+        outer = s.members(key)
+        for other in sorted(inside, key=lambda k: -s.failed_shared(k, k)[0]):
+            removed = np.union1d(found, s.members(other))
+            if _excess_p(s, outer, removed) < alpha:
                 continue
-            if during is not None and _masked_p(s, causes, rest & during, ~mask & during) < alpha:
+            if during is not None and _excess_p(s, outer, removed, during) < alpha:
                 continue
             step = other
             break
@@ -471,6 +521,24 @@ def _narrowest(s: _Sessions, causes: _Causes, key: UnitKey, candidates: list[Uni
             return key
         seen.add(step)
         key = step
+
+
+def _carries(s: _Sessions, headlines: list[UnitKey], a: UnitKey, b: UnitKey, alpha: float,
+             windows: dict[UnitKey, tuple[Any, Any]]) -> bool:
+    """Whether `b` carries `a`'s excess rather than the other way round: without `b`'s
+    sessions `a` shows none (whole period and in its window), while `b` without `a`'s
+    sessions still does (in its window, or over the whole period)."""
+    found = s.union(headlines)
+    a_in, b_in = _span(s, windows.get(a, (None, None))), _span(s, windows.get(b, (None, None)))
+    without_b = np.union1d(found, s.members(b))
+    if _excess_p(s, s.members(a), without_b) < alpha:
+        return False
+    if a_in is not None and _excess_p(s, s.members(a), without_b, a_in) < alpha:
+        return False
+    without_a = np.union1d(found, s.members(a))
+    if b_in is not None and _excess_p(s, s.members(b), without_a, b_in) < alpha:
+        return True
+    return _excess_p(s, s.members(b), without_a) < alpha
 
 
 def _confirm(s: _Sessions, headlines: list[UnitKey], alpha: float,
@@ -483,19 +551,15 @@ def _confirm(s: _Sessions, headlines: list[UnitKey], alpha: float,
     Fleet-wide windows stay (their comparison is the fleet's own history, not its strata).
     """
     kept = list(headlines)
-    plain = _Causes(np.zeros(len(s.bucket), dtype=np.int64))
     for key in reversed(headlines):
         others = [k for k in kept if k != key]
         if not others or key[0] == FLEET:
             continue
-        elsewhere = np.zeros(len(s.bucket), dtype=bool)
-        for other in others:
-            elsewhere |= s.unit(*other)
-        mine = s.unit(*key) & ~elsewhere
-        if _masked_p(s, plain, mine, ~elsewhere) < alpha:
+        elsewhere = s.union(others)
+        if _excess_p(s, s.members(key), elsewhere) < alpha:
             continue
-        during = _window_mask(s, windows.get(key, (None, None)))
-        if during is not None and _masked_p(s, plain, mine & during, ~elsewhere & during) < alpha:
+        during = _span(s, windows.get(key, (None, None)))
+        if during is not None and _excess_p(s, s.members(key), elsewhere, during) < alpha:
             continue
         kept.remove(key)
     return kept
@@ -536,10 +600,14 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
     return False
 
 
-def _choose_headlines(s: _Sessions, causes: _Causes, out: pd.DataFrame, previous: list[UnitKey],
+def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
                       cols: list[str], alpha: float) -> list[UnitKey]:
     """Significant units taken strongest first; a unit sharing many failures with one taken (or
-    waiting) in this pass waits for the next pass, where it is tested with that one allowed for."""
+    waiting) in this pass waits for the next pass, where it is tested with that one allowed for.
+
+    Before a unit is taken it is narrowed to the unit inside it carrying its excess, and
+    handed to an overlapping candidate that carries its excess instead (`_carries`: "desktop"
+    clients failing only through the provider that was down)."""
     sig = out[out["significant"]].copy()
     order = [FLEET, *cols]
     sig["rank"] = [order.index(level) for level in sig["level"]]
@@ -559,7 +627,15 @@ def _choose_headlines(s: _Sessions, causes: _Causes, out: pd.DataFrame, previous
             continue
         if key[0] == FLEET and _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha):
             continue
-        key = _narrowest(s, causes, key, keys, cols, alpha, windows)
+        key = _narrowest(s, kept, key, keys, cols, alpha, windows)
+        if key[0] != FLEET:
+            for other in keys:
+                if other in (key, *kept, *fresh) or other[0] == FLEET:
+                    continue
+                if _failed_overlap(s, key, other) >= SHARED_FAILURES and \
+                        _carries(s, kept, key, other, alpha, windows):
+                    key = other
+                    break
         if key in kept or key in fresh:
             continue
         # A unit waits when it shares failures with one taken or waiting in this pass.
@@ -644,11 +720,11 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
     raw = _test_all(s, cols, min_sessions, min_failures, alpha, [], draws)
     out, headlines, passes = raw, [], 1
     if not raw.empty:
-        headlines = _choose_headlines(s, _Causes.of(s, []), raw, [], cols, alpha)
+        headlines = _choose_headlines(s, raw, [], cols, alpha)
         while passes < MAX_PASSES and headlines:
             passes += 1
             out = _test_all(s, cols, min_sessions, min_failures, alpha, headlines, draws)
-            chosen = _choose_headlines(s, _Causes.of(s, headlines), out, headlines, cols, alpha)
+            chosen = _choose_headlines(s, out, headlines, cols, alpha)
             if chosen == headlines:
                 break
             headlines = chosen
@@ -686,12 +762,10 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
     table["flagged"] = [k in headlines for k in keys]
     table["significant"] = table["significant"].astype(bool)
     explained = np.full(len(table), None, dtype=object)
-    head_masks = {k: s.fail & s.unit(*k) for k in headlines}
     for i, key in enumerate(keys):
         if table.at[i, "flagged"] or not table.at[i, "significant"]:
             continue
-        mine = s.fail & s.unit(*key)
-        shared = {k: int((mine & m).sum()) for k, m in head_masks.items()}
+        shared = {k: s.failed_shared(key, k)[2] for k in headlines}
         best = max(shared, key=lambda k: shared[k], default=None)
         if best is not None and shared[best] > 0:
             explained[i] = s.name(best)
