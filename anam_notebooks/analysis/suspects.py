@@ -601,13 +601,15 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
 
 
 def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
-                      cols: list[str], alpha: float) -> list[UnitKey]:
+                      cols: list[str], alpha: float, first: list[UnitKey] | None = None) -> list[UnitKey]:
     """Significant units taken strongest first; a unit sharing many failures with one taken (or
     waiting) in this pass waits for the next pass, where it is tested with that one allowed for.
 
     Before a unit is taken it is narrowed to the unit inside it carrying its excess, and
     handed to an overlapping candidate that carries its excess instead (`_carries`: "desktop"
-    clients failing only through the provider that was down)."""
+    clients failing only through the provider that was down). Headlines already taken are
+    narrowed again among the units significant now or in the first pass (`first`): the units
+    inside a headline are not tested again once it is left out."""
     sig = out[out["significant"]].copy()
     order = [FLEET, *cols]
     sig["rank"] = [order.index(level) for level in sig["level"]]
@@ -618,6 +620,11 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
     keys = [(str(level), int(code)) for level, code in zip(sig["level"], sig["code"])]
     windows = dict(zip(keys, zip(sig["window_start"], sig["window_end"])))
     kept = [k for k in previous if k in keys]
+    # Narrowed again with the other headlines left out: a headline taken while a concurrent
+    # cause was still unknown may now narrow to the unit that carries it.
+    inner = keys + [k for k in first or () if k not in keys]
+    kept = list(dict.fromkeys(_narrowest(s, [o for o in kept if o != k], k, inner, cols, alpha, windows)
+                              for k in kept))
     fresh: list[UnitKey] = []
     waiting: list[UnitKey] = []
     for key in keys:
@@ -721,10 +728,12 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
     out, headlines, passes = raw, [], 1
     if not raw.empty:
         headlines = _choose_headlines(s, raw, [], cols, alpha)
+        first = [(str(lv), int(c)) for lv, c in zip(raw.loc[raw["significant"], "level"],
+                                                     raw.loc[raw["significant"], "code"])]
         while passes < MAX_PASSES and headlines:
             passes += 1
             out = _test_all(s, cols, min_sessions, min_failures, alpha, headlines, draws)
-            chosen = _choose_headlines(s, out, headlines, cols, alpha)
+            chosen = _choose_headlines(s, out, headlines, cols, alpha, first)
             if chosen == headlines:
                 break
             headlines = chosen
