@@ -101,6 +101,8 @@ class _Sessions:
     _orders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _members: dict[UnitKey, np.ndarray] = field(default_factory=dict)
     _full: FailureCounts | None = None
+    _without: dict[frozenset[UnitKey], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict)
 
     def start_of(self, bucket: int) -> pd.Timestamp:
         return self.origin + bucket * self.step
@@ -156,6 +158,23 @@ class _Sessions:
         if not keys:
             return np.zeros(0, dtype=np.int64)
         return np.unique(np.concatenate([self.members(k) for k in keys]))
+
+    def without(self, keys: Sequence[UnitKey]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the sessions outside every unit of `keys`: a mask of the sessions left out, and
+        the sessions and failures left per stratum (cached: asked once per pass and candidate)."""
+        key = frozenset(keys)
+        if key not in self._without:
+            if len(self._without) > 256:
+                self._without.clear()
+            out = np.zeros(len(self.bucket), dtype=bool)
+            for unit in key:
+                out[self.members(unit)] = True
+            size = int(self.stratum.max()) + 1 if len(self.stratum) else 1
+            left = ~out
+            n = np.bincount(self.stratum[left], minlength=size)
+            x = np.bincount(self.stratum[left], weights=self.fail[left], minlength=size).astype(np.int64)
+            self._without[key] = (out, n, x)
+        return self._without[key]
 
     def in_window(self, first: int, last: int) -> np.ndarray:
         """Positions of the sessions started in buckets `first`..`last`."""
@@ -434,30 +453,24 @@ def _fleet_headline(s: _Sessions, code: int, counts: FailureCounts, draws: int) 
     return table
 
 
-def _excess_p(s: _Sessions, unit: np.ndarray, removed: np.ndarray,
+def _excess_p(s: _Sessions, unit: np.ndarray, removed: Sequence[UnitKey],
               window: tuple[int, int] | None = None) -> float:
     """Exact p-value that the sessions at positions `unit` failed more than the rest of the
-    fleet in the same strata, both without the `removed` positions and, with a `window`
-    (first, last bucket), only inside it; 1.0 when there is nothing to compare."""
-    pool = s.in_window(*window) if window is not None else None
-    unit = np.setdiff1d(unit, removed, assume_unique=True)
+    fleet in the same strata, both without the sessions of the `removed` units and, with a
+    `window` (first, last bucket), only inside it; 1.0 when there is nothing to compare."""
+    out, pool_n, pool_x = s.without(removed)
+    unit = unit[~out[unit]]
+    size = len(pool_n)
     if window is not None:
         unit = unit[(s.bucket[unit] >= window[0]) & (s.bucket[unit] <= window[1])]
-        removed = removed[(s.bucket[removed] >= window[0]) & (s.bucket[removed] <= window[1])]
+        pool = s.in_window(*window)
+        pool = pool[~out[pool]]
+        pool_n = np.bincount(s.stratum[pool], minlength=size)
+        pool_x = np.bincount(s.stratum[pool], weights=s.fail[pool], minlength=size).astype(np.int64)
     if not len(unit):
         return 1.0
-    size = int(s.stratum.max()) + 1
-
-    def cells(at: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        stratum = s.stratum if at is None else s.stratum[at]
-        fail = s.fail if at is None else s.fail[at]
-        return (np.bincount(stratum, minlength=size),
-                np.bincount(stratum, weights=fail, minlength=size).astype(np.int64))
-
-    pool_n, pool_x = cells(pool)
-    less_n, less_x = cells(removed)
-    pool_n, pool_x = pool_n - less_n, pool_x - less_x
-    n, x = cells(unit)
+    n = np.bincount(s.stratum[unit], minlength=size)
+    x = np.bincount(s.stratum[unit], weights=s.fail[unit], minlength=size).astype(np.int64)
     used = n > 0
     return float(stratified_excess(n[used], x[used], pool_n[used], pool_x[used],
                                    np.zeros(int(used.sum()), np.int64), 1)[0][0])
@@ -486,7 +499,6 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
     """
     if key[0] == FLEET:
         return key
-    found = s.union(headlines)
     seen = {key}
     while True:
         size = s.size(key)
@@ -510,7 +522,7 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
         step = None
         outer = s.members(key)
         for other in sorted(inside, key=lambda k: -s.failed_shared(k, k)[0]):
-            removed = np.union1d(found, s.members(other))
+            removed = (*headlines, other)
             if _excess_p(s, outer, removed) < alpha:
                 continue
             if during is not None and _excess_p(s, outer, removed, during) < alpha:
@@ -528,14 +540,12 @@ def _carries(s: _Sessions, headlines: list[UnitKey], a: UnitKey, b: UnitKey, alp
     """Whether `b` carries `a`'s excess rather than the other way round: without `b`'s
     sessions `a` shows none (whole period and in its window), while `b` without `a`'s
     sessions still does (in its window, or over the whole period)."""
-    found = s.union(headlines)
     a_in, b_in = _span(s, windows.get(a, (None, None))), _span(s, windows.get(b, (None, None)))
-    without_b = np.union1d(found, s.members(b))
+    without_b, without_a = (*headlines, b), (*headlines, a)
     if _excess_p(s, s.members(a), without_b) < alpha:
         return False
     if a_in is not None and _excess_p(s, s.members(a), without_b, a_in) < alpha:
         return False
-    without_a = np.union1d(found, s.members(a))
     if b_in is not None and _excess_p(s, s.members(b), without_a, b_in) < alpha:
         return True
     return _excess_p(s, s.members(b), without_a) < alpha
@@ -555,7 +565,7 @@ def _confirm(s: _Sessions, headlines: list[UnitKey], alpha: float,
         others = [k for k in kept if k != key]
         if not others or key[0] == FLEET:
             continue
-        elsewhere = s.union(others)
+        elsewhere = tuple(others)
         if _excess_p(s, s.members(key), elsewhere) < alpha:
             continue
         during = _span(s, windows.get(key, (None, None)))
@@ -635,21 +645,22 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
         if key[0] == FLEET and _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha):
             continue
         key = _narrowest(s, kept, key, keys, cols, alpha, windows)
+        if key in kept or key in fresh:
+            continue
+        # A unit waits when it shares failures with one taken or waiting in this pass.
+        if any(_failed_overlap(s, key, other) >= SHARED_FAILURES for other in fresh + waiting):
+            waiting.append(key)
+            continue
         if key[0] != FLEET:
             for other in keys:
-                if other in (key, *kept, *fresh) or other[0] == FLEET:
+                if other in (key, *kept, *fresh, *waiting) or other[0] == FLEET:
                     continue
                 if _failed_overlap(s, key, other) >= SHARED_FAILURES and \
                         _carries(s, kept, key, other, alpha, windows):
                     key = other
                     break
-        if key in kept or key in fresh:
-            continue
-        # A unit waits when it shares failures with one taken or waiting in this pass.
-        if all(_failed_overlap(s, key, other) < SHARED_FAILURES for other in fresh + waiting):
+        if key not in kept and key not in fresh:
             fresh.append(key)
-        else:
-            waiting.append(key)
     return kept + fresh
 
 
