@@ -142,8 +142,13 @@ class SessionQueries(Protocol):
         """How many counted sessions the unit holds."""
         ...
 
-    def shared(self, inner: UnitKey, outer: UnitKey) -> int:
-        """How many counted sessions lie in both units (nesting: shared ≥ 95 % of `inner`)."""
+    def shared(self, inner: UnitKey, outer: UnitKey, window: tuple[int, int] | None = None) -> int:
+        """How many counted sessions lie in both units (nesting: shared ≥ 95 % of `inner`),
+        optionally only those started in buckets window[0]..window[1]."""
+        ...
+
+    def size_in(self, key: UnitKey, window: tuple[int, int]) -> int:
+        """How many counted sessions of the unit started in buckets window[0]..window[1]."""
         ...
 
     def failed_shared(self, a: UnitKey, b: UnitKey) -> tuple[int, int, int]:

@@ -40,6 +40,8 @@ TAIL_COUNT = 10
 MIN_EXPECTED = 5.0
 # ... and a bucket of the rest failing this many standard errors above its usual rate is a spike.
 SPIKE_Z = 3.0
+# A unit whose Gumbel p-value is below this after 39 simulations none of which reached it stops.
+CERTAIN = 1e-6
 # A unit this many simulated histories beat early on stops simulating (see `_simulated_p`).
 STOP_COUNT = 5
 _EULER_90 = float(np.log(-np.log(0.9)))   # Gumbel: F(x) = 0.9 at x = location - log(-log 0.9)
@@ -312,7 +314,12 @@ def _simulated_p(share: np.ndarray, total: np.ndarray, observed_llr: np.ndarray,
         if stage < draws:
             stop = higher >= STOP_COUNT
             p[active[stop]] = (higher[stop] + 1) / (stage + 1)
-            active = active[~stop]
+            # Far beyond every simulation so far: the Gumbel tail of those few already says
+            # "well below any threshold" (a factor of two either way changes no decision).
+            tail = calibrated_p(observed_llr[active], maxima[active])
+            sure = ~stop & (higher == 0) & (tail < CERTAIN) & (stage >= 39)
+            p[active[sure]] = tail[sure]
+            active = active[~(stop | sure)]
         else:
             p[active] = calibrated_p(observed_llr[active], maxima[active])
     return p

@@ -103,6 +103,20 @@ class _Sessions:
     _full: FailureCounts | None = None
     _without: dict[frozenset[UnitKey], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict)
+    _crosstabs: dict[tuple[str, str, tuple[int, int] | None], np.ndarray] = field(default_factory=dict)
+
+    def crosstab(self, inner: str, outer: str, window: tuple[int, int] | None = None) -> np.ndarray:
+        """Sessions per (inner unit, outer unit), optionally only those started in the window
+        (first, last bucket); cached per pair of levels and window."""
+        key = (inner, outer, window)
+        if key not in self._crosstabs:
+            at = self.in_window(*window) if window is not None else slice(None)
+            a, b = self.codes[inner][at], self.codes[outer][at]
+            ok = (a >= 0) & (b >= 0)
+            size_b = len(self.names[outer])
+            table = np.bincount(a[ok] * size_b + b[ok], minlength=len(self.names[inner]) * size_b)
+            self._crosstabs[key] = table.reshape(len(self.names[inner]), size_b)
+        return self._crosstabs[key]
 
     def start_of(self, bucket: int) -> pd.Timestamp:
         return self.origin + bucket * self.step
@@ -205,8 +219,19 @@ class _Sessions:
     def size(self, key: UnitKey) -> int:
         return len(self.members(key))
 
-    def shared(self, inner: UnitKey, outer: UnitKey) -> int:
-        return int(self.holds(outer, self.members(inner)).sum())
+    def shared(self, inner: UnitKey, outer: UnitKey, window: tuple[int, int] | None = None) -> int:
+        if FLEET not in (inner[0], outer[0]):
+            return int(self.crosstab(inner[0], outer[0], window)[inner[1], outer[1]])
+        at = self.members(inner)
+        if window is not None:
+            at = at[(self.bucket[at] >= window[0]) & (self.bucket[at] <= window[1])]
+        return int(self.holds(outer, at).sum())
+
+    def size_in(self, key: UnitKey, window: tuple[int, int]) -> int:
+        """Sessions of the unit started in buckets window[0]..window[1]."""
+        if key[0] == FLEET:
+            return self.shared(key, key, window)
+        return int(self.counts().levels[key[0]].sessions[key[1], window[0]:window[1] + 1].sum())
 
     def failed_shared(self, a: UnitKey, b: UnitKey) -> tuple[int, int, int]:
         fa = self.members(a)[self.fail[self.members(a)]]
@@ -507,17 +532,16 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
         for other in candidates:
             if other in seen or other[0] == FLEET:
                 continue
-            mine = s.members(other)
-            shared = int(s.holds(key, mine).sum())
-            if shared >= NEST_SHARE * len(mine):
+            shared = s.shared(other, key)
+            if shared >= NEST_SHARE * s.size(other):
                 if shared >= NEST_SHARE * size and cols.index(other[0]) > cols.index(key[0]):
                     continue   # the same sessions: the earlier level is named
                 inside.append(other)
             elif during is not None:
                 # Inside within the window: a provider that was all of a version's traffic
                 # in the hours the version was worst (its other hours are not at issue).
-                there = mine[(s.bucket[mine] >= during[0]) & (s.bucket[mine] <= during[1])]
-                if len(there) >= MIN_SESSIONS and s.holds(key, there).sum() >= NEST_SHARE * len(there):
+                there = s.size_in(other, during)
+                if there >= MIN_SESSIONS and s.shared(other, key, during) >= NEST_SHARE * there:
                     inside.append(other)
         step = None
         outer = s.members(key)
