@@ -11,8 +11,7 @@ package docstring):
    sampling noise). A unit that is most of the traffic keeps its power (its own history is the
    comparison), and an hour in which everyone fails raises every unit's expectation with it.
 2. **The worst window**: Kulldorff's Poisson scan. For every window (a geometric grid of
-   lengths from one bucket to the whole period, each slid along in steps of a quarter of its
-   length), the log-likelihood ratio of "this unit failed at one rate inside the window and
+   lengths from one bucket to the whole period, each slid along in steps of half its length), the log-likelihood ratio of "this unit failed at one rate inside the window and
    another outside" against "at its usual rate throughout, hour effects allowed for". The
    largest is the unit's statistic, its window the one reported.
 3. **How surprising that is**: the same statistic on `draws` simulated histories of the unit,
@@ -78,7 +77,8 @@ class ScanResult:
 @lru_cache(maxsize=32)
 def window_grid(buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """First bucket and length of every window scanned over `buckets` buckets: lengths 1, 2, 3,
-    4, 6, 8, 12, ... (about ×1.4 each step) up to the whole period, starts every quarter length."""
+    4, 6, 8, 11, ... (about ×1.4 each step) up to the whole period, starts every half length
+    (every bucket up to 3 buckets long)."""
     lengths: list[int] = []
     length = 1
     while length < buckets:
@@ -87,7 +87,7 @@ def window_grid(buckets: int) -> tuple[np.ndarray, np.ndarray]:
     lengths.append(max(buckets, 1))
     firsts, sizes = [], []
     for length in lengths:
-        stride = max(1, length // 4)
+        stride = max(1, length // 2)
         start = np.arange(0, buckets - length + 1, stride)
         if len(start) and start[-1] != buckets - length:
             start = np.append(start, buckets - length)
@@ -249,7 +249,7 @@ def _refine(cums: tuple[np.ndarray, np.ndarray], row: int, total: int, first: in
     Only the reported window moves; the p-value stays the grid's, as the simulations saw it."""
     cum_share, cum_x = cums
     low, high = max(1, int(length / 1.5)), min(buckets, int(np.ceil(length * 1.5)) + 1)
-    reach = max(1, length // 4) + (high - length)
+    reach = max(1, length // 2) + (high - length)
     starts = np.arange(max(0, first - reach), min(buckets, first + reach + 1))
     lengths = np.arange(low, high + 1)
     f = np.repeat(starts, len(lengths))
@@ -277,15 +277,41 @@ def _simulated_maxima(share: np.ndarray, total: np.ndarray, first: np.ndarray, l
     for lo in range(0, units, chunk):
         hi = min(units, lo + chunk)
         cum = np.zeros((hi - lo, draws, buckets + 1), dtype=np.int32)
-        for row in range(lo, hi):
-            pvals = share[row] / share[row].sum()
-            np.cumsum(rng.multinomial(int(total[row]), pvals, size=draws), axis=1,
-                      out=cum[row - lo, :, 1:])
+        np.cumsum(_histories(share[lo:hi], total[lo:hi], draws, rng), axis=2, out=cum[:, :, 1:])
         o = cum[:, :, last + 1] - cum[:, :, first]
         llr = _llr(o, total[lo:hi, None, None], log_e[lo:hi, None, :], log_rest[lo:hi, None, :],
                    e[lo:hi, None, :], table)
         maxima[lo:hi] = llr.max(axis=2)
     return maxima
+
+
+def _histories(share: np.ndarray, total: np.ndarray, draws: int, rng: np.random.Generator
+               ) -> np.ndarray:
+    """`draws` random histories per unit (units × draws × buckets): the unit's failures
+    spread over its buckets at random in proportion to `share` (multinomial). Units with
+    fewer failures than buckets place each failure by its own uniform number (cheaper than
+    a multinomial over every bucket); the others draw the multinomial."""
+    units, buckets = share.shape
+    out = np.zeros((units, draws, buckets), dtype=np.int64)
+    few = total < buckets
+    rows = np.flatnonzero(few)
+    if len(rows):
+        cdf = np.cumsum(share[rows], axis=1)
+        cdf /= np.where(cdf[:, -1:] > 0, cdf[:, -1:], 1.0)
+        cdf[:, -1] = 1.0
+        stacked = (cdf + np.arange(len(rows))[:, None]).ravel()      # increasing across units
+        per_unit = total[rows] * draws
+        owner = np.repeat(np.arange(len(rows)), per_unit)
+        draw = np.concatenate([np.repeat(np.arange(draws), k) for k in total[rows]]) \
+            if per_unit.sum() else np.zeros(0, np.int64)
+        where = np.searchsorted(stacked, owner + rng.random(len(owner)), side="right")
+        bucket = np.minimum(where - owner * buckets, buckets - 1)
+        flat = (owner * draws + draw) * buckets + bucket
+        out[rows] = np.bincount(flat, minlength=len(rows) * draws * buckets).reshape(
+            len(rows), draws, buckets)
+    for row in np.flatnonzero(~few):
+        out[row] = rng.multinomial(int(total[row]), share[row] / share[row].sum(), size=draws)
+    return out
 
 
 def _simulated_p(share: np.ndarray, total: np.ndarray, observed_llr: np.ndarray,

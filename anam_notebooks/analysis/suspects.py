@@ -104,6 +104,7 @@ class _Sessions:
     _without: dict[frozenset[UnitKey], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict)
     _crosstabs: dict[tuple[str, str, tuple[int, int] | None], np.ndarray] = field(default_factory=dict)
+    scans: dict[UnitKey, tuple[Any, Any]] = field(default_factory=dict)   # see _locate_and_test
 
     def crosstab(self, inner: str, outer: str, window: tuple[int, int] | None = None) -> np.ndarray:
         """Sessions per (inner unit, outer unit), optionally only those started in the window
@@ -360,17 +361,33 @@ def _whole_period(s: _Sessions, counts: FailureCounts, col: str) -> _Whole:
     return _Whole(n.sum(axis=1), x.sum(axis=1), baseline, p_whole, z)
 
 
-def _locate_and_test(counts: FailureCounts, col: str, units: np.ndarray, draws: int) -> ScanResult:
+def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.ndarray,
+                     draws: int) -> ScanResult:
     """The worst window of each unit against its own history (fleet hour effects allowed for),
-    tested by simulation (see `analysis.scan`); `col` "fleet" scans the whole fleet's history."""
+    tested by simulation (see `analysis.scan`); `col` "fleet" scans the whole fleet's history.
+
+    A unit whose own counts are the same as when it was last scanned (no headline touches
+    its sessions) keeps that scan: the passes only re-scan the units the headlines change.
+    """
     rng = np.random.default_rng(zlib.crc32(col.encode()))
     if col == FLEET:
         return scan_level(counts.fleet_sessions[None, :], counts.fleet_failures[None, :],
                           counts.fleet_sessions, counts.fleet_failures, draws=draws, rng=rng,
                           adjust=False)
     level = counts.levels[col]
-    return scan_level(level.sessions[units], level.failures[units], counts.fleet_sessions,
-                      counts.fleet_failures, draws=draws, rng=rng)
+    n, x = level.sessions[units], level.failures[units]
+    marks = [hash((n[i].tobytes(), x[i].tobytes(), draws)) for i in range(len(units))]
+    known = [s.scans.get((col, int(u)), (None, None)) for u in units]
+    todo = np.array([i for i, (mark, _) in enumerate(known) if mark != marks[i]], dtype=np.int64)
+    fields = ("llr", "first", "last", "observed", "expected", "sessions", "p_value")
+    if len(todo):
+        fresh = scan_level(n[todo], x[todo], counts.fleet_sessions, counts.fleet_failures,
+                           draws=draws, rng=rng)
+        for row, i in enumerate(todo):
+            known[i] = (marks[i], tuple(getattr(fresh, f)[row] for f in fields))
+            s.scans[(col, int(units[i]))] = known[i]
+    values = [np.array([k[1][f] for k in known]) if len(known) else np.zeros(0) for f in range(len(fields))]
+    return ScanResult(*values)
 
 
 def _rows(s: _Sessions, col: str, units: np.ndarray, whole: _Whole, scan: ScanResult,
@@ -431,7 +448,7 @@ def _level_table(s: _Sessions, col: str, min_sessions: int, counts: FailureCount
         units = np.flatnonzero(tested)
         if not len(units):
             return pd.DataFrame()
-    return _rows(s, col, units, whole, _locate_and_test(counts, col, units, draws), counts)
+    return _rows(s, col, units, whole, _locate_and_test(s, counts, col, units, draws), counts)
 
 
 def _test_all(s: _Sessions, cols: list[str], min_sessions: int, min_failures: int, alpha: float,
