@@ -236,7 +236,10 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
     p = np.ones(units)
     candidates = np.flatnonzero(found & (total >= 2))
     if len(candidates) and draws > 0:
-        p[candidates] = _simulated_p(share[candidates], total[candidates], best_llr[candidates],
+        colors = np.rint(weight).astype(np.int64)
+        short = colors.sum(axis=1) < total
+        colors[short] = n[short]
+        p[candidates] = _simulated_p(colors[candidates], total[candidates], best_llr[candidates],
                                      first, last, log_e[candidates], log_rest[candidates],
                                      e[candidates], table, draws, rng)
     return ScanResult(best_llr, win_first, win_last, observed, expected, in_sessions, p)
@@ -266,18 +269,18 @@ def _refine(cums: tuple[np.ndarray, np.ndarray], row: int, total: int, first: in
     return int(f[k]), int(f[k] + ln[k] - 1)
 
 
-def _simulated_maxima(share: np.ndarray, total: np.ndarray, first: np.ndarray, last: np.ndarray,
+def _simulated_maxima(colors: np.ndarray, total: np.ndarray, first: np.ndarray, last: np.ndarray,
                       log_e: np.ndarray, log_rest: np.ndarray, e: np.ndarray, table: np.ndarray,
                       draws: int, rng: np.random.Generator) -> np.ndarray:
     """Each unit's best-window statistic on `draws` simulated histories (units × draws)."""
-    units, buckets = share.shape
+    units, buckets = colors.shape
     maxima = np.zeros((units, draws))
     # A chunk of units at a time keeps the draws × windows arrays small.
     chunk = max(1, int(3_000_000 // max(1, draws * len(first))))
     for lo in range(0, units, chunk):
         hi = min(units, lo + chunk)
         cum = np.zeros((hi - lo, draws, buckets + 1), dtype=np.int32)
-        np.cumsum(_histories(share[lo:hi], total[lo:hi], draws, rng), axis=2, out=cum[:, :, 1:])
+        np.cumsum(_histories(colors[lo:hi], total[lo:hi], draws, rng), axis=2, out=cum[:, :, 1:])
         o = cum[:, :, last + 1] - cum[:, :, first]
         llr = _llr(o, total[lo:hi, None, None], log_e[lo:hi, None, :], log_rest[lo:hi, None, :],
                    e[lo:hi, None, :], table)
@@ -285,36 +288,23 @@ def _simulated_maxima(share: np.ndarray, total: np.ndarray, first: np.ndarray, l
     return maxima
 
 
-def _histories(share: np.ndarray, total: np.ndarray, draws: int, rng: np.random.Generator
+def _histories(colors: np.ndarray, total: np.ndarray, draws: int, rng: np.random.Generator
                ) -> np.ndarray:
     """`draws` random histories per unit (units × draws × buckets): the unit's failures
-    spread over its buckets at random in proportion to `share` (multinomial). Units with
-    fewer failures than buckets place each failure by its own uniform number (cheaper than
-    a multinomial over every bucket); the others draw the multinomial."""
-    units, buckets = share.shape
+    dealt at random among its sessions, without replacement (each session fails at most
+    once: a multivariate hypergeometric draw), bucket b holding `colors[b]` sessions (its
+    sessions times its hour effect, rounded)."""
+    units, buckets = colors.shape
     out = np.zeros((units, draws, buckets), dtype=np.int64)
-    few = total < buckets
-    rows = np.flatnonzero(few)
-    if len(rows):
-        cdf = np.cumsum(share[rows], axis=1)
-        cdf /= np.where(cdf[:, -1:] > 0, cdf[:, -1:], 1.0)
-        cdf[:, -1] = 1.0
-        stacked = (cdf + np.arange(len(rows))[:, None]).ravel()      # increasing across units
-        per_unit = total[rows] * draws
-        owner = np.repeat(np.arange(len(rows)), per_unit)
-        draw = np.concatenate([np.repeat(np.arange(draws), k) for k in total[rows]]) \
-            if per_unit.sum() else np.zeros(0, np.int64)
-        where = np.searchsorted(stacked, owner + rng.random(len(owner)), side="right")
-        bucket = np.minimum(where - owner * buckets, buckets - 1)
-        flat = (owner * draws + draw) * buckets + bucket
-        out[rows] = np.bincount(flat, minlength=len(rows) * draws * buckets).reshape(
-            len(rows), draws, buckets)
-    for row in np.flatnonzero(~few):
-        out[row] = rng.multinomial(int(total[row]), share[row] / share[row].sum(), size=draws)
+    for row in range(units):
+        k = int(total[row])
+        if k:
+            out[row] = rng.multivariate_hypergeometric(colors[row], k, size=draws,
+                                                       method="count" if k < 500 else "marginals")
     return out
 
 
-def _simulated_p(share: np.ndarray, total: np.ndarray, observed_llr: np.ndarray,
+def _simulated_p(colors: np.ndarray, total: np.ndarray, observed_llr: np.ndarray,
                  first: np.ndarray, last: np.ndarray, log_e: np.ndarray, log_rest: np.ndarray,
                  e: np.ndarray, table: np.ndarray, draws: int, rng: np.random.Generator
                  ) -> np.ndarray:
@@ -330,7 +320,7 @@ def _simulated_p(share: np.ndarray, total: np.ndarray, observed_llr: np.ndarray,
     for stage in sorted({min(9, draws), min(39, draws), draws}):
         if not len(active):
             break
-        more = _simulated_maxima(share[active], total[active], first, last, log_e[active],
+        more = _simulated_maxima(colors[active], total[active], first, last, log_e[active],
                                  log_rest[active], e[active], table, stage - done, rng)
         grown = np.zeros((units, stage))
         grown[:, :done] = maxima
@@ -339,7 +329,7 @@ def _simulated_p(share: np.ndarray, total: np.ndarray, observed_llr: np.ndarray,
         higher = (maxima[active] >= observed_llr[active, None] - 1e-9).sum(axis=1)
         if stage < draws:
             stop = higher >= STOP_COUNT
-            p[active[stop]] = (higher[stop] + 1) / (stage + 1)
+            p[active[stop]] = _randomized(observed_llr[active[stop]], maxima[active[stop]], rng)
             # Far beyond every simulation so far: the Gumbel tail of those few already says
             # "well below any threshold" (a factor of two either way changes no decision).
             tail = calibrated_p(observed_llr[active], maxima[active])
@@ -347,19 +337,30 @@ def _simulated_p(share: np.ndarray, total: np.ndarray, observed_llr: np.ndarray,
             p[active[sure]] = tail[sure]
             active = active[~(stop | sure)]
         else:
-            p[active] = calibrated_p(observed_llr[active], maxima[active])
+            p[active] = calibrated_p(observed_llr[active], maxima[active], rng)
     return p
 
 
-def calibrated_p(observed: np.ndarray, maxima: np.ndarray) -> np.ndarray:
+def _randomized(observed: np.ndarray, maxima: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The Monte Carlo p-value with ties (and the observation's own place among the draws)
+    broken at random: (above + U·(tied + 1)) / (draws + 1), U uniform on (0, 1). Exactly
+    uniform under the null even for a statistic with ties (a unit with few failures), where
+    (k + 1) / (draws + 1) is too large on average."""
+    above = (maxima > observed[:, None] + 1e-9).sum(axis=1)
+    tied = (np.abs(maxima - observed[:, None]) <= 1e-9).sum(axis=1)
+    return np.asarray((above + rng.random(len(observed)) * (tied + 1)) / (maxima.shape[1] + 1))
+
+
+def calibrated_p(observed: np.ndarray, maxima: np.ndarray,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
     """P-values of `observed` statistics (one per row) against simulated ones (rows × draws):
-    the share of simulations as high, counting the observation itself ((k + 1) / (draws + 1));
-    when fewer than `TAIL_COUNT` are as high, the Gumbel tail exp(-(x - location)) with the
-    location matched at the simulations' 90th percentile."""
+    the share of simulations as high, counting the observation itself ((k + 1) / (draws + 1),
+    ties broken at random when `rng` is given, see `_randomized`); when fewer than
+    `TAIL_COUNT` are as high, the Gumbel tail exp(-(x - location)) with the location matched
+    at the simulations' 90th percentile."""
     observed = np.asarray(observed, dtype=float)
-    draws = maxima.shape[1]
     higher = (maxima >= observed[:, None] - 1e-9).sum(axis=1)
-    p = (higher + 1) / (draws + 1)
+    p = _randomized(observed, maxima, rng) if rng is not None else (higher + 1) / (maxima.shape[1] + 1)
     location = np.quantile(maxima, 0.9, axis=1) + _EULER_90
     tail = -np.expm1(-np.exp(-(observed - location)))
     return np.where(higher < TAIL_COUNT, np.minimum(tail, 1.0), p)
