@@ -11,16 +11,20 @@ package docstring):
    sampling noise). A unit that is most of the traffic keeps its power (its own history is the
    comparison), and an hour in which everyone fails raises every unit's expectation with it.
 2. **The worst window**: Kulldorff's Poisson scan. For every window (a geometric grid of
-   lengths from one bucket to the whole period, each slid along in steps of half its length), the log-likelihood ratio of "this unit failed at one rate inside the window and
+   lengths from one bucket to the whole period, each slid along in steps of half its
+   length), the log-likelihood ratio of "this unit failed at one rate inside the window and
    another outside" against "at its usual rate throughout, hour effects allowed for". The
-   largest is the unit's statistic, its window the one reported.
+   largest is the unit's statistic; its window, refined bucket by bucket around it and
+   trimmed to the hours the unit served, is the one reported.
 3. **How surprising that is**: the same statistic on `draws` simulated histories of the unit,
-   in which its failures fall on its buckets at random in proportion to what each bucket
-   should fail (conditional on the unit's total failures and each bucket's sessions: the
-   Monte Carlo test of SaTScan). The p-value is the share of simulated histories scoring at
-   least as high; beyond the simulations' reach (fewer than ten as high) it comes from a
-   Gumbel tail fitted to them, whose scale is fixed at 1 (a likelihood ratio's own tail) and
-   whose location is matched at the simulations' 90th percentile (SaTScan's Gumbel p-value).
+   in which its failures are dealt at random among its sessions (conditional on the unit's
+   total failures and each bucket's sessions, weighted by the hour effects: the Monte Carlo
+   test of SaTScan, without replacement as each session fails at most once). The p-value is
+   the share of simulated histories scoring at least as high (ties broken at random, so it
+   is uniform on quiet data); beyond the simulations' reach (fewer than ten as high) it
+   comes from a Gumbel tail fitted to them, whose scale is fixed at 1 (a likelihood ratio's
+   own tail) and whose location is matched at the simulations' 90th percentile (SaTScan's
+   Gumbel p-value). A unit that many simulations beat early stops after 9 or 39 of them.
 """
 
 from __future__ import annotations

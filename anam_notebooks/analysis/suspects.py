@@ -50,6 +50,9 @@ CUSTOMER_COLUMNS = ("client_label", "api_key_id")
 # Two candidate headlines sharing this share of either's failures are not accepted in the same
 # pass: the weaker is tested again once the stronger is allowed for.
 SHARED_FAILURES = 0.10
+# A fleet-wide window is one unit's when the rest of the fleet's excess rate in it is below
+# this share of that unit's.
+CARRIED_SHARE = 0.25
 MAX_PASSES = 8
 MAX_CAUSES = 8
 
@@ -644,9 +647,14 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
         rest_in_x = counts.fleet_failures[inside].sum() - x_in[u]
         rest_out_n = counts.fleet_sessions.sum() - counts.fleet_sessions[inside].sum() - n_out[u]
         rest_out_x = counts.fleet_failures.sum() - counts.fleet_failures[inside].sum() - x_out[u]
-        if rest_out_n <= 0 or rest_out_x <= 0:
+        if rest_out_n <= 0 or rest_out_x <= 0 or n_in[u] <= 0 or rest_in_n <= 0:
             continue
-        if stats.poisson.sf(rest_in_x - 1, rest_in_n * rest_out_x / rest_out_n) >= alpha:
+        rest_expected = rest_in_n * rest_out_x / rest_out_n
+        if stats.poisson.sf(rest_in_x - 1, rest_expected) >= alpha:
+            return True
+        # Or the rest failed only a little more than usual next to that unit (a big fleet
+        # makes any spill-over significant): under a quarter of the unit's excess rate.
+        if (rest_in_x - rest_expected) / rest_in_n < CARRIED_SHARE * excess[u] / n_in[u]:
             return True
     return False
 
