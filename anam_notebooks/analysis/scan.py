@@ -132,15 +132,23 @@ def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.
     tau2 = np.where(scale > 0, np.maximum(q_stat - dof, 0.0) / np.where(scale > 0, scale, 1.0), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = np.where(seen & (tau2 > 0), tau2 / (tau2 + noise), 0.0)
-        # One normal prior fits a few extreme hours badly (it shrinks a real, lone spike as
-        # if it were noise): a bucket failing far more than chance allows keeps at least
-        # 1 - (SPIKE_Z / z)² of its excess (z its excess in standard errors), where the rest
-        # expects enough failures (MIN_EXPECTED) for z to mean what it says.
-        measured = seen & (noise > 0) & (rest_n * rate >= MIN_EXPECTED) & (raw > rate)
-        z2 = np.where(measured, (raw - rate) ** 2 / np.where(noise > 0, noise, 1.0), 0.0)
-        keep = np.maximum(keep, np.where(z2 > SPIKE_Z ** 2, 1 - SPIKE_Z ** 2 / np.where(z2 > 0, z2, 1.0), 0.0))
         effect = np.where(rate > 0, (rate + keep * (raw - rate)) / np.where(rate > 0, rate, 1.0), 1.0)
     return np.asarray(np.clip(effect, 1e-3, None))
+
+
+def spikes(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarray,
+           fleet_failures: np.ndarray) -> np.ndarray:
+    """Per unit and bucket, whether the rest of the fleet failed far beyond chance in that
+    bucket (more than SPIKE_Z standard errors above its usual rate, expecting at least
+    MIN_EXPECTED failures there): an outage elsewhere, or everywhere (U × B)."""
+    rest_n = (fleet_sessions[None, :] - sessions).astype(float)
+    rest_x = (fleet_failures[None, :] - failures).astype(float)
+    total_n = rest_n.sum(axis=1, keepdims=True)
+    rate = np.where(total_n > 0, rest_x.sum(axis=1, keepdims=True) / np.maximum(total_n, 1), 0.0)
+    measured = (rest_n > 0) & (rest_n * rate >= MIN_EXPECTED)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (rest_x - rest_n * rate) / np.sqrt(rest_n * rate * (1 - rate))
+    return np.asarray(measured & (z > SPIKE_Z))
 
 
 @lru_cache(maxsize=8)
@@ -192,6 +200,11 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
     x = np.asarray(failures, dtype=np.int64)
     units, buckets = n.shape
     if adjust:
+        # Hours in which the rest of the fleet spiked are left out of the unit's scan: an
+        # outage elsewhere (or everywhere) is not this unit's, and weighting them up would
+        # lower what the unit should fail in every other hour.
+        spiked = spikes(n, x, np.asarray(fleet_sessions), np.asarray(fleet_failures))
+        n, x = np.where(spiked, 0, n), np.where(spiked, 0, x)
         effect = hour_effects(n, x, np.asarray(fleet_sessions), np.asarray(fleet_failures))
     else:
         effect = np.ones(n.shape)

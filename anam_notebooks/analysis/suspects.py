@@ -50,6 +50,9 @@ CUSTOMER_COLUMNS = ("client_label", "api_key_id")
 # Two candidate headlines sharing this share of either's failures are not accepted in the same
 # pass: the weaker is tested again once the stronger is allowed for.
 SHARED_FAILURES = 0.10
+# A window is a unit's own only when it also failed more than the rest of the fleet at the
+# same time inside it, at this p-value (see `_rows`).
+SAME_TIME = 0.05
 # A fleet-wide window is one unit's when the rest of the fleet's excess rate in it is below
 # this share of that unit's.
 CARRIED_SHARE = 0.25
@@ -393,14 +396,43 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
     return ScanResult(*values)
 
 
+def _same_time_p(counts: FailureCounts, col: str, units: np.ndarray, scan: ScanResult) -> np.ndarray:
+    """Per unit, the exact test (stratified by bucket) that it failed more than the rest of
+    the fleet at the same time inside its window; 1 where there is no window or no rest."""
+    if col == FLEET:
+        return np.zeros(len(units))
+    level = counts.levels[col]
+    cells_n, cells_x, pool_n, pool_x, group = [], [], [], [], []
+    for row, u in enumerate(units):
+        if scan.first[row] < 0:
+            continue
+        inside = slice(int(scan.first[row]), int(scan.last[row]) + 1)
+        cells_n.append(level.sessions[u, inside])
+        cells_x.append(level.failures[u, inside])
+        pool_n.append(counts.fleet_sessions[inside])
+        pool_x.append(counts.fleet_failures[inside])
+        group.append(np.full(len(cells_n[-1]), row))
+    if not group:
+        return np.ones(len(units))
+    p, _ = stratified_excess(*(np.concatenate(a) for a in (cells_n, cells_x, pool_n, pool_x, group)),
+                             len(units))
+    return p
+
+
 def _rows(s: _Sessions, col: str, units: np.ndarray, whole: _Whole, scan: ScanResult,
           counts: FailureCounts) -> pd.DataFrame:
-    """One row per tested unit: the whole-period test, the window and their combined p-value."""
+    """One row per tested unit: the whole-period test, the window and their combined p-value.
+
+    The window counts as evidence only when the unit also failed more than the rest of the
+    fleet at the same time inside it (p below SAME_TIME): a unit's own history can change for
+    reasons of its own (a version's traffic moving between pods as a rollout drains them), and
+    an excess over its own past that its neighbours shared that hour is not its own."""
+    same_time = _same_time_p(counts, col, units, scan)
     rows = []
     for row, u in enumerate(units):
         found = scan.first[row] >= 0
         first, last = int(scan.first[row]), int(scan.last[row])
-        p_window = float(scan.p_value[row])
+        p_window = float(scan.p_value[row]) if same_time[row] < SAME_TIME else 1.0
         fleet = col == FLEET
         p_whole = 1.0 if fleet else float(whole.p_value[u])
         z = 0.0 if fleet else float(whole.z[u])
@@ -704,6 +736,8 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
             for other in keys:
                 if other in (key, *kept, *fresh, *waiting) or other[0] == FLEET:
                     continue
+                if any(_failed_overlap(s, other, taken) >= SHARED_FAILURES for taken in kept + fresh):
+                    continue   # it holds a cause already taken: not a fresh one
                 if _failed_overlap(s, key, other) >= SHARED_FAILURES and \
                         _carries(s, kept, key, other, alpha, windows):
                     key = other
