@@ -589,9 +589,10 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
                 if shared >= NEST_SHARE * size and cols.index(other[0]) > cols.index(key[0]):
                     continue   # the same sessions: the earlier level is named
                 inside.append(other)
-            elif during is not None:
+            elif during is not None and s.shared(key, other) < NEST_SHARE * size:
                 # Inside within the window: a provider that was all of a version's traffic
-                # in the hours the version was worst (its other hours are not at issue).
+                # in the hours the version was worst (its other hours are not at issue); never
+                # a unit holding `key` itself.
                 there = s.size_in(other, during)
                 if there >= MIN_SESSIONS and s.shared(other, key, during) >= NEST_SHARE * there:
                     inside.append(other)
@@ -616,6 +617,10 @@ def _carries(s: _Sessions, headlines: list[UnitKey], a: UnitKey, b: UnitKey, alp
     """Whether `b` carries `a`'s excess rather than the other way round: without `b`'s
     sessions `a` shows none (whole period and in its window), while `b` without `a`'s
     sessions still does (in its window, or over the whole period)."""
+    # One inside the other is nesting, `_narrowest`'s question: without `b`, a unit inside
+    # it trivially shows nothing.
+    if s.shared(a, b) >= NEST_SHARE * s.size(a) or s.shared(b, a) >= NEST_SHARE * s.size(b):
+        return False
     a_in, b_in = _span(s, windows.get(a, (None, None))), _span(s, windows.get(b, (None, None)))
     without_b, without_a = (*headlines, b), (*headlines, a)
     if _excess_p(s, s.members(a), without_b) < alpha:
