@@ -57,6 +57,9 @@ SAME_TIME = 0.05
 # this share of that unit's.
 CARRIED_SHARE = 0.25
 MAX_PASSES = 8
+# Headlines with a q-value below this are listed before the other headlines (the threshold
+# the notebooks and `suspect_findings` use).
+STRONG_Q = 0.01
 MAX_CAUSES = 8
 
 _SUSPECT_COLUMNS = {
@@ -889,7 +892,9 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
         window_lift = table["window_rate"] / table["window_baseline"]
     _engine_places(s, table, cols)
     # Headlines by how far they exceed their peers at their worst, everything else by evidence.
-    table["tier"] = np.where(table["flagged"], 0, np.where(table["significant"], 1, 2))
+    # Headlines standing out at the notebooks' threshold (q < STRONG_Q) come before weaker ones.
+    strong = table["flagged"] & (table["q_value"].astype(float) < STRONG_Q)
+    table["tier"] = np.where(strong, 0, np.where(table["flagged"], 1, np.where(table["significant"], 2, 3)))
     table["severity"] = np.where(table["flagged"], -window_lift.fillna(table["lift"]).fillna(0.0), 0.0)
     table["p_value"] = table["p_value"].astype(float)
     return table.sort_values(["tier", "severity", "p_value", "z"],
