@@ -53,6 +53,8 @@ SHARED_FAILURES = 0.10
 # A window is a unit's own only when it also failed more than the rest of the fleet at the
 # same time inside it, at this p-value (see `_rows`).
 SAME_TIME = 0.05
+# A fleet-wide window must show in at least two units of each of these levels (that have one).
+SPREAD_LEVELS = ("engine_region", "engine_version", "tts_provider")
 # A fleet-wide window is one unit's when the rest of the fleet's excess rate in it is below
 # this share of that unit's.
 CARRIED_SHARE = 0.25
@@ -672,6 +674,17 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
     A fleet-wide finding means every region, version and provider at once."""
     first, last = fleet_span(key[1], counts.buckets)
     inside = slice(first, last + 1)
+    for col in [c for c in SPREAD_LEVELS if c in cols]:
+        # Fleet-wide means in several regions, versions and providers at once.
+        level = counts.levels[col]
+        n_in, x_in = level.sessions[:, inside].sum(axis=1), level.failures[:, inside].sum(axis=1)
+        n_out, x_out = level.sessions.sum(axis=1) - n_in, level.failures.sum(axis=1) - x_in
+        seen = (n_in >= MIN_SESSIONS) & (n_out > 0)
+        if seen.sum() < 2:
+            continue
+        expected = n_in[seen] * np.maximum(x_out[seen], 0.5) / n_out[seen]
+        if int((stats.poisson.sf(x_in[seen] - 1, expected) < alpha).sum()) < 2:
+            return True
     for col in cols:
         level = counts.levels[col]
         n_in, x_in = level.sessions[:, inside].sum(axis=1), level.failures[:, inside].sum(axis=1)
