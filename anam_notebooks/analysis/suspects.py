@@ -1,9 +1,11 @@
 """`rank_suspects`: which units of any attribute fail more than their peers at the same time, and when.
 
 Every unit (a pod, an SDK release, a TTS provider, a persona ...) is compared with the rest of
-the fleet in the same time strata (a stratified exact test) and in its worst window (a scan
-statistic), corrected across every unit of every attribute, and reconciled so that one cause
-gives one headline; the numbers are explained in plain words in the `analysis` package docstring.
+the fleet in the same time strata (a stratified exact test, on counts) and with its own history
+in its worst window (`analysis.scan`, calibrated by simulation), corrected across every unit of
+every attribute, and reconciled so that one cause gives one headline; the numbers are explained
+in plain words in the `analysis` package docstring. The steps of one level are named:
+`_whole_period` (the whole-period test), `_locate_and_test` (the window), `_rows`.
 """
 
 from __future__ import annotations
@@ -775,15 +777,18 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
                   draws: int = DRAWS) -> pd.DataFrame:
     """Units of every attribute (engine, client, provider, persona) ranked by failure excess.
 
-    Each unit is compared with the rest of the fleet over the same time buckets of `freq`,
-    over the whole period and in its worst window (see the `analysis` package docstring for
-    what each column means). One multiple-testing correction covers every unit of every level.
+    Each unit is compared with the rest of the fleet over the same time buckets of `freq`
+    over the whole period, and with its own history in its worst window (a scan calibrated by
+    simulation; see the `analysis` package docstring for what each column means). The whole
+    fleet is scanned too: an outage of everyone is a finding of level "fleet". One
+    multiple-testing correction covers every unit of every level.
 
     Causes are found in passes: the strongest significant units become headlines; then every
     unit is tested again comparing like with like on the headlines found (a session of a bad
     SDK release is only compared with other sessions of that release at the same time), so a
     pod is not blamed for the SDK's failures, and two concurrent incidents do not hide each
-    other. Passes repeat until the headlines settle.
+    other. Passes repeat until the headlines settle. Each row says its impact: failed sessions
+    beyond those expected (`excess_failures`) and distinct customers hit (`customers`).
 
     Parameters
     ----------
@@ -803,6 +808,9 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
         The q-value below which a unit counts as significant.
     stratum_failures
         Time buckets are merged into strata expected to hold this many failures fleet-wide.
+    draws
+        Simulated histories per unit for the window's p-value (see `analysis.scan`); 0 skips
+        the simulations (every window p-value is then 1: the whole-period test alone).
 
     Returns
     -------
