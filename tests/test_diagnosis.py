@@ -185,3 +185,23 @@ def test_explain_session_on_a_quiet_fleet_names_no_finding_and_how_usual_the_exi
     assert "of the fleet's sessions that hour" in text
     with pytest.raises(KeyError, match="not in the frame"):
         an.explain_session("00000000-0000-4000-8000-000000000000", ranked, df)
+
+
+def test_the_lookup_card_says_which_finding_a_session_falls_in():
+    from anam_notebooks.simulator import create_app, demo_client
+    from anam_notebooks.widgets import SessionLookup
+
+    fleet = generate_fleet(seed=2, sessions=8000, span="7d", end=END, incidents={"provider"})
+    df = sessions_frame(fleet.sessions)
+    ranked = analysis.rank_suspects(df)
+    top = ranked.iloc[0]
+    assert (top["level"], top["unit"]) == ("tts_provider", "CARTESIA") and top["q_value"] < 0.01
+    inside = df[(df["tts_provider"] == "CARTESIA") & (df["exit_status"] == "ERROR")
+                & (df["start_time"] >= top["window_start"]) & (df["start_time"] < top["window_end"])]
+    card = SessionLookup(demo_client(create_app(fleet)), findings=ranked, frame=df)
+    card.lookup(inside.index[0])
+    assert "diagnosis" in card.card.value
+    assert f"one of {top['window_failures']} failed CARTESIA sessions" in card.card.value
+    # Without findings the card has no diagnosis line.
+    plain = SessionLookup(demo_client(create_app(fleet))).lookup(inside.index[0])
+    assert "diagnosis" not in plain.card.value
