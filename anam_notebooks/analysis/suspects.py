@@ -748,9 +748,12 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
             continue
         if key[0] == FLEET and _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha):
             continue
-        key = _narrowest(s, kept, key, keys, cols, alpha, windows)
+        key = _narrowest(s, kept, key, inner, cols, alpha, windows)
         if key in kept or key in fresh:
             continue
+        if key[0] != FLEET and any(k[0] != FLEET and s.shared(k, key) >= NEST_SHARE * s.size(k)
+                                   for k in kept):
+            continue   # it holds a headline already taken: that headline's excess, not a new one
         # A unit waits when it shares failures with one taken or waiting in this pass.
         if any(_failed_overlap(s, key, other) >= SHARED_FAILURES for other in fresh + waiting):
             waiting.append(key)
@@ -853,12 +856,14 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
         headlines = _choose_headlines(s, raw, [], cols, alpha)
         first = [(str(lv), int(c)) for lv, c in zip(raw.loc[raw["significant"], "level"],
                                                      raw.loc[raw["significant"], "code"])]
+        seen = [set(headlines)]
         while passes < MAX_PASSES and headlines:
             passes += 1
             out = _test_all(s, cols, min_sessions, min_failures, alpha, headlines, draws)
             chosen = _choose_headlines(s, out, headlines, cols, alpha, first)
-            if chosen == headlines:
+            if chosen == headlines or set(chosen) in seen:   # settled, or going round in a cycle
                 break
+            seen.append(set(chosen))
             headlines = chosen
         headlines = _confirm(s, headlines, alpha, {
             (str(level), int(code)): window for level, code, window in
