@@ -724,6 +724,8 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
     clients failing only through the provider that was down). Headlines already taken are
     narrowed again among the units significant now or in the first pass (`first`): the units
     inside a headline are not tested again once it is left out."""
+    if out.empty or "significant" not in out.columns:
+        return []
     sig = out[out["significant"]].copy()
     order = [FLEET, *cols]
     sig["rank"] = [order.index(level) for level in sig["level"]]
@@ -865,6 +867,8 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
                 break
             seen.append(set(chosen))
             headlines = chosen
+        if out.empty:
+            out, headlines = raw, []
         headlines = _confirm(s, headlines, alpha, {
             (str(level), int(code)): window for level, code, window in
             zip(out["level"], out["code"], zip(out["window_start"], out["window_end"]))})

@@ -77,6 +77,8 @@ def finding_sentence(row: Any) -> str:
     q = f"q = {row.q_value:.2g}"
     impact = impact_words(getattr(row, "excess_failures", None), getattr(row, "customers", None))
     impact = f"; {impact}" if impact else ""
+    if row.level == "fleet" and (not row.window_sessions or pd.isna(row.window_start)):
+        return f"The whole fleet failed {percent(row.rate)} of {row.sessions} sessions; no window stands out ({q})."
     if row.level == "fleet":
         return (f"The whole fleet failed {percent(row.window_rate)} of sessions ({row.window_failures} "
                 f"of {row.window_sessions}) {between(row.window_start, row.window_end)} vs "
