@@ -421,8 +421,8 @@ def _same_time_p(counts: FailureCounts, col: str, units: np.ndarray, scan: ScanR
         group.append(np.full(len(cells_n[-1]), row))
     if not group:
         return np.ones(len(units))
-    p, _ = stratified_excess(*(np.concatenate(a) for a in (cells_n, cells_x, pool_n, pool_x, group)),
-                             len(units))
+    p, _ = stratified_excess(np.concatenate(cells_n), np.concatenate(cells_x), np.concatenate(pool_n),
+                             np.concatenate(pool_x), np.concatenate(group), len(units))
     return p
 
 
