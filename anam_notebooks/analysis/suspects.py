@@ -822,7 +822,8 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
     DataFrame
         One row per tested unit: headlines (`flagged`) first, those with q below 0.01
         first, the strongest evidence (smallest q) first; then significant units explained
-        by a headline (`explained_by`), then the rest, by p-value. `df.attrs` records the settings, passes and how many units were not tested.
+        by a headline (`explained_by`), then the rest, by p-value. `df.attrs` records the
+        settings, passes and how many units were not tested.
 
     Raises
     ------
