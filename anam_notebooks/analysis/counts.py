@@ -9,6 +9,7 @@ another storage engine can answer the same questions without a DataFrame.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -153,6 +154,13 @@ class SessionQueries(Protocol):
 
     def failed_shared(self, a: UnitKey, b: UnitKey) -> tuple[int, int, int]:
         """Failed sessions of `a`, of `b`, and of both."""
+        ...
+
+    def excess_p(self, key: UnitKey, removed: Sequence[UnitKey] = (),
+                 window: tuple[int, int] | None = None) -> float:
+        """One-sided exact p-value (stratified by time, hypergeometric per stratum) that the
+        unit's sessions outside the `removed` units failed more than every session outside
+        them in the same strata; with a `window`, only sessions started in its buckets."""
         ...
 
     def customers(self, key: UnitKey, first: int, last: int, failed_only: bool = True) -> int:

@@ -233,6 +233,10 @@ class _Sessions:
     def size(self, key: UnitKey) -> int:
         return len(self.members(key))
 
+    def excess_p(self, key: UnitKey, removed: Sequence[UnitKey] = (),
+                 window: tuple[int, int] | None = None) -> float:
+        return _excess_p(self, self.members(key), removed, window)
+
     def shared(self, inner: UnitKey, outer: UnitKey, window: tuple[int, int] | None = None) -> int:
         if FLEET not in (inner[0], outer[0]):
             return int(self.crosstab(inner[0], outer[0], window)[inner[1], outer[1]])
@@ -604,12 +608,11 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
                 if there >= MIN_SESSIONS and s.shared(other, key, during) >= NEST_SHARE * there:
                     inside.append(other)
         step = None
-        outer = s.members(key)
         for other in sorted(inside, key=lambda k: -s.failed_shared(k, k)[0]):
             removed = (*headlines, other)
-            if _excess_p(s, outer, removed) < alpha:
+            if s.excess_p(key, removed) < alpha:
                 continue
-            if during is not None and _excess_p(s, outer, removed, during) < alpha:
+            if during is not None and s.excess_p(key, removed, during) < alpha:
                 continue
             step = other
             break
@@ -630,13 +633,13 @@ def _carries(s: _Sessions, headlines: list[UnitKey], a: UnitKey, b: UnitKey, alp
         return False
     a_in, b_in = _span(s, windows.get(a, (None, None))), _span(s, windows.get(b, (None, None)))
     without_b, without_a = (*headlines, b), (*headlines, a)
-    if _excess_p(s, s.members(a), without_b) < alpha:
+    if s.excess_p(a, without_b) < alpha:
         return False
-    if a_in is not None and _excess_p(s, s.members(a), without_b, a_in) < alpha:
+    if a_in is not None and s.excess_p(a, without_b, a_in) < alpha:
         return False
-    if b_in is not None and _excess_p(s, s.members(b), without_a, b_in) < alpha:
+    if b_in is not None and s.excess_p(b, without_a, b_in) < alpha:
         return True
-    return _excess_p(s, s.members(b), without_a) < alpha
+    return s.excess_p(b, without_a) < alpha
 
 
 def _confirm(s: _Sessions, headlines: list[UnitKey], alpha: float,
@@ -654,10 +657,10 @@ def _confirm(s: _Sessions, headlines: list[UnitKey], alpha: float,
         if not others or key[0] == FLEET:
             continue
         elsewhere = tuple(others)
-        if _excess_p(s, s.members(key), elsewhere) < alpha:
+        if s.excess_p(key, elsewhere) < alpha:
             continue
         during = _span(s, windows.get(key, (None, None)))
-        if during is not None and _excess_p(s, s.members(key), elsewhere, during) < alpha:
+        if during is not None and s.excess_p(key, elsewhere, during) < alpha:
             continue
         kept.remove(key)
     return kept
