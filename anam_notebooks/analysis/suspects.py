@@ -824,8 +824,8 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
     -------
     DataFrame
         One row per tested unit: headlines (`flagged`) first, those with q below 0.01
-        first, the strongest evidence (smallest q) first; then significant units explained
-        by a headline (`explained_by`), then the rest, by p-value. `df.attrs` records the
+        first, largest lift in their window first; then significant units explained by a
+        headline (`explained_by`), then the rest, by p-value. `df.attrs` records the
         settings, passes and how many units were not tested.
 
     Raises
@@ -929,13 +929,10 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
     # Headlines standing out at the notebooks' threshold (q < STRONG_Q) come before weaker ones.
     strong = table["flagged"] & (table["q_value"].astype(float) < STRONG_Q)
     table["tier"] = np.where(strong, 0, np.where(table["flagged"], 1, np.where(table["significant"], 2, 3)))
-    # Among headlines the strongest evidence first (the smallest q-value; the largest lift in
-    # its window breaks ties): a weak second headline is never listed above the cause.
     table["severity"] = np.where(table["flagged"], -window_lift.fillna(table["lift"]).fillna(0.0), 0.0)
-    table["strength"] = np.where(table["flagged"], table["q_value"].astype(float), 1.0)
     table["p_value"] = table["p_value"].astype(float)
-    return table.sort_values(["tier", "strength", "severity", "p_value", "z"],
-                             ascending=[True, True, True, True, False], kind="stable")
+    return table.sort_values(["tier", "severity", "p_value", "z"],
+                             ascending=[True, True, True, False], kind="stable")
 
 
 def _impact(s: _Sessions, table: pd.DataFrame, keys: list[UnitKey]) -> None:
