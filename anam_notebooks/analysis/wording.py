@@ -95,10 +95,10 @@ def finding_sentence(row: Any) -> str:
                 f"({percent(row.rate)} of {row.sessions} sessions overall vs {percent(row.baseline)} "
                 f"on the rest of the fleet at the same time, {q}){impact}")
     elif windowed:
-        text = (f"{who} failed {percent(row.rate)} of {row.sessions} sessions vs "
-                f"{percent(row.baseline)} on the rest of the fleet at the same time, worst "
-                f"{between(row.window_start, row.window_end)} ({percent(row.window_rate)}, "
-                f"{row.window_failures} of {row.window_sessions}; {q}){impact}")
+        text = (f"{who} failed {percent(row.window_rate)} of sessions ({row.window_failures} of "
+                f"{row.window_sessions}) {between(row.window_start, row.window_end)} vs "
+                f"{percent(row.baseline)} on the rest of the fleet at the same times over the "
+                f"whole period ({percent(row.rate)} of {row.sessions} sessions overall, {q}){impact}")
     else:
         text = (f"{who} failed {percent(row.rate)} of {row.sessions} sessions vs "
                 f"{percent(row.baseline)} on the rest of the fleet at the same time ({q}){impact}")
