@@ -388,9 +388,12 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
     """
     rng = np.random.default_rng(zlib.crc32(col.encode()))
     if col == FLEET:
-        return scan_level(counts.fleet_sessions[None, :], counts.fleet_failures[None, :],
-                          counts.fleet_sessions, counts.fleet_failures, draws=draws, rng=rng,
-                          adjust=False)
+        # The newest bucket is left out of the fleet's own history: in the last hour of an
+        # export the failed sessions (short) have ended and many healthy ones not yet, so it
+        # always looks worse (units are compared with the same hour of the rest of the fleet).
+        n, x = counts.fleet_sessions.copy(), counts.fleet_failures.copy()
+        n[-1:], x[-1:] = 0, 0
+        return scan_level(n[None, :], x[None, :], n, x, draws=draws, rng=rng, adjust=False)
     level = counts.levels[col]
     n, x = level.sessions[units], level.failures[units]
     marks = [hash((n[i].tobytes(), x[i].tobytes(), draws)) for i in range(len(units))]
@@ -751,8 +754,10 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
             break
         if key in kept:
             continue
-        if key[0] == FLEET and _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha):
-            continue
+        if key[0] == FLEET and (_carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha)
+                                or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]),
+                                                 "q_value"].min()) >= STRONG_Q):
+            continue   # one unit's, or not clear enough to blame nobody (q >= STRONG_Q)
         key = _narrowest(s, kept, key, inner, cols, alpha, windows)
         if key in kept or key in fresh:
             continue
