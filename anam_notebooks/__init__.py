@@ -25,6 +25,7 @@ from .api.errors import (
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and the API reference
     from . import analysis, plots, simulator, widgets
+    from .analysis.explain import explain_session
     from .analysis.tracking import compare_findings
     from .api.client import AnamClient, AsyncAnamClient
     from .api.source import SessionSource
@@ -61,6 +62,7 @@ _LAZY = {
     "setup_notebook": "notebook",
     "publish_findings": "notebook",
     "read_findings": "notebook",
+    "explain_session": "analysis.explain",
     "show_table": "views.tables",
     "compare_findings": "analysis.tracking",
     "analysis": None,

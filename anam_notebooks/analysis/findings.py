@@ -41,6 +41,14 @@ def _iso(value: Any) -> str | None:
     return str(pd.Timestamp(value).tz_convert("UTC").isoformat()).replace("+00:00", "Z")
 
 
+def _scope(row: Any) -> str:
+    """ "window" when the finding's evidence lies in its window, "period" when in the whole period."""
+    p_window, p_whole = _number(row.get("p_window")), _number(row.get("p_whole"))
+    if _iso(row.get("window_start")) is None or p_window is None:
+        return "period"
+    return "window" if p_whole is None or p_window <= p_whole else "period"
+
+
 def finding_record(row: Any) -> dict[str, Any]:
     """One row of `rank_suspects` as a JSON-ready finding (see `suspect_findings`)."""
     return {
@@ -54,7 +62,12 @@ def finding_record(row: Any) -> dict[str, Any]:
         "rates": {"rate": _number(row.get("rate")), "baseline": _number(row.get("baseline")),
                   "lift": _number(row.get("lift")), "window_rate": _number(row.get("window_rate")),
                   "window_baseline": _number(row.get("window_baseline"))},
-        "window": {"start": _iso(row.get("window_start")), "end": _iso(row.get("window_end"))},
+        "window": {"start": _iso(row.get("window_start")), "end": _iso(row.get("window_end")),
+                   "hours": _number(row.get("window_hours"))},
+        # Impact: where the evidence lies ("window": inside it; "period": the whole period).
+        "scope": _scope(row),
+        "excess_failures": _number(row.get("excess_failures")),
+        "customers": _count(row.get("customers")),
         "p_value": _number(row.get("p_value")),
         "q_value": _number(row.get("q_value")),
         "explained_by": _text(row.get("explained_by")),
@@ -76,8 +89,12 @@ def suspect_findings(ranked: pd.DataFrame, q: float = DEFAULT_Q) -> list[dict[st
     Returns
     -------
     list of dict
-        Most suspicious first; each has level, unit, region, counts, rates, window, p_value,
-        q_value, explained_by and sentence. Empty when nothing stands out.
+        Most suspicious first; each has level, unit, region, counts, rates, window (start,
+        end, hours), scope ("window" when the evidence lies in the window, else "period"),
+        excess_failures (failed sessions beyond what was expected there), customers (distinct
+        client label and API key pairs among those failed sessions), p_value, q_value,
+        explained_by and sentence. Level "fleet" is a fleet-wide window (unit "all
+        sessions"). Empty when nothing stands out.
 
     Raises
     ------

@@ -1,24 +1,39 @@
 """`rank_suspects`: which units of any attribute fail more than their peers at the same time, and when.
 
 Every unit (a pod, an SDK release, a TTS provider, a persona ...) is compared with the rest of
-the fleet in the same time strata (a stratified exact test) and in its worst window (a scan
-statistic), corrected across every unit of every attribute, and reconciled so that one cause
-gives one headline; the numbers are explained in plain words in the `analysis` package docstring.
+the fleet in the same time strata (a stratified exact test, on counts) and with its own history
+in its worst window (`analysis.scan`, calibrated by simulation), corrected across every unit of
+every attribute, and reconciled so that one cause gives one headline; the numbers are explained
+in plain words in the `analysis` package docstring. The steps of one level are named:
+`_whole_period` (the whole-period test), `_locate_and_test` (the window), `_rows`.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..data.checks import check_columns, check_count, check_frame, check_freq, ended_mask
+from .counts import (
+    FLEET,
+    FailureCounts,
+    LevelCounts,
+    SessionQueries,
+    UnitKey,
+    count_sessions,
+    fleet_key,
+    fleet_span,
+)
 from .failures import FailureSpec, failure_rule, is_failure
-from .stats import q_values, scan_windows, stratified_excess
-from .wording import finding_sentence, unit_label
+from .scan import DRAWS, ScanResult, scan_level
+from .stats import q_values, stratified_excess
+from .wording import between, finding_sentence, unit_label
 
 ENGINE_LEVELS = ("engine_pod", "engine_replicaset", "engine_version", "engine_region")
 CLIENT_LEVELS = ("sdk_version", "browser", "os", "device_type", "client_label", "api_key_id")
@@ -32,13 +47,23 @@ MIN_FAILURES = 3
 STRATUM_FAILURES = 100
 # A unit counts as inside a coarser engine unit when at least this share of its sessions are there.
 NEST_SHARE = 0.95
-# The scan looks at windows of up to this many time buckets (a week of hours); longer
-# excesses are the whole-period test's to find.
-MAX_WINDOW_BUCKETS = 168
+# Who a customer is, for the impact of a finding: a client label and API key pair.
+CUSTOMER_COLUMNS = ("client_label", "api_key_id")
 # Two candidate headlines sharing this share of either's failures are not accepted in the same
 # pass: the weaker is tested again once the stronger is allowed for.
 SHARED_FAILURES = 0.10
+# A window is a unit's own only when it also failed more than the rest of the fleet at the
+# same time inside it, at this p-value (see `_rows`).
+SAME_TIME = 0.05
+# A fleet-wide window must show in at least two units of each of these levels (that have one).
+SPREAD_LEVELS = ("engine_region", "engine_version", "tts_provider")
+# A fleet-wide window is one unit's when the rest of the fleet's excess rate in it is below
+# this share of that unit's.
+CARRIED_SHARE = 0.25
 MAX_PASSES = 8
+# Headlines with a q-value below this are listed before the other headlines (the threshold
+# the notebooks and `suspect_findings` use).
+STRONG_Q = 0.01
 MAX_CAUSES = 8
 
 _SUSPECT_COLUMNS = {
@@ -48,13 +73,17 @@ _SUSPECT_COLUMNS = {
     "q_value": "float64",
     "window_start": "datetime64[ns, UTC]", "window_end": "datetime64[ns, UTC]",
     "window_sessions": "int64", "window_failures": "int64", "window_rate": "float64",
-    "window_baseline": "float64", "region": "string", "parent": "string",
+    "window_baseline": "float64", "window_hours": "float64", "excess_failures": "float64",
+    "customers": "Int64", "region": "string", "parent": "string",
     "explained_by": "string", "flagged": "bool", "finding": "string",
 }
 
 
 def family_of(column: str) -> str:
-    """Which family an attribute belongs to: "engine", "client", "provider", "persona" or "other"."""
+    """Which family an attribute belongs to: "engine", "client", "provider", "persona", "fleet"
+    (a fleet-wide window) or "other"."""
+    if column == FLEET:
+        return FLEET
     for name, members in (("engine", ENGINE_LEVELS), ("client", CLIENT_LEVELS + ("user_agent",)),
                           ("provider", PROVIDER_LEVELS),
                           ("persona", PERSONA_LEVELS + ("persona_id", "avatar_key", "persona_type"))):
@@ -65,10 +94,12 @@ def family_of(column: str) -> str:
 
 @dataclass
 class _Sessions:
-    """Ended sessions with a start time, reduced to arrays: time bucket, stratum, failed, unit codes.
+    """Ended sessions with a start time, reduced to arrays: time bucket, stratum, failed, unit
+    codes, and the customer (client label and API key) of each; the pandas answer to the
+    `SessionQueries` the reconciliation asks (see `analysis.counts`).
 
-    `cause` holds, per session, one bit for each headline found so far that the session belongs
-    to; tests compare like with like on those bits (see `rank_suspects`).
+    A unit's sessions are held as sorted positions (`members`), found through one stable sort
+    per level, so every question costs the size of the units asked about, not of the fleet.
     """
 
     bucket: np.ndarray
@@ -79,14 +110,159 @@ class _Sessions:
     buckets: int
     codes: dict[str, np.ndarray]
     names: dict[str, np.ndarray]
-    cause: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    causes: int = 1
+    customer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _orders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _members: dict[UnitKey, np.ndarray] = field(default_factory=dict)
+    _full: FailureCounts | None = None
+    _without: dict[frozenset[UnitKey], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict)
+    _crosstabs: dict[tuple[str, str, tuple[int, int] | None], np.ndarray] = field(default_factory=dict)
+    scans: dict[UnitKey, tuple[Any, Any]] = field(default_factory=dict)   # see _locate_and_test
+
+    def crosstab(self, inner: str, outer: str, window: tuple[int, int] | None = None) -> np.ndarray:
+        """Sessions per (inner unit, outer unit), optionally only those started in the window
+        (first, last bucket); cached per pair of levels and window."""
+        key = (inner, outer, window)
+        if key not in self._crosstabs:
+            at = self.in_window(*window) if window is not None else slice(None)
+            a, b = self.codes[inner][at], self.codes[outer][at]
+            ok = (a >= 0) & (b >= 0)
+            size_b = len(self.names[outer])
+            table = np.bincount(a[ok] * size_b + b[ok], minlength=len(self.names[inner]) * size_b)
+            self._crosstabs[key] = table.reshape(len(self.names[inner]), size_b)
+        return self._crosstabs[key]
 
     def start_of(self, bucket: int) -> pd.Timestamp:
         return self.origin + bucket * self.step
 
-    def unit(self, level: str, code: int) -> np.ndarray:
-        return self.codes[level] == code
+    def bucket_strata(self) -> np.ndarray:
+        """The stratum of each time bucket (strata are runs of whole buckets)."""
+        strata = np.zeros(max(self.buckets, 1), dtype=np.int64)
+        strata[self.bucket] = self.stratum
+        return np.maximum.accumulate(strata)
+
+    def name(self, key: UnitKey) -> str:
+        """How the unit is named in sentences ("pod anam-engine-…", "the whole fleet …")."""
+        if key[0] == FLEET:
+            first, last = fleet_span(key[1], self.buckets)
+            return f"the whole fleet {between(self.start_of(first), self.start_of(last + 1))}"
+        return unit_name(key[0], str(self.names[key[0]][key[1]]))
+
+    def _order(self, level: str) -> tuple[np.ndarray, np.ndarray]:
+        """Positions sorted by the level's codes (by bucket for "fleet"), and each code's bounds."""
+        if level not in self._orders:
+            values = self.bucket if level == FLEET else self.codes[level]
+            size = max(self.buckets, 1) if level == FLEET else len(self.names[level])
+            small = values.astype(np.int32 if size >= 2 ** 15 else np.int16)   # radix-sortable
+            order = np.argsort(small, kind="stable")
+            bounds = np.searchsorted(values[order], np.arange(size + 1))
+            self._orders[level] = (order, bounds)
+        return self._orders[level]
+
+    def members(self, key: UnitKey) -> np.ndarray:
+        """Sorted positions of the unit's sessions (a "fleet" key: every session in its window)."""
+        if key not in self._members:
+            level, code = key
+            if level == FLEET:
+                first, last = fleet_span(code, self.buckets)
+                order, bounds = self._order(FLEET)
+                found = np.sort(order[bounds[first]:bounds[last + 1]])
+            else:
+                order, bounds = self._order(level)
+                found = order[bounds[code]:bounds[code + 1]]   # stable sort: already ascending
+            self._members[key] = found
+        return self._members[key]
+
+    def holds(self, key: UnitKey, positions: np.ndarray) -> np.ndarray:
+        """Whether each of the sessions at `positions` belongs to the unit."""
+        level, code = key
+        if level == FLEET:
+            first, last = fleet_span(code, self.buckets)
+            return (self.bucket[positions] >= first) & (self.bucket[positions] <= last)
+        return self.codes[level][positions] == code
+
+    def union(self, keys: Sequence[UnitKey]) -> np.ndarray:
+        """Sorted positions of the sessions in any of the units."""
+        if not keys:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate([self.members(k) for k in keys]))
+
+    def without(self, keys: Sequence[UnitKey]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the sessions outside every unit of `keys`: a mask of the sessions left out, and
+        the sessions and failures left per stratum (cached: asked once per pass and candidate)."""
+        key = frozenset(keys)
+        if key not in self._without:
+            if len(self._without) > 256:
+                self._without.clear()
+            out = np.zeros(len(self.bucket), dtype=bool)
+            for unit in key:
+                out[self.members(unit)] = True
+            size = int(self.stratum.max()) + 1 if len(self.stratum) else 1
+            left = ~out
+            n = np.bincount(self.stratum[left], minlength=size)
+            x = np.bincount(self.stratum[left], weights=self.fail[left], minlength=size).astype(np.int64)
+            self._without[key] = (out, n, x)
+        return self._without[key]
+
+    def in_window(self, first: int, last: int) -> np.ndarray:
+        """Positions of the sessions started in buckets `first`..`last`."""
+        order, bounds = self._order(FLEET)
+        return order[bounds[max(first, 0)]:bounds[min(last, self.buckets - 1) + 1]]
+
+    # -- SessionQueries
+
+    def counts(self, exclude: tuple[UnitKey, ...] = ()) -> FailureCounts:
+        if self._full is None:
+            self._full = count_sessions(self.bucket, self.fail, self.codes, self.names,
+                                        self.origin, self.step, self.buckets)
+        if not exclude:
+            return self._full
+        out = self.union(exclude)
+        less = count_sessions(self.bucket[out], self.fail[out],
+                              {k: v[out] for k, v in self.codes.items()}, self.names,
+                              self.origin, self.step, self.buckets)
+        full = self._full
+        return FailureCounts(full.origin, full.step, full.buckets,
+                             full.fleet_sessions - less.fleet_sessions,
+                             full.fleet_failures - less.fleet_failures,
+                             {level: LevelCounts(level, counts.units,
+                                                 counts.sessions - less.levels[level].sessions,
+                                                 counts.failures - less.levels[level].failures)
+                              for level, counts in full.levels.items()})
+
+    def size(self, key: UnitKey) -> int:
+        return len(self.members(key))
+
+    def excess_p(self, key: UnitKey, removed: Sequence[UnitKey] = (),
+                 window: tuple[int, int] | None = None) -> float:
+        return _excess_p(self, self.members(key), removed, window)
+
+    def shared(self, inner: UnitKey, outer: UnitKey, window: tuple[int, int] | None = None) -> int:
+        if FLEET not in (inner[0], outer[0]):
+            return int(self.crosstab(inner[0], outer[0], window)[inner[1], outer[1]])
+        at = self.members(inner)
+        if window is not None:
+            at = at[(self.bucket[at] >= window[0]) & (self.bucket[at] <= window[1])]
+        return int(self.holds(outer, at).sum())
+
+    def size_in(self, key: UnitKey, window: tuple[int, int]) -> int:
+        """Sessions of the unit started in buckets window[0]..window[1]."""
+        if key[0] == FLEET:
+            return self.shared(key, key, window)
+        return int(self.counts().levels[key[0]].sessions[key[1], window[0]:window[1] + 1].sum())
+
+    def failed_shared(self, a: UnitKey, b: UnitKey) -> tuple[int, int, int]:
+        fa = self.members(a)[self.fail[self.members(a)]]
+        fb = int(self.fail[self.members(b)].sum())
+        return len(fa), fb, int(self.holds(b, fa).sum())
+
+    def customers(self, key: UnitKey, first: int, last: int, failed_only: bool = True) -> int:
+        at = self.members(key)
+        at = at[(self.bucket[at] >= first) & (self.bucket[at] <= last)]
+        if failed_only:
+            at = at[self.fail[at]]
+        who = self.customer[at]
+        return int(len(np.unique(who[who >= 0])))
 
 
 def _strata(bucket: np.ndarray, fail: np.ndarray, stratum_failures: int) -> np.ndarray:
@@ -118,7 +294,22 @@ def _sessions(df: pd.DataFrame, levels: list[str], failures: FailureSpec,
         codes[col], names[col] = c.astype(np.int64), np.array([str(v) for v in u], dtype=object)
     n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
     return _Sessions(bucket, _strata(bucket, fail, stratum_failures), fail, origin, step, n_buckets,
-                     codes, names, np.zeros(len(bucket), dtype=np.int64), 1)
+                     codes, names, _customers(df, keep))
+
+
+def _customers(df: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
+    """Per kept session, a code for its customer (client label and API key pair; -1 for none)."""
+    parts = [df[c][keep].astype("string") for c in CUSTOMER_COLUMNS if c in df.columns]
+    if not parts:
+        return np.full(int(keep.sum()), -1, dtype=np.int64)
+    known = np.zeros(len(parts[0]), dtype=bool)
+    for part in parts:
+        known |= part.notna().to_numpy()
+    joined = parts[0].fillna("")
+    for part in parts[1:]:
+        joined = joined + "\x1f" + part.fillna("")
+    code = pd.factorize(joined)[0].astype(np.int64)
+    return np.where(known, code, -1)
 
 
 def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
@@ -149,201 +340,282 @@ def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return distinct, position[keys]
 
 
-def _level_table(s: _Sessions, col: str, min_sessions: int, cause: np.ndarray,
-                 only: int | None = None) -> pd.DataFrame:
-    """Every unit of one level with enough sessions against the rest of the fleet, same time.
+@dataclass(frozen=True)
+class _Whole:
+    """The whole-period test of every unit of one level (arrays indexed by unit code)."""
 
-    Comparisons are made within cells of (time, `cause` bits): a session on a known bad unit is
-    only compared with sessions on that unit, so a cause already found neither inflates nor
-    dilutes anyone else's excess. `only` restricts the table to one unit.
-    """
-    time_cells = (int(s.stratum.max()) + 1 if len(s.stratum) else 1) * s.causes
-    stratum_key = s.stratum * s.causes + cause
-    stratum_sessions = np.bincount(stratum_key, minlength=time_cells)
-    stratum_failures = np.bincount(stratum_key, weights=s.fail, minlength=time_cells).astype(np.int64)
-    codes, names = s.codes[col], s.names[col]
-    n_units = len(names)
-    mine = codes >= 0 if only is None else codes == only
-    # Stratum cells (one unit in one stratum) carry the whole-period test.
-    cell_key = codes * time_cells + stratum_key
-    keys, cell_of = _distinct(cell_key[mine], n_units * time_cells)
-    cell_unit, cell_stratum = keys // time_cells, keys % time_cells
-    cell_sessions = np.bincount(cell_of, minlength=len(keys))
-    cell_failures = np.bincount(cell_of, weights=s.fail[mine], minlength=len(keys)).astype(np.int64)
-    pool_sessions, pool_failures = stratum_sessions[cell_stratum], stratum_failures[cell_stratum]
-    unit_sessions = np.bincount(cell_unit, weights=cell_sessions, minlength=n_units).astype(np.int64)
-    unit_failures = np.bincount(cell_unit, weights=cell_failures, minlength=n_units).astype(np.int64)
-    tested = unit_sessions >= min_sessions
-    in_test = tested[cell_unit]
-    p_whole, z = stratified_excess(cell_sessions[in_test], cell_failures[in_test],
-                                   pool_sessions[in_test], pool_failures[in_test],
-                                   cell_unit[in_test], n_units)
-    rest_sessions = pool_sessions - cell_sessions
+    sessions: np.ndarray
+    failures: np.ndarray
+    baseline: np.ndarray
+    p_value: np.ndarray
+    z: np.ndarray
+
+
+def _whole_period(s: _Sessions, counts: FailureCounts, col: str) -> _Whole:
+    """Each unit against the rest of the fleet in the same time strata, over the whole period
+    (a stratified exact test), on counts: sessions of headlines already found are left out
+    of `counts`, so a cause already found neither inflates nor dilutes anyone else's excess."""
+    level = counts.levels[col]
+    strata = s.bucket_strata()
+    n_strata = int(strata.max()) + 1 if len(strata) else 1
+    onehot = np.zeros((max(counts.buckets, 1), n_strata))
+    onehot[np.arange(len(strata)), strata] = 1.0
+    n = np.rint(level.sessions @ onehot).astype(np.int64)           # unit × stratum
+    x = np.rint(level.failures @ onehot).astype(np.int64)
+    pool_n = np.rint(counts.fleet_sessions @ onehot).astype(np.int64)
+    pool_x = np.rint(counts.fleet_failures @ onehot).astype(np.int64)
+    unit, stratum = np.nonzero(n)
+    n_units = len(level.units)
+    cell_n, cell_x = n[unit, stratum], x[unit, stratum]
+    cell_pool_n, cell_pool_x = pool_n[stratum], pool_x[stratum]
+    p_whole, z = stratified_excess(cell_n, cell_x, cell_pool_n, cell_pool_x, unit, n_units)
+    rest_n = cell_pool_n - cell_n
     with np.errstate(divide="ignore", invalid="ignore"):
-        rest_rate = np.where(rest_sessions > 0, (pool_failures - cell_failures) / rest_sessions, np.nan)
-        compared = np.bincount(cell_unit, weights=np.where(rest_sessions > 0, cell_sessions, 0),
-                               minlength=n_units)
-        baseline = np.bincount(cell_unit, weights=np.nan_to_num(cell_sessions * rest_rate),
+        rest_rate = np.where(rest_n > 0, (cell_pool_x - cell_x) / rest_n, np.nan)
+        compared = np.bincount(unit, weights=np.where(rest_n > 0, cell_n, 0), minlength=n_units)
+        baseline = np.bincount(unit, weights=np.nan_to_num(cell_n * rest_rate),
                                minlength=n_units) / compared
-    # Time-bucket cells carry the scan: each expects its bucket's share of the bucket's failures.
-    bucket_cells = max(s.buckets, 1) * s.causes
-    bucket_key = s.bucket * s.causes + cause
-    bucket_sessions = np.bincount(bucket_key, minlength=bucket_cells)
-    bucket_failures = np.bincount(bucket_key, weights=s.fail, minlength=bucket_cells)
-    slot_key = codes * bucket_cells + bucket_key
-    slots, slot_of = _distinct(slot_key[mine], n_units * bucket_cells)
-    slot_unit, slot_bucket = slots // bucket_cells, slots % bucket_cells
-    slot_sessions = np.bincount(slot_of, minlength=len(slots)).astype(float)
-    slot_failures = np.bincount(slot_of, weights=s.fail[mine], minlength=len(slots))
-    pool_n, pool_x = bucket_sessions[slot_bucket], bucket_failures[slot_bucket]
-    # The window is *located* against the rest of the bucket (shrunk by one pseudo-session
-    # towards the fleet's rate so it is never zero): a unit that is most of its bucket's
-    # traffic would otherwise expect most of its own failures. It is *tested* exactly below.
-    fleet_rate = float(s.fail.mean()) if len(s.fail) else 0.0
-    slot_expected = slot_sessions * (pool_x - slot_failures + fleet_rate) / (pool_n - slot_sessions + 1.0)
-    slot_rest_n = pool_n - slot_sessions
-    slot_rest_expected = np.where(slot_rest_n > 0, slot_sessions * (pool_x - slot_failures)
-                                  / np.maximum(slot_rest_n, 1), 0.0)
-    # One series per unit over the time buckets it served (cause cells of a bucket added up).
-    series_key = slot_unit * max(s.buckets, 1) + slot_bucket // s.causes
-    steps, step_of = _distinct(series_key, n_units * max(s.buckets, 1))
-    step_unit, step_time = steps // max(s.buckets, 1), steps % max(s.buckets, 1)
+    return _Whole(n.sum(axis=1), x.sum(axis=1), baseline, p_whole, z)
 
-    def per_step(values: np.ndarray) -> np.ndarray:
-        return np.bincount(step_of, weights=values, minlength=len(steps))
 
-    step_sessions, step_failures = per_step(slot_sessions), per_step(slot_failures)
-    step_expected = per_step(slot_expected)
-    step_compared = per_step(np.where(slot_rest_n > 0, slot_sessions, 0.0))
-    step_rest_expected = per_step(slot_rest_expected)
-    bounds = np.searchsorted(step_unit, np.arange(n_units + 1))
-    units = np.flatnonzero(tested)
-    windows = np.full((len(units), 3), -1, dtype=np.int64)   # first step, last step, searched
+def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.ndarray,
+                     draws: int) -> ScanResult:
+    """The worst window of each unit against its own history (fleet hour effects allowed for),
+    tested by simulation (see `analysis.scan`); `col` "fleet" scans the whole fleet's history.
+
+    A unit whose own counts are the same as when it was last scanned (no headline touches
+    its sessions) keeps that scan: the passes only re-scan the units the headlines change.
+    """
+    rng = np.random.default_rng(zlib.crc32(col.encode()))
+    if col == FLEET:
+        # The newest bucket is left out of the fleet's own history: in the last hour of an
+        # export the failed sessions (short) have ended and many healthy ones not yet, so it
+        # always looks worse (units are compared with the same hour of the rest of the fleet).
+        n, x = counts.fleet_sessions.copy(), counts.fleet_failures.copy()
+        n[-1:], x[-1:] = 0, 0
+        return scan_level(n[None, :], x[None, :], n, x, draws=draws, rng=rng, adjust=False)
+    level = counts.levels[col]
+    n, x = level.sessions[units], level.failures[units]
+    marks = [hash((n[i].tobytes(), x[i].tobytes(), draws)) for i in range(len(units))]
+    known = [s.scans.get((col, int(u)), (None, None)) for u in units]
+    todo = np.array([i for i, (mark, _) in enumerate(known) if mark != marks[i]], dtype=np.int64)
+    fields = ("llr", "first", "last", "observed", "expected", "sessions", "p_value")
+    if len(todo):
+        fresh = scan_level(n[todo], x[todo], counts.fleet_sessions, counts.fleet_failures,
+                           draws=draws, rng=rng)
+        for row, i in enumerate(todo):
+            known[i] = (marks[i], tuple(getattr(fresh, f)[row] for f in fields))
+            s.scans[(col, int(units[i]))] = known[i]
+    values = [np.array([k[1][f] for k in known]) if len(known) else np.zeros(0) for f in range(len(fields))]
+    return ScanResult(*values)
+
+
+def _same_time_p(counts: FailureCounts, col: str, units: np.ndarray, scan: ScanResult) -> np.ndarray:
+    """Per unit, the exact test (stratified by bucket) that it failed more than the rest of
+    the fleet at the same time inside its window; 1 where there is no window or no rest."""
+    if col == FLEET:
+        return np.zeros(len(units))
+    level = counts.levels[col]
+    cells_n, cells_x, pool_n, pool_x, group = [], [], [], [], []
     for row, u in enumerate(units):
-        span = slice(bounds[u], bounds[u + 1])
-        first, last, _, searched = scan_windows(step_failures[span], step_sessions[span],
-                                                step_expected[span], MAX_WINDOW_BUCKETS)
-        windows[row] = (bounds[u] + first, bounds[u] + last, searched) if first >= 0 else (-1, -1, searched)
-    # The best window of each unit, tested exactly (its bucket cells, conditional on their
-    # margins) and multiplied by the number of windows searched (Bonferroni over windows).
-    found = windows[:, 0] >= 0
-    slot_row = np.full(len(slots), -1)
-    for row in map(int, np.flatnonzero(found)):
-        lo, hi = np.searchsorted(step_of, [windows[row, 0], windows[row, 1] + 1])
-        slot_row[lo:hi] = row
-    inside = slot_row >= 0
-    p_inside, _ = stratified_excess(slot_sessions[inside].astype(np.int64),
-                                    slot_failures[inside].astype(np.int64),
-                                    pool_n[inside].astype(np.int64), pool_x[inside].astype(np.int64),
-                                    slot_row[inside], len(units))
+        if scan.first[row] < 0:
+            continue
+        inside = slice(int(scan.first[row]), int(scan.last[row]) + 1)
+        cells_n.append(level.sessions[u, inside])
+        cells_x.append(level.failures[u, inside])
+        pool_n.append(counts.fleet_sessions[inside])
+        pool_x.append(counts.fleet_failures[inside])
+        group.append(np.full(len(cells_n[-1]), row))
+    if not group:
+        return np.ones(len(units))
+    p, _ = stratified_excess(np.concatenate(cells_n), np.concatenate(cells_x), np.concatenate(pool_n),
+                             np.concatenate(pool_x), np.concatenate(group), len(units))
+    return p
+
+
+def _rows(s: _Sessions, col: str, units: np.ndarray, whole: _Whole, scan: ScanResult,
+          counts: FailureCounts) -> pd.DataFrame:
+    """One row per tested unit: the whole-period test, the window and their combined p-value.
+
+    The window counts as evidence only when the unit also failed more than the rest of the
+    fleet at the same time inside it (p below SAME_TIME): a unit's own history can change for
+    reasons of its own (a version's traffic moving between pods as a rollout drains them), and
+    an excess over its own past that its neighbours shared that hour is not its own."""
+    same_time = _same_time_p(counts, col, units, scan)
     rows = []
     for row, u in enumerate(units):
-        window_sessions = window_failures = 0
-        window_baseline = np.nan
-        window_start = window_end = pd.NaT
-        p_window = 1.0
-        if found[row]:
-            steps_in = slice(windows[row, 0], windows[row, 1] + 1)
-            window_sessions = int(step_sessions[steps_in].sum())
-            window_failures = int(step_failures[steps_in].sum())
-            compared_inside = step_compared[steps_in].sum()
-            if compared_inside:
-                window_baseline = float(step_rest_expected[steps_in].sum() / compared_inside)
-            window_start = s.start_of(int(step_time[steps_in][0]))
-            window_end = s.start_of(int(step_time[steps_in][-1]) + 1)
-            p_window = float(min(1.0, p_inside[row] * max(int(windows[row, 2]), 1)))
+        found = scan.first[row] >= 0
+        first, last = int(scan.first[row]), int(scan.last[row])
+        p_window = float(scan.p_value[row]) if same_time[row] < SAME_TIME else 1.0
+        fleet = col == FLEET
+        p_whole = 1.0 if fleet else float(whole.p_value[u])
+        z = 0.0 if fleet else float(whole.z[u])
+        code = fleet_key(first, last, s.buckets)[1] if fleet else int(u)
+        window_sessions = int(scan.sessions[row]) if found else 0
         rows.append({
-            "level": col, "unit": names[u], "code": u, "sessions": unit_sessions[u],
-            "failures": unit_failures[u], "baseline": baseline[u],
-            "p_value": min(1.0, 2 * min(p_whole[u], p_window)), "p_whole": p_whole[u],
-            "p_window": p_window, "z": z[u],
-            "evidence": max(z[u] * abs(z[u]) / 2, -np.log(max(min(p_whole[u], p_window), 1e-300))),
-            "window_start": window_start, "window_end": window_end,
-            "window_sessions": window_sessions, "window_failures": window_failures,
-            "window_baseline": window_baseline,
+            "level": col, "unit": "all sessions" if fleet else s.names[col][u], "code": code,
+            "sessions": int(counts.fleet_sessions.sum()) if fleet else int(whole.sessions[u]),
+            "failures": int(counts.fleet_failures.sum()) if fleet else int(whole.failures[u]),
+            "baseline": (float(scan.expected[row] / window_sessions) if fleet and window_sessions
+                         else np.nan if fleet else float(whole.baseline[u])),
+            # One look at the whole period and one at the windows: Bonferroni over the two.
+            "p_value": p_window if fleet else min(1.0, 2 * min(p_whole, p_window)),
+            "p_whole": p_whole, "p_window": p_window, "z": z,
+            "evidence": max(z * abs(z) / 2, -np.log(max(min(p_whole, p_window), 1e-300)),
+                            float(scan.llr[row]) if p_window < p_whole else 0.0),
+            "window_start": s.start_of(first) if found else pd.NaT,
+            "window_end": s.start_of(last + 1) if found else pd.NaT,
+            "first": first, "last": last,
+            "window_sessions": window_sessions,
+            "window_failures": int(scan.observed[row]) if found else 0,
+            "window_expected": float(scan.expected[row]) if found else np.nan,
+            "window_baseline": (float(scan.expected[row] / window_sessions) if window_sessions
+                                else np.nan),
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for column in ("window_start", "window_end"):   # all-NaT columns arrive without a zone
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def _level_table(s: _Sessions, col: str, min_sessions: int, counts: FailureCounts,
+                 draws: int, only: int | None = None) -> pd.DataFrame:
+    """Every unit of one level with enough sessions: its whole-period test, its worst window
+    located and tested, as rows. `only` restricts the table to one unit."""
+    if col == FLEET:
+        units = np.zeros(1, dtype=np.int64)
+        empty = np.zeros(1)
+        whole = _Whole(empty.astype(np.int64), empty.astype(np.int64), empty, np.ones(1), empty)
+        if not counts.fleet_failures.sum():
+            return pd.DataFrame()
+    else:
+        whole = _whole_period(s, counts, col)
+        # A unit holding every session is the fleet itself (its "fleet" row speaks for it).
+        tested = (whole.sessions >= min_sessions) & (whole.sessions < counts.fleet_sessions.sum())
+        if only is not None:
+            tested &= np.arange(len(tested)) == only
+        units = np.flatnonzero(tested)
+        if not len(units):
+            return pd.DataFrame()
+    return _rows(s, col, units, whole, _locate_and_test(s, counts, col, units, draws), counts)
 
 
 def _test_all(s: _Sessions, cols: list[str], min_sessions: int, min_failures: int, alpha: float,
-              headlines: list[tuple[str, int]]) -> pd.DataFrame:
-    """Every unit of every level, allowing for `headlines` (each tested without its own bit)."""
-    tables = [t for t in (_level_table(s, col, min_sessions, s.cause) for col in cols) if len(t)]
+              headlines: list[UnitKey], draws: int) -> pd.DataFrame:
+    """Every unit of every level and the whole fleet, allowing for `headlines`: every other
+    unit is tested on the sessions outside all headlines, each headline on the sessions
+    outside the others."""
+    clean = s.counts(tuple(headlines))
+    tables = [t for t in (_level_table(s, col, min_sessions, clean, draws)
+                          for col in [FLEET, *cols]) if len(t)]
     if not tables:
         return pd.DataFrame()
     out = pd.concat(tables, ignore_index=True)
-    for bit, (level, code) in enumerate(headlines):
-        own = _level_table(s, level, min_sessions, s.cause & ~(1 << bit), only=code)
+    for level, code in headlines:
+        counts = s.counts(tuple(k for k in headlines if k != (level, code)))
+        if level == FLEET:
+            own = _fleet_headline(s, code, counts, draws)
+        else:
+            own = _level_table(s, level, min_sessions, counts, draws, only=code)
         at = np.flatnonzero((out["level"] == level).to_numpy() & (out["code"] == code).to_numpy())
-        if len(own) and len(at):
-            out.loc[at[0], own.columns] = own.iloc[0].to_numpy()
+        if len(own):
+            out = pd.concat([out.drop(index=out.index[at]), own], ignore_index=True)
     out["q_value"] = q_values(out["p_value"].to_numpy(dtype=float), method="by")
     out["significant"] = (out["q_value"] < alpha) & (out["failures"] >= min_failures)
     return out
 
 
-def _masked_p(s: _Sessions, unit: np.ndarray, pool: np.ndarray) -> float:
-    """Exact p-value that the `unit` sessions failed more than the `pool` sessions (which hold
-    them) in the same strata and cause cells; 1.0 when there is nothing to compare."""
-    key = s.stratum * s.causes + s.cause
-    cells, pool_sessions = np.unique(key[pool], return_counts=True)
-    pool_failures = np.bincount(np.searchsorted(cells, key[pool]), weights=s.fail[pool],
-                                minlength=len(cells))
-    mine = unit & pool
-    if not mine.any():
+def _fleet_headline(s: _Sessions, code: int, counts: FailureCounts, draws: int) -> pd.DataFrame:
+    """A fleet-wide headline tested again on the sessions outside the other headlines: the
+    scan's p-value, reported for the headline's own window."""
+    table = _level_table(s, FLEET, 0, counts, draws)
+    if not len(table):
+        return table
+    first, last = fleet_span(code, s.buckets)
+    n, x = counts.fleet_sessions, counts.fleet_failures
+    inside = slice(first, last + 1)
+    outside_n = n.sum() - n[inside].sum()
+    rate = (x.sum() - x[inside].sum()) / outside_n if outside_n else np.nan
+    expected = float(n[inside].sum() * rate)
+    table.loc[0, ["code", "first", "last", "window_start", "window_end", "window_sessions",
+                  "window_failures", "window_expected", "window_baseline", "baseline"]] = [
+        code, first, last, s.start_of(first), s.start_of(last + 1), int(n[inside].sum()),
+        int(x[inside].sum()), expected, rate, rate]
+    return table
+
+
+def _excess_p(s: _Sessions, unit: np.ndarray, removed: Sequence[UnitKey],
+              window: tuple[int, int] | None = None) -> float:
+    """Exact p-value that the sessions at positions `unit` failed more than the rest of the
+    fleet in the same strata, both without the sessions of the `removed` units and, with a
+    `window` (first, last bucket), only inside it; 1.0 when there is nothing to compare."""
+    out, pool_n, pool_x = s.without(removed)
+    unit = unit[~out[unit]]
+    size = len(pool_n)
+    if window is not None:
+        unit = unit[(s.bucket[unit] >= window[0]) & (s.bucket[unit] <= window[1])]
+        pool = s.in_window(*window)
+        pool = pool[~out[pool]]
+        pool_n = np.bincount(s.stratum[pool], minlength=size)
+        pool_x = np.bincount(s.stratum[pool], weights=s.fail[pool], minlength=size).astype(np.int64)
+    if not len(unit):
         return 1.0
-    at = np.searchsorted(cells, key[mine])
-    n = np.bincount(at, minlength=len(cells))
-    x = np.bincount(at, weights=s.fail[mine], minlength=len(cells))
+    n = np.bincount(s.stratum[unit], minlength=size)
+    x = np.bincount(s.stratum[unit], weights=s.fail[unit], minlength=size).astype(np.int64)
     used = n > 0
-    return float(stratified_excess(n[used], x[used], pool_sessions[used], pool_failures[used],
+    return float(stratified_excess(n[used], x[used], pool_n[used], pool_x[used],
                                    np.zeros(int(used.sum()), np.int64), 1)[0][0])
 
 
-def _window_mask(s: _Sessions, window: tuple[Any, Any]) -> np.ndarray | None:
-    """Sessions whose bucket lies in the window [start, end), or None for no window."""
+def _span(s: _Sessions, window: tuple[Any, Any]) -> tuple[int, int] | None:
+    """The window [start, end) as (first, last) bucket, or None for no window."""
     start, end = window
     if pd.isna(start) or pd.isna(end):
         return None
     first = int((pd.Timestamp(start) - s.origin) // s.step)
-    last = int((pd.Timestamp(end) - s.origin) // s.step)
-    return (s.bucket >= first) & (s.bucket < last)
+    last = int((pd.Timestamp(end) - s.origin) // s.step) - 1
+    return first, last
 
 
-def _narrowest(s: _Sessions, key: tuple[str, int], candidates: list[tuple[str, int]],
-               cols: list[str], alpha: float, windows: dict[tuple[str, int], tuple[Any, Any]]
-               ) -> tuple[str, int]:
+def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates: list[UnitKey],
+               cols: list[str], alpha: float, windows: dict[UnitKey, tuple[Any, Any]]) -> UnitKey:
     """The unit inside `key` that carries all of its excess (a broken pod in its replicaset, a
     persona's only voice), followed down as far as it goes; `key` itself when there is none.
 
-    A candidate counts as inside when NEST_SHARE of its sessions are in `key`; it carries the
-    excess when the rest of `key` without it shows none (p >= alpha), over the whole period
-    and inside the window where `key` was worst. Two units holding the same sessions are one:
-    the earlier level is named.
+    A candidate counts as inside when NEST_SHARE of its sessions are in `key` (over the whole
+    period, or inside the window where `key` was worst); it carries the excess when the rest
+    of `key` without it shows none (p >= alpha), over the whole period and inside the window,
+    the sessions of `headlines` left out. Two units holding the same sessions are one: the
+    earlier level is named. A fleet-wide window is never narrowed.
     """
+    if key[0] == FLEET:
+        return key
     seen = {key}
     while True:
-        outer = s.unit(*key)
-        size = int(outer.sum())
+        size = s.size(key)
+        during = _span(s, windows.get(key, (None, None)))
         inside = []
         for other in candidates:
-            if other in seen:
+            if other in seen or other[0] == FLEET:
                 continue
-            mask = s.unit(*other)
-            shared = int((mask & outer).sum())
-            if shared < NEST_SHARE * mask.sum():
-                continue
-            same = shared >= NEST_SHARE * size
-            if same and cols.index(other[0]) > cols.index(key[0]):
-                continue
-            inside.append((other, mask))
+            shared = s.shared(other, key)
+            if shared >= NEST_SHARE * s.size(other):
+                if shared >= NEST_SHARE * size and cols.index(other[0]) > cols.index(key[0]):
+                    continue   # the same sessions: the earlier level is named
+                inside.append(other)
+            elif during is not None and s.shared(key, other) < NEST_SHARE * size:
+                # Inside within the window: a provider that was all of a version's traffic
+                # in the hours the version was worst (its other hours are not at issue); never
+                # a unit holding `key` itself.
+                there = s.size_in(other, during)
+                if there >= MIN_SESSIONS and s.shared(other, key, during) >= NEST_SHARE * there:
+                    inside.append(other)
         step = None
-        during = _window_mask(s, windows.get(key, (None, None)))
-        for other, mask in sorted(inside, key=lambda item: -int((s.fail & item[1]).sum())):
-            rest = outer & ~mask
-            if _masked_p(s, rest, ~mask) < alpha:
+        for other in sorted(inside, key=lambda k: -s.failed_shared(k, k)[0]):
+            removed = (*headlines, other)
+            if s.excess_p(key, removed) < alpha:
                 continue
-            if during is not None and _masked_p(s, rest & during, ~mask & during) < alpha:
+            if during is not None and s.excess_p(key, removed, during) < alpha:
                 continue
             step = other
             break
@@ -353,88 +625,183 @@ def _narrowest(s: _Sessions, key: tuple[str, int], candidates: list[tuple[str, i
         key = step
 
 
-def _confirm(s: _Sessions, headlines: list[tuple[str, int]], alpha: float,
-             windows: dict[tuple[str, int], tuple[Any, Any]]) -> list[tuple[str, int]]:
+def _carries(s: _Sessions, headlines: list[UnitKey], a: UnitKey, b: UnitKey, alpha: float,
+             windows: dict[UnitKey, tuple[Any, Any]]) -> bool:
+    """Whether `b` carries `a`'s excess rather than the other way round: without `b`'s
+    sessions `a` shows none (whole period and in its window), while `b` without `a`'s
+    sessions still does (in its window, or over the whole period)."""
+    # One inside the other is nesting, `_narrowest`'s question: without `b`, a unit inside
+    # it trivially shows nothing.
+    if s.shared(a, b) >= NEST_SHARE * s.size(a) or s.shared(b, a) >= NEST_SHARE * s.size(b):
+        return False
+    a_in, b_in = _span(s, windows.get(a, (None, None))), _span(s, windows.get(b, (None, None)))
+    without_b, without_a = (*headlines, b), (*headlines, a)
+    if s.excess_p(a, without_b) < alpha:
+        return False
+    if a_in is not None and s.excess_p(a, without_b, a_in) < alpha:
+        return False
+    if b_in is not None and s.excess_p(b, without_a, b_in) < alpha:
+        return True
+    return s.excess_p(b, without_a) < alpha
+
+
+def _confirm(s: _Sessions, headlines: list[UnitKey], alpha: float,
+             windows: dict[UnitKey, tuple[Any, Any]]) -> list[UnitKey]:
     """Headlines that still show an excess on their sessions outside every other headline,
     over the whole period or inside their window.
 
     Catches what comparing within time buckets cannot: a rollout ramping up inside the very
     hour a provider went down carries more of the outage's sessions than its bucket-mates.
+    Fleet-wide windows stay (their comparison is the fleet's own history, not its strata).
     """
     kept = list(headlines)
-    saved = s.cause, s.causes
-    s.cause, s.causes = np.zeros(len(s.bucket), dtype=np.int64), 1
-    try:
-        for key in reversed(headlines):
-            others = [k for k in kept if k != key]
-            if not others:
-                break
-            elsewhere = np.zeros(len(s.bucket), dtype=bool)
-            for other in others:
-                elsewhere |= s.unit(*other)
-            mine = s.unit(*key) & ~elsewhere
-            if _masked_p(s, mine, ~elsewhere) < alpha:
-                continue
-            during = _window_mask(s, windows.get(key, (None, None)))
-            if during is not None and _masked_p(s, mine & during, ~elsewhere & during) < alpha:
-                continue
-            kept.remove(key)
-    finally:
-        s.cause, s.causes = saved
+    for key in reversed(headlines):
+        others = [k for k in kept if k != key]
+        if not others or key[0] == FLEET:
+            continue
+        elsewhere = tuple(others)
+        if s.excess_p(key, elsewhere) < alpha:
+            continue
+        during = _span(s, windows.get(key, (None, None)))
+        if during is not None and s.excess_p(key, elsewhere, during) < alpha:
+            continue
+        kept.remove(key)
     return kept
 
 
-def _failed_overlap(s: _Sessions, a: tuple[str, int], b: tuple[str, int]) -> float:
+def _failed_overlap(s: SessionQueries, a: UnitKey, b: UnitKey) -> float:
     """The largest share of either unit's failures that the two units share."""
-    fa = s.fail & s.unit(*a)
-    fb = s.fail & s.unit(*b)
-    shared = int((fa & fb).sum())
-    return shared / max(1, min(int(fa.sum()), int(fb.sum())))
+    fa, fb, shared = s.failed_shared(a, b)
+    return shared / max(1, min(fa, fb))
 
 
-def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[tuple[str, int]],
-                      cols: list[str], alpha: float) -> list[tuple[str, int]]:
+def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], alpha: float) -> bool:
+    """Whether one unit of some level carries a fleet-wide window's excess: without that unit's
+    sessions (the unit with most failures in the window beyond its own usual rate), the rest of
+    the fleet no longer fails more in the window than outside it (Poisson tail p >= alpha).
+    A fleet-wide finding means every region, version and provider at once."""
+    first, last = fleet_span(key[1], counts.buckets)
+    inside = slice(first, last + 1)
+    for col in [c for c in SPREAD_LEVELS if c in cols]:
+        # Fleet-wide means in several regions, versions and providers at once.
+        level = counts.levels[col]
+        n_in, x_in = level.sessions[:, inside].sum(axis=1), level.failures[:, inside].sum(axis=1)
+        n_out, x_out = level.sessions.sum(axis=1) - n_in, level.failures.sum(axis=1) - x_in
+        seen = (n_in >= MIN_SESSIONS) & (n_out > 0)
+        if seen.sum() < 2:
+            continue
+        expected = n_in[seen] * np.maximum(x_out[seen], 0.5) / n_out[seen]
+        if int((stats.poisson.sf(x_in[seen] - 1, expected) < alpha).sum()) < 2:
+            return True
+    for col in cols:
+        level = counts.levels[col]
+        n_in, x_in = level.sessions[:, inside].sum(axis=1), level.failures[:, inside].sum(axis=1)
+        n_out, x_out = level.sessions.sum(axis=1) - n_in, level.failures.sum(axis=1) - x_in
+        with np.errstate(divide="ignore", invalid="ignore"):
+            excess = x_in - n_in * np.where(n_out > 0, x_out / np.maximum(n_out, 1), 0.0)
+        # A unit holding (nearly) every session of the window is the fleet at that time.
+        excess = np.where(n_in >= NEST_SHARE * counts.fleet_sessions[inside].sum(), -np.inf, excess)
+        if not len(excess) or not np.isfinite(excess.max()):
+            continue
+        u = int(np.argmax(excess))
+        rest_in_n = counts.fleet_sessions[inside].sum() - n_in[u]
+        rest_in_x = counts.fleet_failures[inside].sum() - x_in[u]
+        rest_out_n = counts.fleet_sessions.sum() - counts.fleet_sessions[inside].sum() - n_out[u]
+        rest_out_x = counts.fleet_failures.sum() - counts.fleet_failures[inside].sum() - x_out[u]
+        if rest_out_n <= 0 or rest_out_x <= 0 or n_in[u] <= 0 or rest_in_n <= 0:
+            continue
+        rest_expected = rest_in_n * rest_out_x / rest_out_n
+        if stats.poisson.sf(rest_in_x - 1, rest_expected) >= alpha:
+            return True
+        # Or the rest failed only a little more than usual next to that unit (a big fleet
+        # makes any spill-over significant): under a quarter of the unit's excess rate.
+        if (rest_in_x - rest_expected) / rest_in_n < CARRIED_SHARE * excess[u] / n_in[u]:
+            return True
+    return False
+
+
+def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
+                      cols: list[str], alpha: float, first: list[UnitKey] | None = None) -> list[UnitKey]:
     """Significant units taken strongest first; a unit sharing many failures with one taken (or
-    waiting) in this pass waits for the next pass, where it is tested with that one allowed for."""
+    waiting) in this pass waits for the next pass, where it is tested with that one allowed for.
+
+    Before a unit is taken it is narrowed to the unit inside it carrying its excess, and
+    handed to an overlapping candidate that carries its excess instead (`_carries`: "desktop"
+    clients failing only through the provider that was down). Headlines already taken are
+    narrowed again among the units significant now or in the first pass (`first`): the units
+    inside a headline are not tested again once it is left out."""
+    if out.empty or "significant" not in out.columns:
+        return []
     sig = out[out["significant"]].copy()
-    sig["rank"] = [cols.index(level) for level in sig["level"]]
-    sig = sig.sort_values(["evidence", "rank"], ascending=[False, True], kind="stable")
-    keys = list(zip(sig["level"], sig["code"]))
+    order = [FLEET, *cols]
+    sig["rank"] = [order.index(level) for level in sig["level"]]
+    # A fleet-wide window comes first: unless one unit carries it (then it is skipped), no unit
+    # is to be blamed for it, however strong that unit's own evidence.
+    sig["fleet"] = sig["level"] == FLEET
+    sig = sig.sort_values(["fleet", "evidence", "rank"], ascending=[False, False, True], kind="stable")
+    keys = [(str(level), int(code)) for level, code in zip(sig["level"], sig["code"])]
     windows = dict(zip(keys, zip(sig["window_start"], sig["window_end"])))
     kept = [k for k in previous if k in keys]
-    fresh: list[tuple[str, int]] = []
-    waiting: list[tuple[str, int]] = []
+    # Narrowed again with the other headlines left out: a headline taken while a concurrent
+    # cause was still unknown may now narrow to the unit that carries it.
+    inner = keys + [k for k in first or () if k not in keys]
+    kept = list(dict.fromkeys(_narrowest(s, [o for o in kept if o != k], k, inner, cols, alpha, windows)
+                              for k in kept))
+    fresh: list[UnitKey] = []
+    waiting: list[UnitKey] = []
     for key in keys:
         if len(kept) + len(fresh) >= MAX_CAUSES:
             break
         if key in kept:
             continue
-        key = _narrowest(s, key, keys, cols, alpha, windows)
+        if key[0] == FLEET and (_carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha)
+                                or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]),
+                                                 "q_value"].min()) >= STRONG_Q):
+            continue   # one unit's, or not clear enough to blame nobody (q >= STRONG_Q)
+        key = _narrowest(s, kept, key, inner, cols, alpha, windows)
         if key in kept or key in fresh:
             continue
+        if key[0] != FLEET and any(k[0] != FLEET and s.shared(k, key) >= NEST_SHARE * s.size(k)
+                                   for k in kept):
+            continue   # it holds a headline already taken: that headline's excess, not a new one
         # A unit waits when it shares failures with one taken or waiting in this pass.
-        if all(_failed_overlap(s, key, other) < SHARED_FAILURES for other in fresh + waiting):
-            fresh.append(key)
-        else:
+        if any(_failed_overlap(s, key, other) >= SHARED_FAILURES for other in fresh + waiting):
             waiting.append(key)
+            continue
+        if key[0] != FLEET:
+            for other in keys:
+                if other in (key, *kept, *fresh, *waiting) or other[0] == FLEET:
+                    continue
+                if any(_failed_overlap(s, other, taken) >= SHARED_FAILURES for taken in kept + fresh):
+                    continue   # it holds a cause already taken: not a fresh one
+                if _failed_overlap(s, key, other) >= SHARED_FAILURES and \
+                        _carries(s, kept, key, other, alpha, windows):
+                    key = other
+                    break
+        if key not in kept and key not in fresh:
+            fresh.append(key)
     return kept + fresh
 
 
 def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
                   failures: FailureSpec = None, freq: str = "1h",
                   min_sessions: int = MIN_SESSIONS, min_failures: int = MIN_FAILURES,
-                  alpha: float = 0.05, stratum_failures: int = STRATUM_FAILURES) -> pd.DataFrame:
+                  alpha: float = 0.05, stratum_failures: int = STRATUM_FAILURES,
+                  draws: int = DRAWS) -> pd.DataFrame:
     """Units of every attribute (engine, client, provider, persona) ranked by failure excess.
 
-    Each unit is compared with the rest of the fleet over the same time buckets of `freq`,
-    over the whole period and in its worst window (see the `analysis` package docstring for
-    what each column means). One multiple-testing correction covers every unit of every level.
+    Each unit is compared with the rest of the fleet over the same time buckets of `freq`
+    over the whole period, and with its own history in its worst window (a scan calibrated by
+    simulation; see the `analysis` package docstring for what each column means). The whole
+    fleet is scanned too: an outage of everyone is a finding of level "fleet". One
+    multiple-testing correction covers every unit of every level.
 
     Causes are found in passes: the strongest significant units become headlines; then every
     unit is tested again comparing like with like on the headlines found (a session of a bad
     SDK release is only compared with other sessions of that release at the same time), so a
     pod is not blamed for the SDK's failures, and two concurrent incidents do not hide each
-    other. Passes repeat until the headlines settle.
+    other. Passes repeat until the headlines settle. Each row says its impact: failed sessions
+    beyond those expected (`excess_failures`) and distinct customers hit (`customers`).
 
     Parameters
     ----------
@@ -454,13 +821,17 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
         The q-value below which a unit counts as significant.
     stratum_failures
         Time buckets are merged into strata expected to hold this many failures fleet-wide.
+    draws
+        Simulated histories per unit for the window's p-value (see `analysis.scan`); 0 skips
+        the simulations (every window p-value is then 1: the whole-period test alone).
 
     Returns
     -------
     DataFrame
-        One row per tested unit: headlines (`flagged`) first, largest lift in their window
-        first; then significant units explained by a headline (`explained_by`), then the rest,
-        by p-value. `df.attrs` records the settings, passes and how many units were not tested.
+        One row per tested unit: headlines (`flagged`) first, those with q below 0.01
+        first, largest lift in their window first; then significant units explained by a
+        headline (`explained_by`), then the rest, by p-value. `df.attrs` records the
+        settings, passes and how many units were not tested.
 
     Raises
     ------
@@ -484,29 +855,34 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
         raise ValueError(f"alpha={alpha!r} must be a number between 0 and 1, e.g. 0.05")
     failure_rule(failures)
     stratum_failures = check_count(stratum_failures, "stratum_failures")
+    draws = check_count(draws, "draws")
     s = _sessions(df, cols, failures, step, stratum_failures)
     attrs: dict[str, Any] = {"freq": str(freq), "alpha": alpha, "min_sessions": min_sessions,
                              "stratum_failures": stratum_failures, "levels": list(cols),
-                             "strata": int(len(np.unique(s.stratum))),
+                             "strata": int(len(np.unique(s.stratum))), "draws": draws,
                              "min_failures": min_failures, "sessions": int(len(s.bucket))}
-    raw = _test_all(s, cols, min_sessions, min_failures, alpha, [])
+    raw = _test_all(s, cols, min_sessions, min_failures, alpha, [], draws)
     out, headlines, passes = raw, [], 1
     if not raw.empty:
         headlines = _choose_headlines(s, raw, [], cols, alpha)
-        while passes < MAX_PASSES:
+        first = [(str(lv), int(c)) for lv, c in zip(raw.loc[raw["significant"], "level"],
+                                                     raw.loc[raw["significant"], "code"])]
+        seen = [set(headlines)]
+        while passes < MAX_PASSES and headlines:
             passes += 1
-            s.causes = 1 << len(headlines)
-            s.cause = np.zeros(len(s.bucket), dtype=np.int64)
-            for bit, key in enumerate(headlines):
-                s.cause |= s.unit(*key).astype(np.int64) << bit
-            out = _test_all(s, cols, min_sessions, min_failures, alpha, headlines)
-            chosen = _choose_headlines(s, out, headlines, cols, alpha)
-            if chosen == headlines:
+            out = _test_all(s, cols, min_sessions, min_failures, alpha, headlines, draws)
+            chosen = _choose_headlines(s, out, headlines, cols, alpha, first)
+            if chosen == headlines or set(chosen) in seen:   # settled, or going round in a cycle
                 break
+            seen.append(set(chosen))
             headlines = chosen
-        headlines = _confirm(s, headlines, alpha, dict(zip(zip(out["level"], out["code"]),
-                                                           zip(out["window_start"], out["window_end"]))))
-    attrs.update(passes=passes, untested_units=int(sum(len(s.names[c]) for c in cols) - len(raw)))
+        if out.empty:
+            out, headlines = raw, []
+        headlines = _confirm(s, headlines, alpha, {
+            (str(level), int(code)): window for level, code, window in
+            zip(out["level"], out["code"], zip(out["window_start"], out["window_end"]))})
+    tested_units = int((raw["level"] != FLEET).sum()) if len(raw) else 0
+    attrs.update(passes=passes, untested_units=int(sum(len(s.names[c]) for c in cols) - tested_units))
     if raw.empty:
         table = pd.DataFrame({c: pd.Series(dtype=d) for c, d in _SUSPECT_COLUMNS.items()})
         table.attrs.update(attrs)
@@ -524,24 +900,26 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
              headlines: list[tuple[str, int]], cols: list[str]) -> pd.DataFrame:
     """Headlines as tested last (allowing for each other), every other unit as first tested
     (against the whole fleet); units whose excess a headline carries say which."""
-    table = raw.copy()
-    keys = list(zip(table["level"], table["code"]))
-    final_at = {k: i for i, k in enumerate(zip(final["level"], final["code"]))}
+    final_at = {(str(lv), int(c)): i for i, (lv, c) in enumerate(zip(final["level"], final["code"]))}
+    raw_keys = {(str(lv), int(c)) for lv, c in zip(raw["level"], raw["code"])}
+    # A fleet-wide headline found in a later pass has no first-pass row of its own.
+    extra = [final_at[k] for k in headlines if k not in raw_keys]
+    table = pd.concat([raw, final.loc[extra, raw.columns]], ignore_index=True) if extra else raw.copy()
+    keys = [(str(lv), int(c)) for lv, c in zip(table["level"], table["code"])]
     for i, key in enumerate(keys):
         if key in headlines:
             table.loc[i] = final.loc[final_at[key], table.columns].to_numpy()
     table["flagged"] = [k in headlines for k in keys]
     table["significant"] = table["significant"].astype(bool)
     explained = np.full(len(table), None, dtype=object)
-    head_masks = {k: s.fail & s.unit(*k) for k in headlines}
     for i, key in enumerate(keys):
         if table.at[i, "flagged"] or not table.at[i, "significant"]:
             continue
-        mine = s.fail & s.unit(*key)
-        shared = {k: int((mine & m).sum()) for k, m in head_masks.items()}
+        shared = {k: s.failed_shared(key, k)[2] for k in headlines}
         best = max(shared, key=lambda k: shared[k], default=None)
         if best is not None and shared[best] > 0:
-            explained[i] = f"{unit_name(best[0], s.names[best[0]][best[1]])}"
+            explained[i] = s.name(best)
+    _impact(s, table, keys)
     table["explained_by"] = pd.array(explained, dtype="string")
     table["family"] = [family_of(level) for level in table["level"]]
     table["rate"] = table["failures"] / table["sessions"]
@@ -553,11 +931,36 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
         window_lift = table["window_rate"] / table["window_baseline"]
     _engine_places(s, table, cols)
     # Headlines by how far they exceed their peers at their worst, everything else by evidence.
-    table["tier"] = np.where(table["flagged"], 0, np.where(table["significant"], 1, 2))
+    # Headlines standing out at the notebooks' threshold (q < STRONG_Q) come before weaker ones.
+    strong = table["flagged"] & (table["q_value"].astype(float) < STRONG_Q)
+    table["tier"] = np.where(strong, 0, np.where(table["flagged"], 1, np.where(table["significant"], 2, 3)))
     table["severity"] = np.where(table["flagged"], -window_lift.fillna(table["lift"]).fillna(0.0), 0.0)
     table["p_value"] = table["p_value"].astype(float)
     return table.sort_values(["tier", "severity", "p_value", "z"],
                              ascending=[True, True, True, False], kind="stable")
+
+
+def _impact(s: _Sessions, table: pd.DataFrame, keys: list[UnitKey]) -> None:
+    """`excess_failures` (observed minus expected) and `customers` (distinct client label and
+    API key pairs among the failed sessions) where the evidence lies: inside the window when
+    the window test carries it, else over the whole period. Customers are counted for the
+    significant units only (each count is a pass over the sessions)."""
+    windowed = (table["window_sessions"].to_numpy() > 0) & (
+        table["p_window"].to_numpy(dtype=float) <= table["p_whole"].to_numpy(dtype=float))
+    whole_expected = (table["baseline"] * table["sessions"]).to_numpy(dtype=float)
+    table["excess_failures"] = np.where(
+        windowed, table["window_failures"].to_numpy(dtype=float) - table["window_expected"].to_numpy(dtype=float),
+        table["failures"].to_numpy(dtype=float) - whole_expected)
+    customers = np.full(len(table), None, dtype=object)
+    for i, key in enumerate(keys):
+        if not (table.at[i, "flagged"] or table.at[i, "significant"]):
+            continue
+        first, last = (int(table.at[i, "first"]), int(table.at[i, "last"])) if windowed[i] else (
+            0, max(s.buckets - 1, 0))
+        customers[i] = s.customers(key, first, last)
+    table["customers"] = pd.array(customers, dtype="Int64")
+    table["window_hours"] = ((table["window_end"] - table["window_start"]).dt.total_seconds() / 3600
+                             if len(table) else np.zeros(0))
 
 
 def unit_name(level: str, unit: str) -> str:

@@ -10,8 +10,8 @@ from ..data.checks import check_count, check_frame
 
 _LABELS = {"engine_pod": "pod", "engine_replicaset": "replicaset",
            "engine_version": "version", "engine_region": "region"}
-_FAMILY_WORDS = {"engine": "the engine", "client": "a client", "provider": "a provider",
-                 "persona": "a persona", "other": "another attribute"}
+_FAMILY_WORDS = {"fleet": "the whole fleet", "engine": "the engine", "client": "a client",
+                 "provider": "a provider", "persona": "a persona", "other": "another attribute"}
 
 
 def unit_label(column: str) -> str:
@@ -25,9 +25,13 @@ def cause_sentence(heads: pd.DataFrame) -> str:
         return ("Engine, provider or client? None stands out: failures are spread evenly "
                 "across pods, rollouts, clients, providers and personas.")
     parts = []
-    for family in ("engine", "provider", "client", "persona", "other"):
+    for family in ("fleet", "engine", "provider", "client", "persona", "other"):
         rows = heads[heads["family"] == family] if "family" in heads else heads.iloc[:0]
-        if len(rows):
+        if family == "fleet" and len(rows):
+            spans = ", ".join(span_words(start, end)
+                              for start, end in zip(rows["window_start"], rows["window_end"]))
+            parts.append(f"the whole fleet at once ({spans}: every region, version and provider)")
+        elif len(rows):
             names = ", ".join(f"{unit_label(lv)} {u}" for lv, u in zip(rows["level"], rows["unit"]))
             parts.append(f"{_FAMILY_WORDS[family]} ({names})")
     said = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
@@ -49,20 +53,55 @@ def between(start: pd.Timestamp, end: pd.Timestamp) -> str:
     return f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC"
 
 
+def impact_words(excess: Any, customers: Any) -> str:
+    """ "about 19 more failed sessions than expected, 7 customers" ("" when nothing is known)."""
+    words = []
+    if excess is not None and not pd.isna(excess) and excess > 0:
+        count = round(float(excess))
+        words.append(f"about {count} more failed session{'s' if count != 1 else ''} than expected"
+                     if count >= 1 else "less than one more failed session than expected")
+    if customers is not None and not pd.isna(customers):
+        words.append(f"{int(customers)} customer{'s' if int(customers) != 1 else ''}")
+    return ", ".join(words)
+
+
+def span_words(start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """ "2026-04-15 05:00–07:00 UTC" (or with both dates when the window crosses midnight)."""
+    if start.date() == (end - pd.Timedelta(1, "ns")).date() and end - start < pd.Timedelta(1, "D"):
+        return f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC"
+    return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
+
+
 def finding_sentence(row: Any) -> str:
     """One plain-English sentence for a row of rank_suspects."""
+    q = f"q = {row.q_value:.2g}"
+    impact = impact_words(getattr(row, "excess_failures", None), getattr(row, "customers", None))
+    impact = f"; {impact}" if impact else ""
+    if row.level == "fleet" and (not row.window_sessions or pd.isna(row.window_start)):
+        return f"The whole fleet failed {percent(row.rate)} of {row.sessions} sessions; no window stands out ({q})."
+    if row.level == "fleet":
+        return (f"The whole fleet failed {percent(row.window_rate)} of sessions ({row.window_failures} "
+                f"of {row.window_sessions}) {between(row.window_start, row.window_end)} vs "
+                f"{percent(row.window_baseline)} the rest of the time: every region, version and "
+                f"provider at once ({q}){impact}.")
     who = f"{unit_label(row.level)} {row.unit}"
     if row.region is not None and not pd.isna(row.region) and row.level != "engine_region":
         who += f" in region {row.region}"
-    q = f"q = {row.q_value:.2g}"
-    if row.window_sessions and not pd.isna(row.window_start):
+    windowed = row.window_sessions and not pd.isna(row.window_start)
+    if windowed and row.p_window <= row.p_whole:
         text = (f"{who} failed {percent(row.window_rate)} of sessions ({row.window_failures} of "
                 f"{row.window_sessions}) {between(row.window_start, row.window_end)} vs "
-                f"{percent(row.window_baseline)} on the rest of the fleet at the same time "
-                f"({percent(row.rate)} of {row.sessions} sessions overall vs {percent(row.baseline)}, {q})")
+                f"{percent(row.window_baseline)} expected from its own rate the rest of the time "
+                f"({percent(row.rate)} of {row.sessions} sessions overall vs {percent(row.baseline)} "
+                f"on the rest of the fleet at the same time, {q}){impact}")
+    elif windowed:
+        text = (f"{who} failed {percent(row.window_rate)} of sessions ({row.window_failures} of "
+                f"{row.window_sessions}) {between(row.window_start, row.window_end)} vs "
+                f"{percent(row.baseline)} on the rest of the fleet at the same times over the "
+                f"whole period ({percent(row.rate)} of {row.sessions} sessions overall, {q}){impact}")
     else:
         text = (f"{who} failed {percent(row.rate)} of {row.sessions} sessions vs "
-                f"{percent(row.baseline)} on the rest of the fleet at the same time ({q})")
+                f"{percent(row.baseline)} on the rest of the fleet at the same time ({q}){impact}")
     if row.explained_by is not None and not pd.isna(row.explained_by):
         text += f"; explained by {row.explained_by}"
     return text + "."

@@ -20,7 +20,8 @@ Planted incidents (`incidents=True`, listed in `Fleet.incidents`):
    speak with it) fails about 35 % of its sessions for 4 hours: an upstream outage.
 
 `incidents` may also name a subset of kinds, e.g. `incidents={"client"}`, so each can be
-planted on its own.
+planted on its own; `incidents={"fleet"}` plants a fleet-wide outage instead (every session
+fails about half the time for 40 minutes, whatever its region, version, client or provider).
 
 3. a latency regression (`Fleet.latency_regressions`, not an exit-status incident): persona
    answers on the newest engine version start about 0.9 s later after the user stops

@@ -16,9 +16,11 @@ import numpy as np
 
 from .artifacts import Transcripts
 from .incidents import (
+    EXTRA_KINDS,
     KINDS,
     Incident,
     client_incident,
+    fleet_incident,
     pod_incident,
     provider_incident,
     replicaset_incident,
@@ -284,9 +286,9 @@ def _validate(seed: object, sessions: object, incidents: object) -> None:
     if isinstance(incidents, bool):
         return
     kinds = set(incidents) if isinstance(incidents, (list, tuple, set, frozenset)) else None
-    if kinds is None or not kinds <= set(KINDS):
+    if kinds is None or not kinds <= set(KINDS + EXTRA_KINDS):
         raise ValueError(f"incidents={incidents!r} is not valid: give True (all of {', '.join(KINDS)}), "
-                         "False, or a collection of those kinds")
+                         f"False, or a collection of kinds from {', '.join(KINDS + EXTRA_KINDS)}")
 
 
 def fleet_organization(settings: tuple, drawn: str) -> str:
@@ -317,7 +319,8 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
     seed, sessions, span, end
         The random seed, the number of sessions, how far back they go and when they end.
     incidents
-        True, False, or a collection of kinds from "pod", "replicaset", "client", "provider".
+        True, False, or a collection of kinds from "pod", "replicaset", "client", "provider"
+        and "fleet" (a 40-minute outage of every session, planted only when named).
 
     Returns
     -------
@@ -350,7 +353,10 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
         candidates = {"pod": failing_pod, "replicaset": replicaset_incident(topo, end_ms, baseline),
                       "client": client_incident(NEWEST_SDK, start_ms, end_ms, baseline),
                       "provider": outage}
-        planted = [candidates[k] for k in KINDS if k in kinds]
+        if "fleet" in kinds:   # its own random numbers: the other kinds' fleets stay the same
+            candidates["fleet"] = fleet_incident(np.random.default_rng([seed, 40]), start_ms, end_ms,
+                                                 baseline)
+        planted = [candidates[k] for k in KINDS + EXTRA_KINDS if k in kinds]
         if "pod" in kinds:
             n_surge = min(sessions // 5, max(60, round(0.025 * sessions)))
 
@@ -383,6 +389,8 @@ def generate_fleet(seed: int = 0, sessions: int = 5000, span: timedelta | str = 
             hit &= who.sdk == SDK_VERSIONS.index(str(inc.value).rsplit("@", 1)[1])
         elif inc.kind == "provider":
             hit &= who.tts_provider(cast) == inc.value
+        elif inc.kind == "fleet":
+            pass
         else:
             r = topo.regions.index(str(inc.region))
             sets = topo.replicasets[str(inc.region)]

@@ -7,6 +7,11 @@ Four kinds, one per family an investigation has to tell apart:
 - "client": one client SDK release failing on every pod, all the time (a client regression);
 - "provider": one TTS provider failing for a few hours, on every pod and every SDK (an upstream
   outage on a big unit: about a third of the traffic).
+
+and one more, planted only when asked for by name (`incidents={"fleet"}`):
+
+- "fleet": every session of the fleet failing for 40 minutes, whatever its region, version,
+  client or provider (a shared dependency down: nothing to blame on one unit).
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from .timefmt import from_ms
 from .topology import Topology
 
 KINDS = ("pod", "replicaset", "client", "provider")
+# Kinds planted only when named (`incidents=True` keeps the four above).
+EXTRA_KINDS = ("fleet",)
+FLEET_FAILURE_RATE = 0.5
+FLEET_MINUTES = 40
 POD_FAILURE_RATE = 0.40
 REPLICASET_EXCESS = 2.5
 # The client and provider incidents are milder than the pod's at its worst, so the demo's
@@ -129,5 +138,24 @@ def provider_incident(rng: np.random.Generator, provider: str, start_ms: int, en
             f"ended about {PROVIDER_FAILURE_RATE:.0%} with ERROR from {start:%Y-%m-%d %H:%M} to "
             f"{end:%Y-%m-%d %H:%M} UTC (normally {baseline:.0%}), on every pod and client: an "
             "upstream outage."
+        ),
+    )
+
+
+def fleet_incident(rng: np.random.Generator, start_ms: int, end_ms: int, baseline: float) -> Incident:
+    """A fleet-wide outage: every session started in a 40-minute window fails at about
+    FLEET_FAILURE_RATE, in every region, on every version, client and provider."""
+    span = end_ms - start_ms
+    length = int(min(FLEET_MINUTES * 60_000, span * 0.1))
+    begin = start_ms + int(span * rng.uniform(0.2, 0.8))
+    start, end = from_ms(begin), from_ms(begin + length)
+    return Incident(
+        kind="fleet", region=None, engine_version=None, replicaset=None, pod=None,
+        start=start, end=end, status="ERROR", failure_rate=FLEET_FAILURE_RATE, baseline=baseline,
+        column="fleet", value=None,
+        description=(
+            f"The whole fleet failed: sessions ended about {FLEET_FAILURE_RATE:.0%} with ERROR from "
+            f"{start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC (normally {baseline:.0%}), in every "
+            "region, on every version, client and provider: a shared dependency down."
         ),
     )

@@ -18,6 +18,7 @@ import ipywidgets as W
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..analysis.explain import explain_row
 from ..api.errors import NotFoundError
 from ..api.ids import UUID_PATTERN
 from ..api.source import SessionSource, blocking_source
@@ -60,6 +61,12 @@ class SessionLookup(StaticRendering, W.VBox):
         message shown is masked.
     tz : str, optional
         IANA time zone for the times shown; UTC when None.
+    findings : DataFrame or list of dict, optional
+        The table `analysis.rank_suspects` returned, or finding dicts: the card then says
+        which finding the session falls in (`analysis.explain_session`).
+    frame : DataFrame, optional
+        The sessions frame the findings came from: a session in no finding is then compared
+        with its pod, provider, SDK and hour.
 
     Raises
     ------
@@ -67,9 +74,12 @@ class SessionLookup(StaticRendering, W.VBox):
         When `client` is not a `SessionSource` (the message names what it lacks).
     """
 
-    def __init__(self, client: SessionSource | None = None, *, tz: str | None = None) -> None:
+    def __init__(self, client: SessionSource | None = None, *, tz: str | None = None, findings: Any = None,
+                 frame: pd.DataFrame | None = None) -> None:
         self._client = blocking_source(client) if client is not None else None
         self.tz = tz
+        self.findings = findings
+        self.frame = frame
         self.text = W.Text(placeholder="session id, URL containing one, or client label",
                            continuous_update=False, layout=W.Layout(width="32em"))
         self.button = W.Button(description="Look up", icon="search", layout=W.Layout(width="auto"))
@@ -267,6 +277,7 @@ class SessionLookup(StaticRendering, W.VBox):
             "persona id": record.get("personaId"),
             "LLM / TTS": f"{_html.format_value(field('llm_model', 'personaConfig'))} / "
                          f"{_html.format_value(field('tts_provider', 'personaConfig'))}",
+            **({"diagnosis": self._explain(record, row)} if self.findings is not None else {}),
         }, accent=status_color(status))
         config = record.get("personaConfig")
         self.config.value = (
@@ -275,6 +286,16 @@ class SessionLookup(StaticRendering, W.VBox):
             + "</details>") if config is not None else ""
         self.recording_button.disabled = False
         self._show_transcript(record)
+
+    def _explain(self, record: Mapping[str, Any], row: pd.Series | None) -> str:
+        """The findings this session falls in, or how usual its exit is (explain_session)."""
+        sid = str(record.get("id"))
+        frame = self.frame
+        if frame is not None and sid in frame.index:
+            return explain_row(sid, frame.loc[sid], self.findings, frame)
+        if row is None:
+            return "not comparable (the record does not parse)"
+        return explain_row(sid, row, self.findings, frame)
 
     def _show_transcript(self, record: dict[str, Any]) -> None:
         try:

@@ -1,0 +1,218 @@
+"""The calibrated scan of rank_suspects: outages found in their window, quiet fleets quiet, the
+p-values uniform when nothing happens, fleet-wide outages named as such, one session traced to
+its finding."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import anam_notebooks as an
+from anam_notebooks import analysis
+from anam_notebooks.analysis.counts import count_sessions
+from anam_notebooks.analysis.scan import scan_level
+from anam_notebooks.data.sessions import sessions_frame
+from anam_notebooks.simulator.fleet import generate_fleet
+
+HOUR = pd.Timedelta("1h")
+END = datetime(2026, 4, 20, 12, tzinfo=UTC)
+
+
+def plant(df: pd.DataFrame, unit: pd.Series, start: pd.Timestamp, hours: float, rate: float,
+          seed: int) -> pd.DataFrame:
+    """`rate` of the ended sessions of `unit` started in [start, start + hours) fail with ERROR."""
+    end = start + pd.Timedelta(hours=hours)
+    hit = unit & (df["start_time"] >= start) & (df["start_time"] < end) & ~df["is_active"]
+    df.loc[hit & (np.random.default_rng(seed).random(len(df)) < rate), "exit_status"] = "ERROR"
+    return df
+
+
+def found_first(ranked: pd.DataFrame, names: set[tuple[str, str]], start: pd.Timestamp,
+                end: pd.Timestamp) -> bool:
+    top = ranked.iloc[0]
+    return bool(top["flagged"] and top["q_value"] < 0.01 and (top["level"], top["unit"]) in names
+                and abs(top["window_start"] - start) <= HOUR and abs(top["window_end"] - end) <= HOUR)
+
+
+def provider_outage(seed: int) -> tuple[pd.DataFrame, set[tuple[str, str]], pd.Timestamp, pd.Timestamp]:
+    """The issue's fleet: a week of 8,000 sessions, a TTS provider carrying 40–57 % of the
+    traffic (personas are given a provider at random until its share lands there, each
+    provider with one TTS model) failing 40 % of its sessions for 4 hours."""
+    df = sessions_frame(generate_fleet(seed=seed, sessions=8000, span="7d", end=END,
+                                       incidents=False).sessions)
+    rng = np.random.default_rng(seed)
+    shares = df["persona_name"].value_counts(normalize=True)
+    while True:
+        chosen = [p for p in shares.index if rng.random() < 0.5]
+        if 0.40 <= shares[chosen].sum() <= 0.57:
+            break
+    unit = df["persona_name"].isin(chosen).fillna(False)
+    for column, (on, off) in {"tts_provider": ("CARTESIA", "ELEVENLABS"),
+                              "tts_model": ("sonic-2", "eleven_flash_v2_5")}.items():
+        df[column] = pd.Series(np.where(unit, on, off), index=df.index).astype("category")
+    start = df["start_time"].min().ceil("1h") + pd.Timedelta(hours=int(rng.integers(10, 150)))
+    plant(df, unit, start, 4, 0.40, seed)
+    # The provider, or its one TTS model (the same sessions), names the cause.
+    return df, {("tts_provider", "CARTESIA"), ("tts_model", "sonic-2")}, start, start + pd.Timedelta("4h")
+
+
+def test_a_four_hour_provider_outage_is_found_first_in_its_window_on_19_of_20_fleets():
+    """The method before the calibrated scan: 4 of 10 such fleets."""
+    missed = []
+    for seed in range(20):
+        df, names, start, end = provider_outage(seed)
+        ranked = analysis.rank_suspects(df)
+        if not found_first(ranked, names, start, end):
+            missed.append((seed, ranked.iloc[0][["level", "unit", "q_value", "window_start"]].tolist()))
+    assert len(missed) <= 1, missed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_one_hour_outage_on_a_fifth_of_a_50000_session_week_is_found_first(seed):
+    df = sessions_frame(generate_fleet(seed=seed, sessions=50_000, span="7d", end=END,
+                                       incidents=False).sessions)
+    shares = df["avatar_version"].value_counts(normalize=True)
+    avatar = str((shares - 0.2).abs().idxmin())
+    assert 0.15 < shares[avatar] < 0.25
+    start = df["start_time"].min().ceil("1h") + pd.Timedelta(hours=40 + 31 * seed)
+    plant(df, df["avatar_version"] == avatar, start, 1, 0.60, seed)
+    ranked = analysis.rank_suspects(df)
+    assert found_first(ranked, {("avatar_version", avatar)}, start, start + HOUR), ranked.head(3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_fleet_wide_outage_is_named_fleet_wide_and_blames_no_unit(seed):
+    fleet = generate_fleet(seed=seed, sessions=20_000, span="7d", end=END, incidents={"fleet"})
+    (inc,) = fleet.incidents
+    ranked = analysis.rank_suspects(sessions_frame(fleet.sessions))
+    heads = ranked[ranked["flagged"] & (ranked["q_value"] < 0.01)]
+    assert list(heads["level"]) == ["fleet"], heads[["level", "unit", "q_value"]]
+    top = heads.iloc[0]
+    # The hourly window holding the 40 minutes (an outage 4 minutes into an hour may be
+    # located in the next one, where most of it lies).
+    assert abs(top["window_start"] - pd.Timestamp(inc.start)) <= HOUR
+    assert top["window_start"] < pd.Timestamp(inc.end) and top["window_end"] > pd.Timestamp(inc.start)
+    assert top["window_end"] - top["window_start"] <= 2 * HOUR
+    assert top["excess_failures"] > 10 and top["customers"] > 1
+    assert "every region, version and provider" in top["finding"]
+    assert f"about {round(top['excess_failures'])} more failed sessions than expected" in top["finding"]
+    summary = analysis.summarize_suspects(ranked).splitlines()
+    assert summary[0].startswith("Engine, provider or client? The whole fleet at once")
+    (finding,) = analysis.suspect_findings(ranked)
+    assert finding["level"] == "fleet" and finding["scope"] == "window"
+    assert finding["customers"] == top["customers"] and finding["window"]["hours"] >= 1
+
+
+def test_quiet_fleets_raise_no_headline_in_at_least_95_percent_of_40_seeds():
+    """Measured: none of 40 at 8,000 sessions (nor of 40 at 2,000, the suite's other test)."""
+    noisy = []
+    for seed in range(40):
+        df = sessions_frame(generate_fleet(seed=100 + seed, sessions=8000, end=END,
+                                           incidents=False).sessions)
+        ranked = analysis.rank_suspects(df)
+        if (ranked["flagged"] & (ranked["q_value"] < 0.01)).any():
+            noisy.append(seed)
+    assert len(noisy) <= 2, noisy
+
+
+def test_window_p_values_are_uniform_on_quiet_counts():
+    """400 units with no incident (diurnal traffic, 4 % failures) scanned by the same code the
+    ranking runs: their p-values pass a Kolmogorov-Smirnov test for uniformity, and 5 % of
+    them (not fewer, not more) fall below 0.05. Measured: KS p = 0.45, 6 % below 0.05."""
+    rng = np.random.default_rng(1)
+    units, buckets = 400, 168
+    diurnal = 1 + 0.7 * np.sin(np.arange(buckets) / 24 * 2 * np.pi)
+    sessions = rng.poisson(rng.choice([2, 5, 10, 30], units)[:, None] * diurnal[None, :])
+    failures = rng.binomial(sessions, 0.04)
+    fleet_n = sessions.sum(axis=0) * 3
+    fleet_x = rng.binomial(fleet_n - sessions.sum(axis=0), 0.04) + failures.sum(axis=0)
+    p = scan_level(sessions, failures, fleet_n, fleet_x, rng=np.random.default_rng(2)).p_value
+    assert stats.kstest(p, "uniform").pvalue > 0.05
+    assert 0.02 < (p < 0.05).mean() < 0.09
+
+
+def test_window_p_values_are_valid_on_quiet_simulated_fleets():
+    """Every unit with at least 20 failures on ten quiet week-long fleets of 8,000 sessions:
+    no more of them fall below 1 %, 5 % and 10 % than those shares (the reported p_window
+    counts only windows that also beat the same-time rest, so it is uniform or larger)."""
+    p_values = []
+    for seed in range(10):
+        df = sessions_frame(generate_fleet(seed=200 + seed, sessions=8000, end=END,
+                                           incidents=False).sessions)
+        ranked = analysis.rank_suspects(df)
+        p_values += list(ranked.loc[(ranked["failures"] >= 20) & (ranked["level"] != "fleet"),
+                                    "p_window"])
+    p = np.array(p_values)
+    assert len(p) > 300
+    for alpha in (0.01, 0.05, 0.10):
+        assert (p < alpha).mean() <= alpha * 1.5 + 0.005, (alpha, (p < alpha).mean())
+
+
+def test_counts_hold_every_session_once_per_level():
+    df = sessions_frame(generate_fleet(seed=0, sessions=2000, end=END, incidents=False).sessions)
+    ended = df[~df["is_active"]]
+    origin = ended["start_time"].min().floor("1h")
+    bucket = ((ended["start_time"] - origin) // HOUR).to_numpy()
+    fail = (ended["exit_status"] == "ERROR").to_numpy()
+    codes, names = {}, {}
+    for col in ("engine_pod", "tts_provider"):
+        c, u = pd.factorize(ended[col])
+        codes[col], names[col] = c.astype(np.int64), np.array([str(v) for v in u], dtype=object)
+    counts = count_sessions(bucket, fail, codes, names, origin, HOUR, int(bucket.max()) + 1)
+    assert counts.fleet_sessions.sum() == len(ended) and counts.fleet_failures.sum() == fail.sum()
+    provider = counts.levels["tts_provider"]
+    assert provider.sessions.sum() == ended["tts_provider"].notna().sum()
+    first = provider.units[0]
+    assert provider.failures[0].sum() == int(((ended["tts_provider"] == first) & fail).sum())
+
+
+def test_explain_session_names_the_outage_a_failed_session_fell_in():
+    df, names, start, end = provider_outage(2)
+    ranked = analysis.rank_suspects(df)
+    assert found_first(ranked, names, start, end)
+    top = ranked.iloc[0]
+    inside = df[(df["tts_provider"] == top["unit"]) & (df["start_time"] >= top["window_start"])
+                & (df["start_time"] < top["window_end"]) & (df["exit_status"] == "ERROR")]
+    text = an.explain_session(inside.index[0], ranked, df)
+    assert f"is one of {top['window_failures']} failed {top['unit']} sessions in the" in text
+    assert f"about {round(top['excess_failures'])} more than expected" in text
+    # The same from the findings as a report keeps them (plain dicts).
+    assert an.explain_session(inside.index[0], analysis.suspect_findings(ranked), df) == text
+    healthy = df[(df["tts_provider"] != top["unit"]) & (df["exit_status"] == "ERROR")
+                 & (df["start_time"] < top["window_start"])].index[0]
+    assert "falls in none of the 1 findings" in an.explain_session(healthy, ranked, df)
+
+
+def test_explain_session_on_a_quiet_fleet_names_no_finding_and_how_usual_the_exit_is():
+    df = sessions_frame(generate_fleet(seed=5, sessions=8000, end=END, incidents=False).sessions)
+    ranked = analysis.rank_suspects(df)
+    failed = df[df["exit_status"] == "ERROR"].index[0]
+    text = an.explain_session(failed, ranked, df)
+    assert "falls in no finding" in text and "ERROR is a usual failure here" in text
+    assert "of the fleet's sessions that hour" in text
+    with pytest.raises(KeyError, match="not in the frame"):
+        an.explain_session("00000000-0000-4000-8000-000000000000", ranked, df)
+
+
+def test_the_lookup_card_says_which_finding_a_session_falls_in():
+    from anam_notebooks.simulator import create_app, demo_client
+    from anam_notebooks.widgets import SessionLookup
+
+    fleet = generate_fleet(seed=2, sessions=8000, span="7d", end=END, incidents={"provider"})
+    df = sessions_frame(fleet.sessions)
+    ranked = analysis.rank_suspects(df)
+    top = ranked.iloc[0]
+    assert (top["level"], top["unit"]) == ("tts_provider", "CARTESIA") and top["q_value"] < 0.01
+    inside = df[(df["tts_provider"] == "CARTESIA") & (df["exit_status"] == "ERROR")
+                & (df["start_time"] >= top["window_start"]) & (df["start_time"] < top["window_end"])]
+    card = SessionLookup(demo_client(create_app(fleet)), findings=ranked, frame=df)
+    card.lookup(inside.index[0])
+    assert "diagnosis" in card.card.value
+    assert f"one of {top['window_failures']} failed CARTESIA sessions" in card.card.value
+    # Without findings the card has no diagnosis line.
+    plain = SessionLookup(demo_client(create_app(fleet))).lookup(inside.index[0])
+    assert "diagnosis" not in plain.card.value
