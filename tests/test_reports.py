@@ -556,7 +556,11 @@ def test_demo_writes_an_index_linking_each_report_with_its_headline(tmp_path):
     assert "ANAM_API_KEY is not set" in result.stderr and "ANAM_API_KEY" not in result.stdout
     page = index.read_text(encoding="utf-8")
     assert 'href="02_engine_hosts.html"' in page
-    assert re.search(r"<p>pod anam-engine-\S+ in region \w+ failed \d+ %", page), page[-1500:]
+    # The headline is the report's first finding, in its own words, and one of the planted causes.
+    first = json.loads((tmp_path / "out" / "02_engine_hosts.findings.json").read_text("utf-8"))["findings"][0]
+    assert first["sentence"].split(";")[0] in unescape(page), page[-1500:]
+    planted = {i.value for i in generate_fleet(**{**DEMO_FLEET, "sessions": 3000}).incidents}
+    assert first["unit"] in planted, (first["unit"], planted)
 
 
 def test_conversation_quality_opens_with_the_planted_slowdown(reports, fleet):

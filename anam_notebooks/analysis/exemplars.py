@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ..data.checks import check_count, check_frame
+from .counts import FLEET
 from .failures import FailureSpec, is_failure
 
 #: The columns an exemplar table shows, when the frame has them.
@@ -23,6 +24,39 @@ def _field(finding: Any, name: str) -> Any:
     return finding[name]
 
 
+def finding_sessions(df: pd.DataFrame, finding: Any) -> pd.DataFrame:
+    """The sessions a finding is about: its unit's sessions (`level`, `unit`), or for a
+    fleet-wide finding (level "fleet") every session started inside its window.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A sessions frame.
+    finding : row of rank_suspects or finding dict
+        A unit and (for "fleet", required) its window.
+
+    Returns
+    -------
+    DataFrame
+        The rows of `df` the finding covers.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When `df` is not a sessions frame or the finding's level is not a column.
+    """
+    level, unit = _field(finding, "level"), _field(finding, "unit")
+    if level == FLEET:
+        check_frame(df, ["start_time"])
+        start, end = _field(finding, "window_start"), _field(finding, "window_end")
+        if start is None or pd.isna(start) or end is None or pd.isna(end):
+            return df
+        inside = (df["start_time"] >= pd.Timestamp(start)) & (df["start_time"] < pd.Timestamp(end))
+        return df[inside.fillna(False).to_numpy(dtype=bool)]
+    check_frame(df, [level])
+    return df[(df[level].astype("string") == str(unit)).fillna(False).to_numpy(dtype=bool)]
+
+
 def exemplars(df: pd.DataFrame, finding: Any = None, failures: FailureSpec = None, n: int = 10,
               columns: Sequence[str] = EXEMPLAR_COLUMNS) -> pd.DataFrame:
     """Failed sessions that illustrate `finding`, newest first; the latest failures without one.
@@ -34,7 +68,8 @@ def exemplars(df: pd.DataFrame, finding: Any = None, failures: FailureSpec = Non
     finding : row of rank_suspects, finding dict, or None
         A unit (`level`, `unit`) and its incident window (`window_start`/`window_end`, or the
         `window` of a finding dict). Only the unit's failures inside that window are picked
-        (all of its failures when the window is missing).
+        (all of its failures when the window is missing); for a fleet-wide finding, every
+        failure inside its window (see `finding_sessions`).
     failures : FailureSpec
         Which exit statuses count as failures (see `is_failure`).
     n : int
@@ -56,9 +91,7 @@ def exemplars(df: pd.DataFrame, finding: Any = None, failures: FailureSpec = Non
     n = check_count(n, "n")
     pick = df[is_failure(df["exit_status"], failures)]
     if finding is not None:
-        level, unit = _field(finding, "level"), _field(finding, "unit")
-        check_frame(df, [level])
-        pick = pick[(pick[level].astype("string") == str(unit)).fillna(False).to_numpy(dtype=bool)]
+        pick = finding_sessions(pick, finding)
         start, end = _field(finding, "window_start"), _field(finding, "window_end")
         if start is not None and not pd.isna(start) and end is not None and not pd.isna(end):
             start, end = pd.Timestamp(start), pd.Timestamp(end)

@@ -720,6 +720,35 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
     return False
 
 
+def _fleet_excess_stands(counts: FailureCounts, key: UnitKey, alpha: float) -> bool:
+    """Whether the sessions counted still fail more inside a fleet-wide window than outside it
+    (a one-sided Poisson tail below `alpha`)."""
+    first, last = fleet_span(key[1], counts.buckets)
+    n_in = int(counts.fleet_sessions[first:last + 1].sum())
+    x_in = int(counts.fleet_failures[first:last + 1].sum())
+    n_out, x_out = int(counts.fleet_sessions.sum()) - n_in, int(counts.fleet_failures.sum()) - x_in
+    if n_in < MIN_SESSIONS or n_out <= 0:
+        return False
+    expected = n_in * max(x_out, 0.5) / n_out
+    return bool(stats.poisson.sf(x_in - 1, expected) < alpha)
+
+
+def _units_during(fleet: UnitKey, keys: list[UnitKey], windows: dict[UnitKey, tuple[Any, Any]]
+                  ) -> list[UnitKey]:
+    """The significant units whose own windows overlap a fleet-wide window. A fleet-wide
+    finding must stand with them left out: several units failing at once (a pod and a
+    provider, say) lift the whole fleet's rate too, yet each is a cause of its own."""
+    start, end = windows[fleet]
+    during = []
+    for key in keys:
+        if key[0] == FLEET:
+            continue
+        w_start, w_end = windows.get(key, (pd.NaT, pd.NaT))
+        if pd.isna(w_start) or pd.isna(w_end) or (w_start < end and w_end > start):
+            during.append(key)   # a unit failing all period (no window) overlaps every window
+    return during
+
+
 def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
                       cols: list[str], alpha: float, first: list[UnitKey] | None = None) -> list[UnitKey]:
     """Significant units taken strongest first; a unit sharing many failures with one taken (or
@@ -754,10 +783,11 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
             break
         if key in kept:
             continue
-        if key[0] == FLEET and (_carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha)
-                                or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]),
-                                                 "q_value"].min()) >= STRONG_Q):
-            continue   # one unit's, or not clear enough to blame nobody (q >= STRONG_Q)
+        if key[0] == FLEET and (
+                _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha)
+                or not _fleet_excess_stands(s.counts(tuple(kept + _units_during(key, keys, windows))), key, alpha)
+                or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]), "q_value"].min()) >= STRONG_Q):
+            continue   # units' (alone or with the units failing at the same time), or not clear enough
         key = _narrowest(s, kept, key, inner, cols, alpha, windows)
         if key in kept or key in fresh:
             continue
@@ -870,7 +900,10 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
         seen = [set(headlines)]
         while passes < MAX_PASSES and headlines:
             passes += 1
-            out = _test_all(s, cols, min_sessions, min_failures, alpha, headlines, draws)
+            tested = _test_all(s, cols, min_sessions, min_failures, alpha, headlines, draws)
+            if tested.empty:   # the headlines hold every session: nothing is left to compare
+                break
+            out = tested
             chosen = _choose_headlines(s, out, headlines, cols, alpha, first)
             if chosen == headlines or set(chosen) in seen:   # settled, or going round in a cycle
                 break
