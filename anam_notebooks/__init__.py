@@ -33,7 +33,15 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from .data.sessions import sessions_frame
     from .data.store import SessionStore
     from .data.transcripts import transcript_frame
-    from .fetch import connect, fetch_sessions, fetch_transcripts, notebook_cache, session_dataset, sync_sessions
+    from .fetch import (
+        connect,
+        fetch_sessions,
+        fetch_transcripts,
+        notebook_cache,
+        session_dataset,
+        session_source,
+        sync_sessions,
+    )
     from .notebook import publish_findings, read_findings, setup_notebook
     from .sync import SyncSummary
     from .views.explorer import SessionExplorer
@@ -50,6 +58,7 @@ _LAZY = {
     "fetch_transcripts": "fetch",
     "notebook_cache": "fetch",
     "session_dataset": "fetch",
+    "session_source": "fetch",
     "sync_sessions": "fetch",
     "SessionDataset": "data.dataset",
     "SyncSummary": "sync",

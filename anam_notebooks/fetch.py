@@ -321,6 +321,87 @@ def session_dataset(where: str | Path | bool | ir.Table | SessionDataset | None 
     return dataset_from_directory(found[0])
 
 
+def session_source(client: SessionSource | None = None,
+                   dataset: str | Path | bool | ir.Table | SessionDataset | None = None,
+                   since: TimeBound = None, until: TimeBound = None, persona_id: str | None = None,
+                   api_key_id: str | None = None, search: str | None = None, limit: int | None = None,
+                   cache: bool | str | Path | None = None, progress: Progress = True) -> pd.DataFrame | SessionDataset:
+    """The sessions of a window as a notebook takes them: a frame from `fetch_sessions`, or,
+    given `dataset`, the window of a `SessionDataset` (lazy: the analyses count in its engine).
+
+    A scheduled report over a dataset far larger than memory passes ``dataset=`` (a directory
+    filled by `sync_sessions`); nothing is then asked of the API: the sessions come from the files.
+
+    Parameters
+    ----------
+    client : SessionSource, optional
+        The client (used to read when `dataset` is None; with a cache directory holding the
+        datasets of several organisations, it picks its own).
+    dataset : str, Path, bool, ibis.Table, SessionDataset or None
+        None or False: read with `fetch_sessions`. Otherwise what `session_dataset` takes: a
+        cache directory, a dataset directory, an Ibis table, or True for the per-user cache.
+    since, until, persona_id, api_key_id, search, limit
+        As for `fetch_sessions`; on a dataset they filter in its engine (`limit`: the newest
+        `limit` sessions of the window).
+    cache, progress
+        As for `fetch_sessions` (unused with a dataset).
+
+    Returns
+    -------
+    pandas.DataFrame or SessionDataset
+        The frame `fetch_sessions` returns, or the dataset restricted to the window and filters.
+
+    Raises
+    ------
+    ValueError
+        For a bad window, filter or limit; a dataset that cannot be opened; or a dataset with a
+        redacting client (a dataset's labels and persona names are counted as stored, unmasked).
+    """
+    if dataset is None or dataset is False:
+        return fetch_sessions(client, since=since, until=until, persona_id=persona_id, api_key_id=api_key_id,
+                              search=search, limit=limit, cache=cache, progress=progress)
+    if client is not None and blocking_source(client).redaction is not None:
+        raise ValueError(f"dataset={dataset!r} cannot be read with redaction on: a dataset is counted as "
+                         "stored, with customers' labels and persona names unmasked; leave out dataset "
+                         "(the frame is masked) or redact")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit={limit!r} is not valid: expected None or a whole number >= 0")
+    persona_id = normalize_uuid_filter("persona_id", persona_id)
+    api_key_id = normalize_uuid_filter("api_key_id", api_key_id)
+    search = check_search(search)
+    found = _open_dataset(dataset, client)
+    table = found.table
+    condition = None
+    for column, wanted in (("persona_id", persona_id), ("api_key_id", api_key_id)):
+        if wanted is not None:
+            test = table[column].lower() == wanted
+            condition = test if condition is None else condition & test
+    if search:
+        needle = search.lower()
+        test = table.id.lower().contains(needle).fill_null(False) | table.client_label.lower().contains(
+            needle).fill_null(False)
+        condition = test if condition is None else condition & test
+    window = found.within(since, until, condition)
+    if limit is None:
+        return window
+    import ibis
+
+    newest = window.table.order_by([ibis.desc(window.table.start_time), window.table.id]).limit(limit)
+    return SessionDataset(newest, path=window.path, notes=window.notes)
+
+
+def _open_dataset(where: str | Path | bool | ir.Table | SessionDataset, client: SessionSource | None
+                  ) -> SessionDataset:
+    """`session_dataset(where)`, asking `client` which dataset is its own only when a cache
+    directory holds several (so a directory of one dataset is read without any request)."""
+    if client is None or not isinstance(where, (str, os.PathLike)):
+        return session_dataset(where)
+    directory = cache_directory(where)
+    if len([p for p in directory.glob("sessions-*") if p.is_dir()]) > 1:
+        return session_dataset(directory, client=client)
+    return session_dataset(directory)
+
+
 def _limit_stop(limit: int | None, start: pd.Timestamp | None, end: pd.Timestamp | None
                 ) -> Callable[[Mapping[str, Any]], bool] | None:
     """Stop paging once `limit` sessions inside the window were seen (pages come newest first)."""

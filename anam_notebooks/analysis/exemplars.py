@@ -8,8 +8,10 @@ from typing import Any
 import pandas as pd
 
 from ..data.checks import check_count, check_frame
+from ..data.dataset import SessionDataset
 from .counts import FLEET
 from .failures import FailureSpec, is_failure
+from .outcomes import Sessions, check_source, failing_statuses
 
 #: The columns an exemplar table shows, when the frame has them.
 EXEMPLAR_COLUMNS: tuple[str, ...] = ("start_time", "duration", "exit_status", "engine_pod",
@@ -57,14 +59,14 @@ def finding_sessions(df: pd.DataFrame, finding: Any) -> pd.DataFrame:
     return df[(df[level].astype("string") == str(unit)).fillna(False).to_numpy(dtype=bool)]
 
 
-def exemplars(df: pd.DataFrame, finding: Any = None, failures: FailureSpec = None, n: int = 10,
+def exemplars(df: Sessions, finding: Any = None, failures: FailureSpec = None, n: int = 10,
               columns: Sequence[str] = EXEMPLAR_COLUMNS) -> pd.DataFrame:
     """Failed sessions that illustrate `finding`, newest first; the latest failures without one.
 
     Parameters
     ----------
-    df : DataFrame
-        A sessions frame.
+    df : DataFrame or SessionDataset
+        A sessions frame, or a dataset (only the few failures picked are read from it).
     finding : row of rank_suspects, finding dict, or None
         A unit (`level`, `unit`) and its incident window (`window_start`/`window_end`, or the
         `window` of a finding dict). Only the unit's failures inside that window are picked
@@ -87,8 +89,16 @@ def exemplars(df: pd.DataFrame, finding: Any = None, failures: FailureSpec = Non
     TypeError, ValueError
         When `df` is not a sessions frame, the finding's level is not a column, or `n` < 0.
     """
-    check_frame(df, ["exit_status", "start_time"])
     n = check_count(n, "n")
+    if isinstance(df, SessionDataset):
+        where: dict[str, Any] = {}
+        if finding is not None:
+            where = {"level": _field(finding, "level"), "unit": _field(finding, "unit")}
+            start, end = _field(finding, "window_start"), _field(finding, "window_end")
+            if start is not None and not pd.isna(start) and end is not None and not pd.isna(end):
+                where.update(start=start, end=end)
+        df = failed_slice(df, failing_statuses(df, failures), list(columns), n, **where)
+    check_frame(df, ["exit_status", "start_time"])
     pick = df[is_failure(df["exit_status"], failures)]
     if finding is not None:
         pick = finding_sessions(pick, finding)
@@ -99,6 +109,27 @@ def exemplars(df: pd.DataFrame, finding: Any = None, failures: FailureSpec = Non
             pick = pick[inside.fillna(False).to_numpy(dtype=bool)]
     pick = pick.sort_values("start_time", ascending=False, kind="stable")
     return pick[[c for c in columns if c in pick.columns]].head(n)
+
+
+
+def failed_slice(source: SessionDataset, failing: list[str], columns: list[str], limit: int,
+                 level: str | None = None, unit: Any = None, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """From a dataset, the newest `limit` failed sessions (statuses in `failing`), of `unit` of
+    `level` when given (every unit for a fleet-wide finding), started in [start, end) when
+    given: what `exemplars` picks from, read without loading the dataset."""
+    import ibis
+
+    t = source.table
+    where = t.exit_status.isin(failing) if failing else ibis.literal(False)
+    if level is not None and level != FLEET:
+        check_source(source, [level])
+        where &= t[level].cast("string") == str(unit)
+        columns = [*columns, level]
+    if start is not None and end is not None:
+        lo, hi = pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()
+        where &= (t.start_time >= lo) & (t.start_time < hi)
+    keep = [c for c in dict.fromkeys(["start_time", "exit_status", *columns]) if c in source.columns and c != "id"]
+    return source.to_frame(columns=keep, where=where, limit=limit)
 
 
 #: Messages each side must have said for a transcript to count as a conversation.

@@ -78,13 +78,13 @@ def rollouts(df: pd.DataFrame, freq: str = "1h") -> pd.DataFrame:
                          "sessions": pd.Series(served.reindex(inside.index).to_numpy(dtype="int64"), index=index)})
 
 
-def latest_rollout(df: pd.DataFrame, freq: str = "1h") -> pd.Timestamp | None:
+def latest_rollout(df: Sessions, freq: str = "1h") -> pd.Timestamp | None:
     """When the newest rollout in the window first served a session, or None if there was none.
 
     Parameters
     ----------
-    df : DataFrame
-        A sessions frame.
+    df : DataFrame or SessionDataset
+        The sessions (a dataset counts in its engine).
     freq : str
         As for `rollouts`.
 
@@ -97,11 +97,11 @@ def latest_rollout(df: pd.DataFrame, freq: str = "1h") -> pd.Timestamp | None:
     TypeError, ValueError
         As for `rollouts`.
     """
-    found = rollouts(df, freq)
-    return found["first_seen"].iloc[-1] if len(found) else None
+    found = rolled_out(df, freq)
+    return pd.Timestamp(found.iloc[-1]) if len(found) else None
 
 
-def split_time(split: Any, df: pd.DataFrame, freq: str = "1h", *,
+def split_time(split: Any, df: Sessions, freq: str = "1h", *,
                now: datetime | None = None) -> pd.Timestamp | None:
     """The moment a before/after comparison splits at, from a notebook's `split` parameter.
 
@@ -110,7 +110,7 @@ def split_time(split: Any, df: pd.DataFrame, freq: str = "1h", *,
     split : None, datetime or str
         None for the newest rollout in the window; otherwise any form `since` accepts: a
         datetime (naive means UTC), an ISO-8601 string, or a span before now such as "6h".
-    df : DataFrame
+    df : DataFrame or SessionDataset
         The sessions the rollouts are looked for in (used only when `split` is None).
     freq : str
         As for `rollouts`.

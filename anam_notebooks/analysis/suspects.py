@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from ..data.checks import check_columns, check_count, check_frame, check_freq, ended_mask
+from ..data.dataset import SessionDataset
 from .counts import (
     FLEET,
     FailureCounts,
@@ -813,7 +814,16 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
     return kept + fresh
 
 
-def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
+def _projected(df: pd.DataFrame | SessionDataset, levels: str | Sequence[str] | None) -> pd.DataFrame:
+    """A dataset as the frame of the columns `rank_suspects` reads (the levels, times, outcome)."""
+    if not isinstance(df, SessionDataset):
+        return df
+    named = [] if levels is None else [levels] if isinstance(levels, str) else list(levels)
+    read = ["start_time", "end_time", "is_active", "exit_status", *DEFAULT_LEVELS, "client_label", "api_key_id"]
+    return df.to_frame(columns=[*(c for c in dict.fromkeys(read) if c in df.columns and c not in named), *named])
+
+
+def rank_suspects(df: pd.DataFrame | SessionDataset, levels: str | Sequence[str] | None = None,
                   failures: FailureSpec = None, freq: str = "1h",
                   min_sessions: int = MIN_SESSIONS, min_failures: int = MIN_FAILURES,
                   alpha: float = 0.05, stratum_failures: int = STRATUM_FAILURES,
@@ -836,7 +846,7 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
     Parameters
     ----------
     df
-        A sessions frame (from `sessions_frame` or `fetch_sessions`).
+        A sessions frame (from `sessions_frame` or `fetch_sessions`), or a `SessionDataset`.
     levels
         Columns whose values are the units; None for every column of `DEFAULT_LEVELS` the
         frame has. When two units hold the same sessions, the one of the earlier level is named.
@@ -870,6 +880,7 @@ def rank_suspects(df: pd.DataFrame, levels: str | Sequence[str] | None = None,
     TypeError
         When `df` is not a DataFrame or `failures` is not a valid rule.
     """
+    df = _projected(df, levels)
     check_frame(df, ["exit_status", "start_time"])
     if levels is None:
         cols = [c for c in DEFAULT_LEVELS if c in df.columns]

@@ -137,8 +137,29 @@ class SessionDataset:
         raise TypeError(f"where={where!r} is not usable: pass a mapping of column -> value(s) or an "
                         "Ibis boolean expression over the dataset's table")
 
+    def within(self, since: TimeBound = None, until: TimeBound = None, where: Any = None) -> SessionDataset:
+        """The dataset restricted to sessions started in [since, until] and to `where`, still lazy.
+
+        Parameters
+        ----------
+        since, until, where
+            As for `filtered`.
+
+        Returns
+        -------
+        SessionDataset
+            The same engine and directory; nothing has run yet.
+
+        Raises
+        ------
+        ValueError
+            A bad window, or `where` names a column the table lacks.
+        """
+        return SessionDataset(self.filtered(since, until, where), path=self.path, notes=self.notes)
+
     def to_frame(self, since: TimeBound = None, until: TimeBound = None,
-                 columns: Sequence[str] | None = None, where: Any = None) -> pd.DataFrame:
+                 columns: Sequence[str] | None = None, where: Any = None,
+                 limit: int | None = None) -> pd.DataFrame:
         """One slice of the dataset as the typed sessions frame, newest first.
 
         Parameters
@@ -149,6 +170,9 @@ class SessionDataset:
             Only these contract columns (the id is always the index); None for all.
         where : mapping or Ibis boolean expression, optional
             A further filter (see `filtered`).
+        limit : int, optional
+            Only the newest `limit` sessions of the slice (by start time): a bounded sample of
+            rows to show, whatever the size of the dataset.
 
         Returns
         -------
@@ -158,9 +182,15 @@ class SessionDataset:
         Raises
         ------
         ValueError
-            A bad window, or `columns`/`where` name a column the dataset lacks.
+            A bad window or `limit`, or `columns`/`where` name a column the dataset lacks.
         """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit={limit!r} is not valid: expected None or a whole number >= 0")
         table = self.filtered(since, until, where)
+        if limit is not None:
+            import ibis
+
+            table = table.order_by([ibis.desc(table.start_time), table.id]).limit(limit)
         wanted = None
         if columns is not None:
             wanted = [columns] if isinstance(columns, str) else list(columns)
