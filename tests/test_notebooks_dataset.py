@@ -21,7 +21,7 @@ pytestmark = pytest.mark.notebook
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 KEY = "test-dataset-notebooks-key"
 FLEET_END = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)  # the shared fleet's end (conftest)
-WINDOW = {"since": "2026-04-13T12:00:00Z", "until": FLEET_END.isoformat()}
+WINDOW = {"since": "2026-04-14T00:00:00Z", "until": FLEET_END.isoformat()}  # most of the fleet's week
 
 
 class Runs:
@@ -81,11 +81,23 @@ def test_a_dataset_run_finds_the_planted_incident_the_frame_path_finds(runs, ste
 def test_a_dataset_run_reports_the_same_window_as_the_frame_path(runs, stem):
     marker = "an.session_source("
     assert _printed(runs.notebooks[stem, "dataset"], marker) == _printed(runs.notebooks[stem, "frame"], marker)
-    assert "3,000 sessions" in _printed(runs.notebooks[stem, "dataset"], marker)
+    assert " sessions" in _printed(runs.notebooks[stem, "dataset"], marker)
+    assert "3,000 sessions" not in _printed(runs.notebooks[stem, "dataset"], marker)  # the window, not the store
     if stem == "04_whats_different":
         marker = "analysis.what_differs("
         dataset, frame = (_printed(runs.notebooks[stem, kind], marker) for kind in ("dataset", "frame"))
         assert dataset == frame and "failing and" in dataset and "Window of the top headline" in dataset
+
+
+def _html(nb, marker: str) -> str:
+    cell = next(c for c in nb.cells if c.cell_type == "code" and marker in c.source)
+    return "".join(o.get("data", {}).get("text/html", "") for o in cell.outputs)
+
+
+def test_a_dataset_run_shows_the_same_exemplars_as_the_frame_path(runs):
+    dataset, frame = (_html(runs.notebooks["02_engine_hosts", kind], "analysis.exemplars(")
+                      for kind in ("dataset", "frame"))
+    assert dataset == frame and "<table" in dataset
 
 
 def test_the_slices_a_dataset_run_shows_are_bounded(runs):
