@@ -279,12 +279,12 @@ def test_header_states_window_source_and_time_and_inputs_are_hidden(reports):
     assert "Data window" in header and "since='24h'" in header and "→" in header
     assert "built-in simulator at http://127.0.0.1:" in header
     assert re.search(r"Generated\s*</dt><dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", header)
-    assert "hl-ipython3" not in html and "fetch_sessions(" not in html   # no code cell shown
+    assert "hl-ipython3" not in html and "session_source(" not in html   # no code cell shown
 
 
 def test_keep_input_shows_the_code(reports):
     html = render_html(reports["02_engine_hosts"].executed, title="Engine hosts", keep_input=True)
-    assert "fetch_sessions" in html and "hl-ipython3" in html
+    assert "session_source" in html and "hl-ipython3" in html
 
 
 def test_the_api_key_reaches_no_output(reports, plain):

@@ -26,7 +26,8 @@ def test_every_notebook_takes_a_cache_parameter_and_passes_it_to_each_fetch():
         assert pm.inspect_notebook(str(path))["cache"]["default"] == "None", path.name
         code = "\n".join(c.source for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code")
         assert "cache = an.notebook_cache(cache, client)" in code, path.name
-        fetches = code.count("an.fetch_sessions(") + code.count("an.fetch_transcripts(")
+        fetches = (code.count("an.fetch_sessions(") + code.count("an.session_source(")
+                   + code.count("an.fetch_transcripts("))
         assert fetches and code.count("cache=cache") == fetches, path.name
 
 
