@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import anam_notebooks as an
@@ -111,6 +112,14 @@ def test_the_slices_a_dataset_run_shows_are_bounded(runs):
     assert 0 < len(picked) <= 4
     assert set(picked.index) <= set(ds.to_frame(where={top["level"]: top["unit"]}, columns=["exit_status"]).index)
     assert analysis.is_failure(picked["exit_status"]).all()
+    # A fleet-wide finding: the sessions of its window, from the dataset as from its frame.
+    frame = ds.to_frame()
+    fleet = pd.Series({"level": "fleet", "unit": "fleet", "window_start": pd.Timestamp("2026-04-18T00:00Z"),
+                       "window_end": pd.Timestamp("2026-04-18T06:00Z")})  # as a row of rank_suspects
+    shown = analysis.sessions_shown(ds, fleet)
+    assert 0 < len(shown) < len(frame)
+    assert set(shown.index) == set(analysis.sessions_shown(frame, fleet).index)
+    assert list(analysis.exemplars(ds, fleet).index) == list(analysis.exemplars(frame, fleet).index)
 
 
 def test_a_dataset_with_redaction_is_refused_naming_why(runs):

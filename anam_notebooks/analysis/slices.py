@@ -15,7 +15,7 @@ import pandas as pd
 from ..data.checks import check_count
 from ..data.dataset import SessionDataset
 from .counts import FLEET
-from .exemplars import finding_sessions
+from .exemplars import _field, finding_sessions
 from .failures import FailureSpec
 from .outcomes import Sessions, check_source, failed_and_ended, outcome_counts
 
@@ -138,7 +138,7 @@ def versus_rest(source: Sessions, level: str, value: Any) -> Sessions:
 
 
 def _level_unit(finding: Any) -> tuple[str, str]:
-    return str(finding["level"]), str(finding["unit"])
+    return str(_field(finding, "level")), str(_field(finding, "unit"))
 
 
 def sessions_shown(source: Sessions, finding: Any = None, limit: int = SHOWN_ROWS) -> pd.DataFrame:
@@ -149,8 +149,8 @@ def sessions_shown(source: Sessions, finding: Any = None, limit: int = SHOWN_ROW
     ----------
     source : DataFrame or SessionDataset
         The sessions.
-    finding : row of rank_suspects, or None
-        Its `level` and `unit` pick the sessions.
+    finding : row of rank_suspects, finding dict, or None
+        Its `level` and `unit` pick the sessions (for a fleet-wide finding, those of its window).
     limit : int
         From a dataset, at most this many (the newest); a frame is filtered as it is.
 
@@ -176,7 +176,7 @@ def sessions_shown(source: Sessions, finding: Any = None, limit: int = SHOWN_ROW
             subject = source[source["engine_replicaset"].isin(subject["engine_replicaset"].dropna().unique())]
         return subject
     if level == FLEET:
-        start, end = finding["window_start"], finding["window_end"]
+        start, end = _field(finding, "window_start"), _field(finding, "window_end")
         if start is None or pd.isna(start) or end is None or pd.isna(end):
             return source.to_frame(limit=limit)
         t = source.table
