@@ -82,7 +82,23 @@ class FailureCounts:
     levels: dict[str, LevelCounts]
 
     def start_of(self, bucket: int) -> pd.Timestamp:
-        """The UTC start of `bucket` (bucket `buckets` is the end of the last one)."""
+        """The UTC start of `bucket` (bucket `buckets` is the end of the last one).
+
+        Parameters
+        ----------
+        bucket : int
+            A bucket index, 0 to `buckets`.
+
+        Returns
+        -------
+        Timestamp
+            ``origin + bucket * step``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            When `bucket` is not a whole number.
+        """
         return self.origin + int(bucket) * self.step
 
 
@@ -107,6 +123,11 @@ def count_sessions(bucket: np.ndarray, fail: np.ndarray, codes: dict[str, np.nda
     Returns
     -------
     FailureCounts
+
+    Raises
+    ------
+    ValueError
+        When a bucket is negative (numpy cannot count it).
     """
     size = max(int(buckets), 1)
     if keep is not None:

@@ -122,11 +122,15 @@ def shown_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 def mask_injected_parameters(node: nbformat.NotebookNode,
                              parameters: Mapping[str, Any]) -> nbformat.NotebookNode:
-    """The executed notebook with the values `shown_parameters` masks also masked in papermill's
-    injected-parameters cell, which keeps every value given (the run itself used the real ones)."""
+    """The executed notebook with the values `shown_parameters` masks also masked where papermill
+    keeps every value given: the injected-parameters cell and the notebook's metadata (the run
+    itself used the real ones)."""
     masked = {k for k, v in shown_parameters(parameters).items() if v == MASKED and parameters[k] != MASKED}
     if not masked:
         return node
+    recorded = node.get("metadata", {}).get("papermill", {}).get("parameters") or {}
+    for name in masked & set(recorded):   # papermill also records them in the metadata
+        recorded[name] = MASKED
     for cell in node.cells:
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             cell.source = "\n".join(f"{line.split('=', 1)[0].rstrip()} = {MASKED!r}"
