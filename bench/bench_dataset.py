@@ -28,7 +28,6 @@ import math
 import multiprocessing
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import peak_rss_bytes
+from .bench_million import killed_at_half
 
 DATASET_SESSIONS = int(os.environ.get("DATASET_SESSIONS", 10_000_000))
 COMPARE_SESSIONS = 1_000_000
@@ -245,27 +245,6 @@ print(json.dumps({"stored": summary.stored, "read": summary.read, "seconds": tim
 """
 
 
-def killed_at_half(url: str, cache: Path, sessions: int, since: str) -> int:
-    """Start a sync and SIGKILL it once its checkpoint holds half the sessions."""
-    child = subprocess.Popen(_python(SYNC, url, str(cache), since),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stored = 0
-    try:
-        while child.poll() is None:
-            for checkpoint in cache.glob("sessions-*/_backfill.json"):
-                try:
-                    stored = json.loads(checkpoint.read_text())["stored"]
-                except (OSError, ValueError, KeyError):
-                    continue
-            if stored >= sessions // 2:
-                break
-            time.sleep(0.05)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    return stored
-
-
 def sync_figures(scratch: Path) -> None:
     peaks = {}
     for n in SYNC_SESSIONS:
@@ -281,7 +260,7 @@ def sync_figures(scratch: Path) -> None:
                 continue
             cache = scratch / f"killed-{n}"
             _ask(pipe, "reset")
-            stored = killed_at_half(url, cache, n, "30d")
+            stored = killed_at_half(_python(SYNC, url, str(cache), "30d"), cache, n)
             _ask(pipe, "reset")
             resumed = _run(SYNC, url, str(cache), "30d")
             again = _ask(pipe, "stats").get("list", 0)

@@ -113,9 +113,10 @@ def fetch_child(url: str, cache: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def killed_at_half(url: str, cache: Path, sessions: int) -> int:
-    """Start a first read and SIGKILL it once its checkpoint holds half the sessions."""
-    child = subprocess.Popen(_child_command(url, cache),
+def killed_at_half(command: list[str], cache: Path, sessions: int) -> int:
+    """Start `command` (a first read into `cache`) and SIGKILL it once its checkpoint holds
+    half the sessions; how many it had stored."""
+    child = subprocess.Popen(command,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stored = 0
     try:
@@ -180,7 +181,7 @@ def main() -> None:
         # 2. killed at half way, then resumed
         resumed_cache = Path(scratch) / "resumed"
         _ask(pipe, "reset")
-        stored = killed_at_half(url, resumed_cache, SESSIONS)
+        stored = killed_at_half(_child_command(url, resumed_cache), resumed_cache, SESSIONS)
         before = _ask(pipe, "stats").get("list", 0)
         _ask(pipe, "reset")
         second = fetch_child(url, resumed_cache)
