@@ -141,7 +141,7 @@ def count_sessions(bucket: np.ndarray, fail: np.ndarray, codes: dict[str, np.nda
             code = code[keep]
         units = len(names[level])
         has = code >= 0
-        cell = code[has] * size + bucket[has]
+        cell = code[has].astype(np.int64) * size + bucket[has]   # codes may be int16: widen first
         n = np.bincount(cell, minlength=units * size).astype(np.int64).reshape(units, size)
         x = np.bincount(cell, weights=failed[has], minlength=units * size).astype(np.int64)
         levels[level] = LevelCounts(level, names[level], n, x.reshape(units, size))

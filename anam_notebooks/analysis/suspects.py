@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data.checks import check_columns, check_count, check_frame, check_freq, ended_mask
+from ..data.checks import check_count, check_freq, check_names
 from ..data.dataset import SessionDataset
+from .coded import CodedSessions, coded_sessions
 from .counts import (
     FLEET,
     FailureCounts,
@@ -31,7 +32,8 @@ from .counts import (
     fleet_key,
     fleet_span,
 )
-from .failures import FailureSpec, failure_rule, is_failure
+from .failures import FailureSpec, failure_rule
+from .outcomes import check_source, columns_of
 from .scan import DRAWS, ScanResult, scan_level
 from .stats import q_values, stratified_excess
 from .wording import between, finding_sentence, unit_label
@@ -115,6 +117,7 @@ class _Sessions:
     _orders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _members: dict[UnitKey, np.ndarray] = field(default_factory=dict)
     _full: FailureCounts | None = None
+    _bucket_strata: np.ndarray | None = None
     _without: dict[frozenset[UnitKey], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict)
     _crosstabs: dict[tuple[str, str, tuple[int, int] | None], np.ndarray] = field(default_factory=dict)
@@ -126,7 +129,8 @@ class _Sessions:
         key = (inner, outer, window)
         if key not in self._crosstabs:
             at = self.in_window(*window) if window is not None else slice(None)
-            a, b = self.codes[inner][at], self.codes[outer][at]
+            a = self.codes[inner][at].astype(np.int64)   # codes may be int16: widen first
+            b = self.codes[outer][at].astype(np.int64)
             ok = (a >= 0) & (b >= 0)
             size_b = len(self.names[outer])
             table = np.bincount(a[ok] * size_b + b[ok], minlength=len(self.names[inner]) * size_b)
@@ -137,10 +141,12 @@ class _Sessions:
         return self.origin + bucket * self.step
 
     def bucket_strata(self) -> np.ndarray:
-        """The stratum of each time bucket (strata are runs of whole buckets)."""
-        strata = np.zeros(max(self.buckets, 1), dtype=np.int64)
-        strata[self.bucket] = self.stratum
-        return np.maximum.accumulate(strata)
+        """The stratum of each time bucket (strata are runs of whole buckets; cached)."""
+        if self._bucket_strata is None:
+            strata = np.zeros(max(self.buckets, 1), dtype=np.int64)
+            strata[self.bucket] = self.stratum
+            self._bucket_strata = np.maximum.accumulate(strata)
+        return self._bucket_strata
 
     def name(self, key: UnitKey) -> str:
         """How the unit is named in sentences ("pod anam-engine-…", "the whole fleet …")."""
@@ -186,7 +192,12 @@ class _Sessions:
         """Sorted positions of the sessions in any of the units."""
         if not keys:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate([self.members(k) for k in keys]))
+        if len(keys) == 1:
+            return self.members(keys[0])
+        held = np.zeros(len(self.bucket), dtype=bool)   # a mask: no sort, no hash of positions
+        for key in keys:
+            held[self.members(key)] = True
+        return np.flatnonzero(held)
 
     def without(self, keys: Sequence[UnitKey]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For the sessions outside every unit of `keys`: a mask of the sessions left out, and
@@ -281,42 +292,26 @@ def _strata(bucket: np.ndarray, fail: np.ndarray, stratum_failures: int) -> np.n
     return sid[bucket]
 
 
-def _sessions(df: pd.DataFrame, levels: list[str], failures: FailureSpec,
-              step: pd.Timedelta, stratum_failures: int) -> _Sessions:
-    start = pd.to_datetime(df["start_time"], utc=True, errors="coerce")
-    keep = ended_mask(df) & start.notna().to_numpy()
-    start = start[keep]
-    fail = is_failure(df["exit_status"], failures)[keep]
-    origin = start.min().floor(step) if len(start) else pd.Timestamp(0, tz="UTC")
-    bucket = ((start - origin) // step).to_numpy(dtype=np.int64) if len(start) else np.zeros(0, np.int64)
-    codes, names = {}, {}
-    for col in levels:
-        c, u = pd.factorize(df[col][keep], use_na_sentinel=True)
-        codes[col], names[col] = c.astype(np.int64), np.array([str(v) for v in u], dtype=object)
+def _sessions(coded: CodedSessions, step: pd.Timedelta, stratum_failures: int) -> _Sessions:
+    """The ranking's session arrays from the coded sessions: time buckets of `step` from the
+    earliest start (floored to `step`), and the strata."""
+    step_ns = int(step.value)
+    if len(coded):
+        origin_ns = int(coded.start_ns.min()) // step_ns * step_ns
+        bucket = (coded.start_ns - origin_ns) // step_ns
+    else:
+        origin_ns, bucket = 0, np.zeros(0, np.int64)
+    origin = pd.Timestamp(origin_ns, tz="UTC")
     n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
-    return _Sessions(bucket, _strata(bucket, fail, stratum_failures), fail, origin, step, n_buckets,
-                     codes, names, _customers(df, keep))
-
-
-def _customers(df: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
-    """Per kept session, a code for its customer (client label and API key pair; -1 for none)."""
-    parts = [df[c][keep].astype("string") for c in CUSTOMER_COLUMNS if c in df.columns]
-    if not parts:
-        return np.full(int(keep.sum()), -1, dtype=np.int64)
-    known = np.zeros(len(parts[0]), dtype=bool)
-    for part in parts:
-        known |= part.notna().to_numpy()
-    joined = parts[0].fillna("")
-    for part in parts[1:]:
-        joined = joined + "\x1f" + part.fillna("")
-    code = pd.factorize(joined)[0].astype(np.int64)
-    return np.where(known, code, -1)
+    return _Sessions(bucket, _strata(bucket, coded.fail, stratum_failures), coded.fail, origin, step,
+                     n_buckets, coded.codes, coded.names, coded.customer)
 
 
 def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
            ) -> tuple[np.ndarray, np.ndarray]:
     """For each child unit, the parent unit holding most of its sessions and that share."""
     modal, share = np.full(n_child, -1), np.zeros(n_child)
+    child, parent = child.astype(np.int64), parent.astype(np.int64)   # codes may be int16
     ok = (child >= 0) & (parent >= 0)
     if not ok.any() or not n_parent:
         return modal, share
@@ -352,19 +347,27 @@ class _Whole:
     z: np.ndarray
 
 
+def _per_stratum(per_bucket: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """Counts per bucket (last axis) summed per stratum; strata are runs of whole buckets,
+    numbered in time order (`_Sessions.bucket_strata`), so each is a slice of a running sum."""
+    size = int(strata[-1]) + 1 if len(strata) else 1
+    ids = np.arange(size)
+    running = np.cumsum(per_bucket[..., :len(strata)], axis=-1, dtype=np.int64)
+    running = np.concatenate([np.zeros((*running.shape[:-1], 1), np.int64), running], axis=-1)
+    return (running[..., np.searchsorted(strata, ids, side="right")]
+            - running[..., np.searchsorted(strata, ids, side="left")])
+
+
 def _whole_period(s: _Sessions, counts: FailureCounts, col: str) -> _Whole:
     """Each unit against the rest of the fleet in the same time strata, over the whole period
     (a stratified exact test), on counts: sessions of headlines already found are left out
     of `counts`, so a cause already found neither inflates nor dilutes anyone else's excess."""
     level = counts.levels[col]
     strata = s.bucket_strata()
-    n_strata = int(strata.max()) + 1 if len(strata) else 1
-    onehot = np.zeros((max(counts.buckets, 1), n_strata))
-    onehot[np.arange(len(strata)), strata] = 1.0
-    n = np.rint(level.sessions @ onehot).astype(np.int64)           # unit × stratum
-    x = np.rint(level.failures @ onehot).astype(np.int64)
-    pool_n = np.rint(counts.fleet_sessions @ onehot).astype(np.int64)
-    pool_x = np.rint(counts.fleet_failures @ onehot).astype(np.int64)
+    n = _per_stratum(level.sessions, strata)                        # unit × stratum
+    x = _per_stratum(level.failures, strata)
+    pool_n = _per_stratum(counts.fleet_sessions, strata)
+    pool_x = _per_stratum(counts.fleet_failures, strata)
     unit, stratum = np.nonzero(n)
     n_units = len(level.units)
     cell_n, cell_x = n[unit, stratum], x[unit, stratum]
@@ -814,15 +817,6 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
     return kept + fresh
 
 
-def _projected(df: pd.DataFrame | SessionDataset, levels: str | Sequence[str] | None) -> pd.DataFrame:
-    """A dataset as the frame of the columns `rank_suspects` reads (the levels, times, outcome)."""
-    if not isinstance(df, SessionDataset):
-        return df
-    named = [] if levels is None else [levels] if isinstance(levels, str) else list(levels)
-    read = ["start_time", "end_time", "is_active", "exit_status", *DEFAULT_LEVELS, "client_label", "api_key_id"]
-    return df.to_frame(columns=[*(c for c in dict.fromkeys(read) if c in df.columns and c not in named), *named])
-
-
 def rank_suspects(df: pd.DataFrame | SessionDataset, levels: str | Sequence[str] | None = None,
                   failures: FailureSpec = None, freq: str = "1h",
                   min_sessions: int = MIN_SESSIONS, min_failures: int = MIN_FAILURES,
@@ -880,15 +874,15 @@ def rank_suspects(df: pd.DataFrame | SessionDataset, levels: str | Sequence[str]
     TypeError
         When `df` is not a DataFrame or `failures` is not a valid rule.
     """
-    df = _projected(df, levels)
-    check_frame(df, ["exit_status", "start_time"])
+    source = check_source(df, ["exit_status", "start_time"])
+    columns = columns_of(source)
     if levels is None:
-        cols = [c for c in DEFAULT_LEVELS if c in df.columns]
+        cols = [c for c in DEFAULT_LEVELS if c in columns]
         if not cols:
             raise ValueError("the frame has none of the default levels "
                              f"({', '.join(DEFAULT_LEVELS)}); name the columns with levels=")
     else:
-        cols = check_columns(df, levels, "levels")
+        cols = check_names(columns, levels, "levels")
     step = check_freq(freq)
     min_sessions = check_count(min_sessions, "min_sessions")
     min_failures = check_count(min_failures, "min_failures")
@@ -897,7 +891,7 @@ def rank_suspects(df: pd.DataFrame | SessionDataset, levels: str | Sequence[str]
     failure_rule(failures)
     stratum_failures = check_count(stratum_failures, "stratum_failures")
     draws = check_count(draws, "draws")
-    s = _sessions(df, cols, failures, step, stratum_failures)
+    s = _sessions(coded_sessions(source, cols, failures, CUSTOMER_COLUMNS), step, stratum_failures)
     attrs: dict[str, Any] = {"freq": str(freq), "alpha": alpha, "min_sessions": min_sessions,
                              "stratum_failures": stratum_failures, "levels": list(cols),
                              "strata": int(len(np.unique(s.stratum))), "draws": draws,
