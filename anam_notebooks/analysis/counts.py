@@ -132,19 +132,20 @@ def count_sessions(bucket: np.ndarray, fail: np.ndarray, codes: dict[str, np.nda
     size = max(int(buckets), 1)
     if keep is not None:
         bucket, fail = bucket[keep], fail[keep]
-    failed = fail.astype(np.int64)
+    failed = np.flatnonzero(fail)   # a few percent of sessions: count failures on those alone
     fleet_n = np.bincount(bucket, minlength=size)[:size].astype(np.int64)
-    fleet_x = np.bincount(bucket, weights=failed, minlength=size)[:size].astype(np.int64)
+    fleet_x = np.bincount(bucket[failed], minlength=size)[:size].astype(np.int64)
     levels = {}
     for level, code in codes.items():
         if keep is not None:
             code = code[keep]
         units = len(names[level])
-        has = code >= 0
-        cell = code[has].astype(np.int64) * size + bucket[has]   # codes may be int16: widen first
-        n = np.bincount(cell, minlength=units * size).astype(np.int64).reshape(units, size)
-        x = np.bincount(cell, weights=failed[has], minlength=units * size).astype(np.int64)
-        levels[level] = LevelCounts(level, names[level], n, x.reshape(units, size))
+        # Codes shifted by one (they may be int16: widened first): sessions of no unit (-1)
+        # count in row 0, dropped after; no mask of the sessions is built.
+        cell = (code.astype(np.int64) + 1) * size + bucket
+        n = np.bincount(cell, minlength=(units + 1) * size)[size:(units + 1) * size].astype(np.int64)
+        x = np.bincount(cell[failed], minlength=(units + 1) * size)[size:(units + 1) * size].astype(np.int64)
+        levels[level] = LevelCounts(level, names[level], n.reshape(units, size), x.reshape(units, size))
     return FailureCounts(origin, step, int(buckets), fleet_n, fleet_x, levels)
 
 

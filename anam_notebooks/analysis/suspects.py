@@ -118,6 +118,7 @@ class _Sessions:
     _members: dict[UnitKey, np.ndarray] = field(default_factory=dict)
     _full: FailureCounts | None = None
     _bucket_strata: np.ndarray | None = None
+    _stratum_totals: tuple[np.ndarray, np.ndarray] | None = None
     _without: dict[frozenset[UnitKey], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict)
     _crosstabs: dict[tuple[str, str, tuple[int, int] | None], np.ndarray] = field(default_factory=dict)
@@ -129,12 +130,12 @@ class _Sessions:
         key = (inner, outer, window)
         if key not in self._crosstabs:
             at = self.in_window(*window) if window is not None else slice(None)
-            a = self.codes[inner][at].astype(np.int64)   # codes may be int16: widen first
-            b = self.codes[outer][at].astype(np.int64)
-            ok = (a >= 0) & (b >= 0)
-            size_b = len(self.names[outer])
-            table = np.bincount(a[ok] * size_b + b[ok], minlength=len(self.names[inner]) * size_b)
-            self._crosstabs[key] = table.reshape(len(self.names[inner]), size_b)
+            size_a, size_b = len(self.names[inner]) + 1, len(self.names[outer]) + 1
+            wide = np.int32 if size_a * size_b < 2 ** 31 else np.int64   # codes may be int16
+            # Codes shifted by one: "no unit" (-1) counts in row/column 0, dropped after.
+            cell = (self.codes[inner][at].astype(wide) + 1) * size_b + self.codes[outer][at] + 1
+            table = np.bincount(cell, minlength=size_a * size_b).reshape(size_a, size_b)
+            self._crosstabs[key] = table[1:, 1:]
         return self._crosstabs[key]
 
     def start_of(self, bucket: int) -> pd.Timestamp:
@@ -206,14 +207,19 @@ class _Sessions:
         if key not in self._without:
             if len(self._without) > 256:
                 self._without.clear()
-            out = np.zeros(len(self.bucket), dtype=bool)
-            for unit in key:
-                out[self.members(unit)] = True
             size = int(self.stratum.max()) + 1 if len(self.stratum) else 1
-            left = ~out
-            n = np.bincount(self.stratum[left], minlength=size)
-            x = np.bincount(self.stratum[left], weights=self.fail[left], minlength=size).astype(np.int64)
-            self._without[key] = (out, n, x)
+            if self._stratum_totals is None:
+                self._stratum_totals = (np.bincount(self.stratum, minlength=size),
+                                        np.bincount(self.stratum[self.fail], minlength=size))
+            removed = self.union(list(key))
+            out = np.zeros(len(self.bucket), dtype=bool)
+            out[removed] = True
+            # What is left: every session per stratum less those removed (counts the removed
+            # sessions only, not the fleet again).
+            n = self._stratum_totals[0] - np.bincount(self.stratum[removed], minlength=size)
+            x = self._stratum_totals[1] - np.bincount(self.stratum[removed[self.fail[removed]]],
+                                                      minlength=size)
+            self._without[key] = (out, n, x.astype(np.int64))
         return self._without[key]
 
     def in_window(self, first: int, last: int) -> np.ndarray:
