@@ -54,6 +54,10 @@ def assert_same_answers(frame: pd.DataFrame, ds, *, tz_cases=(None, "Asia/Kolkat
             assert plots.host_health(frame, by=by, tz=tz).to_json() == plots.host_health(ds, by=by, tz=tz).to_json()
         assert plots.exit_status_over_time(frame, freq="3h", tz=tz).to_json() == \
             plots.exit_status_over_time(ds, freq="3h", tz=tz).to_json()
+    # The ranking: same rows, same p- and q-values, same windows and sentences.
+    ranked, ranked_ds = analysis.rank_suspects(frame), analysis.rank_suspects(ds)
+    pd.testing.assert_frame_equal(ranked, ranked_ds)
+    assert ranked.attrs == ranked_ds.attrs and ranked["flagged"].any()
     step = pd.Timedelta("1h")
     a, b = unit_bucket_counts(frame, LEVELS, step), unit_bucket_counts(ds, LEVELS, step)
     assert a.buckets.equals(b.buckets)
