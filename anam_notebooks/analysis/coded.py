@@ -216,7 +216,8 @@ def _from_dataset(ds: SessionDataset, levels: list[str], failures: FailureSpec,
     rows = int(ended.count().execute())
     start_ns = np.empty(rows, dtype=np.int64)
     status = np.empty(rows, dtype=np.int32)
-    provisional = {col: np.empty(rows, dtype=np.int32) for col in wanted[2:]}
+    # Provisional codes start as int16 and widen only when a column has that many labels.
+    provisional = {col: np.empty(rows, dtype=np.int16) for col in wanted[2:]}
     labels = {col: _Labels() for col in wanted[1:]}
     at = 0
     for batch in _chunks(ended, batch_rows):
@@ -230,17 +231,20 @@ def _from_dataset(ds: SessionDataset, levels: list[str], failures: FailureSpec,
         start_ns[at:at + size] = pc.cast(when, pa.timestamp("ns", when.type.tz)).cast(
             pa.int64()).to_numpy(zero_copy_only=False)
         status[at:at + size] = labels["exit_status"].encode(batch.column("exit_status"))
-        for col, out in provisional.items():
-            out[at:at + size] = labels[col].encode(batch.column(col))
+        for col in provisional:
+            codes_now = labels[col].encode(batch.column(col))
+            if len(labels[col].code) >= 2 ** 15 and provisional[col].dtype == np.int16:
+                provisional[col] = provisional[col].astype(np.int32)
+            provisional[col][at:at + size] = codes_now
         at += size
     start_ns, status = start_ns[:at], status[:at]
     distinct = list(labels["exit_status"].code)
     flags = np.append(is_failure(pd.Series(distinct, dtype=object), failures), False)
     fail = flags[status]
-    codes, names = {}, {}
-    for col in levels:
-        codes[col], names[col] = labels[col].canonical(provisional[col][:at])
     customer = np.full(at, _NONE, dtype=np.int32)
     if present:
         customer = _customer_of([(provisional[c][:at], len(labels[c].code)) for c in present])
+    codes, names = {}, {}
+    for col in levels:   # each provisional array is dropped once renumbered
+        codes[col], names[col] = labels[col].canonical(provisional.pop(col)[:at])
     return CodedSessions(start_ns, fail, codes, names, customer)

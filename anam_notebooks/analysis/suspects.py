@@ -11,6 +11,7 @@ in plain words in the `analysis` package docstring. The steps of one level are n
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,9 @@ MIN_SESSIONS = 20
 MIN_FAILURES = 3
 # Time buckets are merged into strata expected to hold this many failures fleet-wide.
 STRATUM_FAILURES = 100
+# Memory kept for the positions of units asked about, and for masks of sessions left out.
+MEMBER_BYTES = 256 * 2 ** 20
+WITHOUT_BYTES = 256 * 2 ** 20
 # A unit counts as inside a coarser engine unit when at least this share of its sessions are there.
 NEST_SHARE = 0.95
 # Who a customer is, for the impact of a finding: a client label and API key pair.
@@ -101,8 +105,8 @@ class _Sessions:
     codes, and the customer (client label and API key) of each; the pandas answer to the
     `SessionQueries` the reconciliation asks (see `analysis.counts`).
 
-    A unit's sessions are held as sorted positions (`members`), found through one stable sort
-    per level, so every question costs the size of the units asked about, not of the fleet.
+    A unit's sessions are held as sorted positions (`members`, found once and kept within a
+    memory budget), so most questions cost the size of the units asked about, not of the fleet.
     """
 
     bucket: np.ndarray
@@ -115,7 +119,8 @@ class _Sessions:
     names: dict[str, np.ndarray]
     customer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _orders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    _members: dict[UnitKey, np.ndarray] = field(default_factory=dict)
+    _members: OrderedDict[UnitKey, np.ndarray] = field(default_factory=OrderedDict)
+    _member_bytes: int = 0
     _full: FailureCounts | None = None
     _bucket_strata: np.ndarray | None = None
     _stratum_totals: tuple[np.ndarray, np.ndarray] | None = None
@@ -157,29 +162,40 @@ class _Sessions:
         return unit_name(key[0], str(self.names[key[0]][key[1]]))
 
     def _order(self, level: str) -> tuple[np.ndarray, np.ndarray]:
-        """Positions sorted by the level's codes (by bucket for "fleet"), and each code's bounds."""
+        """Positions sorted by bucket, and each bucket's bounds (only "fleet" is sorted)."""
         if level not in self._orders:
-            values = self.bucket if level == FLEET else self.codes[level]
-            size = max(self.buckets, 1) if level == FLEET else len(self.names[level])
-            small = values.astype(np.int32 if size >= 2 ** 15 else np.int16)   # radix-sortable
+            size = max(self.buckets, 1)
+            small = self.bucket.astype(np.int32 if size >= 2 ** 15 else np.int16)   # radix-sortable
             order = np.argsort(small, kind="stable")
-            bounds = np.searchsorted(values[order], np.arange(size + 1))
+            order = order.astype(np.int32) if len(order) < 2 ** 31 else order
+            bounds = np.searchsorted(self.bucket[order], np.arange(size + 1))
             self._orders[level] = (order, bounds)
         return self._orders[level]
 
     def members(self, key: UnitKey) -> np.ndarray:
-        """Sorted positions of the unit's sessions (a "fleet" key: every session in its window)."""
-        if key not in self._members:
-            level, code = key
-            if level == FLEET:
-                first, last = fleet_span(code, self.buckets)
-                order, bounds = self._order(FLEET)
-                found = np.sort(order[bounds[first]:bounds[last + 1]])
-            else:
-                order, bounds = self._order(level)
-                found = order[bounds[code]:bounds[code + 1]]   # stable sort: already ascending
-            self._members[key] = found
-        return self._members[key]
+        """Sorted positions of the unit's sessions (a "fleet" key: every session in its window).
+
+        Found by one pass over the unit codes (int32 positions) and kept while the positions
+        kept stay under MEMBER_BYTES, least recently asked dropped first: memory is bounded
+        whatever the number of sessions and units asked about."""
+        found = self._members.get(key)
+        if found is not None:
+            self._members.move_to_end(key)
+            return found
+        level, code = key
+        if level == FLEET:
+            first, last = fleet_span(code, self.buckets)
+            order, bounds = self._order(FLEET)
+            found = np.sort(order[bounds[first]:bounds[last + 1]])
+        else:
+            found = np.flatnonzero(self.codes[level] == code)
+            found = found.astype(np.int32) if len(self.bucket) < 2 ** 31 else found
+        self._members[key] = found
+        self._member_bytes += found.nbytes
+        while self._member_bytes > MEMBER_BYTES and len(self._members) > 1:
+            _, dropped = self._members.popitem(last=False)
+            self._member_bytes -= dropped.nbytes
+        return found
 
     def holds(self, key: UnitKey, positions: np.ndarray) -> np.ndarray:
         """Whether each of the sessions at `positions` belongs to the unit."""
@@ -205,7 +221,7 @@ class _Sessions:
         the sessions and failures left per stratum (cached: asked once per pass and candidate)."""
         key = frozenset(keys)
         if key not in self._without:
-            if len(self._without) > 256:
+            if len(self._without) * len(self.bucket) > WITHOUT_BYTES:   # one mask byte a session
                 self._without.clear()
             size = int(self.stratum.max()) + 1 if len(self.stratum) else 1
             if self._stratum_totals is None:
@@ -309,8 +325,11 @@ def _sessions(coded: CodedSessions, step: pd.Timedelta, stratum_failures: int) -
         origin_ns, bucket = 0, np.zeros(0, np.int64)
     origin = pd.Timestamp(origin_ns, tz="UTC")
     n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
-    return _Sessions(bucket, _strata(bucket, coded.fail, stratum_failures), coded.fail, origin, step,
-                     n_buckets, coded.codes, coded.names, coded.customer)
+    small = np.int32 if n_buckets < 2 ** 31 else np.int64   # 4 bytes a session, not 8
+    bucket = bucket.astype(small)
+    stratum = _strata(bucket, coded.fail, stratum_failures).astype(small)
+    return _Sessions(bucket, stratum, coded.fail, origin, step, n_buckets, coded.codes,
+                     coded.names, coded.customer)
 
 
 def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
