@@ -7,10 +7,12 @@ Prints, all from one run (each measured step in its own child process; memory = 
    ids, in chunks; kept under `bench/.cache/` so a rerun only measures. Then, on the dataset
    (DuckDB): `failure_rates`, `host_health`, `exit_status_over_time` and the per-unit ×
    hour counts of every attribute (`unit_bucket_counts`, what a ranking needs): time, peak RSS
-   (targets: failure_rates and host_health <= 10 s each);
+   (targets: failure_rates and host_health <= 10 s each); and `rank_suspects(dataset)` over
+   every attribute in a child of its own (targets: <= 60 s, peak RSS <= 1.5 GB);
 2. at 1,000,000 sessions, in the same run: the dataset path against the frame path (load +
    the same calls: time, memory, identical results) and against the floor, DuckDB alone counting
    the same cells (every attribute × hour × failed) with one hand-written query per attribute;
+   `rank_suspects` on both paths (identical rankings; target: the dataset within 2.5× the floor);
 3. `sync_sessions` of 300,000 and of 1,000,000 simulator sessions over HTTP (server in its own
    process): time and peak RSS (targets: <= 400 MB at 1M, within 10 % of the 300k figure);
    then a sync with since=30d SIGKILLed half way, and the pages the next sync reads (target
@@ -128,6 +130,39 @@ with open(out, "wb") as f:
     pickle.dump(results, f)
 print(json.dumps({"times": times, "rss_mb": peak_rss_bytes() / 2**20}))
 """
+
+RANK = """
+import json, pickle, sys, time
+from bench import peak_rss_bytes
+from anam_notebooks import analysis, session_dataset
+mode, path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+began = time.perf_counter()
+if mode == "frame":
+    from anam_notebooks.data.store import SessionStore
+    import pathlib, json as j
+    meta = j.loads((pathlib.Path(path) / "_store.json").read_text())
+    base, _, org = meta["key"].partition(chr(10))
+    source = SessionStore(pathlib.Path(path).parent, base_url=base, organization_id=org or None).load()
+else:
+    source = session_dataset(path)
+opened = time.perf_counter() - began
+t, cpu = time.perf_counter(), time.process_time()
+ranked = analysis.rank_suspects(source)
+seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+with open(out, "wb") as f:
+    pickle.dump(ranked, f)
+print(json.dumps({"open": opened, "seconds": seconds, "cpu": cpu, "rss_mb": peak_rss_bytes() / 2**20,
+                  "headlines": int(ranked["flagged"].sum())}))
+"""
+
+
+def rank(mode: str, path: Path, scratch: Path) -> tuple[dict, object]:
+    """`rank_suspects` over every attribute in its own child: figures and the ranking."""
+    out = scratch / f"rank-{mode}-{path.parent.name}.pickle"
+    figures = _run(RANK, mode, str(path), str(out))
+    with open(out, "rb") as f:
+        return figures, pickle.load(f)
+
 
 FLOOR = """
 import json, sys, time
@@ -289,6 +324,10 @@ def main(argv: list[str] | None = None) -> None:
               f"every attribute × hour counted {figures['times']['unit_bucket_counts']:.2f} s; "
               f"peak RSS {figures['rss_mb']:.0f} MB (targets: failure_rates, host_health <= 10 s)",
               flush=True)
+        ranked, _ = rank("dataset", big, scratch)
+        print(f"  {args.sessions:,} sessions, rank_suspects(dataset) over every attribute: "
+              f"{ranked['seconds']:.1f} s ({ranked['cpu']:.1f} s CPU), peak RSS {ranked['rss_mb']:.0f} MB, "
+              f"{ranked['headlines']} headlines (targets: <= 60 s, <= 1.5 GB)", flush=True)
         path = build_store(COMPARE_SESSIONS)
         on_dataset, a = measure("dataset", path, scratch)
         on_frame, b = measure("frame", path, scratch)
@@ -304,6 +343,20 @@ def main(argv: list[str] | None = None) -> None:
               f"{floor['cells']:,} cells, peak RSS {floor['rss_mb']:.0f} MB; the dataset's counting "
               f"{counted / floor['seconds']:.1f}× its time, {on_dataset['rss_mb'] / floor['rss_mb']:.1f}× "
               f"its memory", flush=True)
+        rank_ds, ranked_ds = rank("dataset", path, scratch)
+        rank_frame, ranked_frame = rank("frame", path, scratch)
+        import pandas as pd
+
+        try:
+            pd.testing.assert_frame_equal(ranked_ds, ranked_frame)
+            identical = True
+        except AssertionError:
+            identical = False
+        print(f"  {COMPARE_SESSIONS:,} sessions, rank_suspects: dataset {rank_ds['seconds']:.1f} s, "
+              f"peak RSS {rank_ds['rss_mb']:.0f} MB; frame (after a {rank_frame['open']:.1f} s load) "
+              f"{rank_frame['seconds']:.1f} s, peak RSS {rank_frame['rss_mb']:.0f} MB; identical: "
+              f"{identical}; the dataset {rank_ds['seconds'] / floor['seconds']:.1f}× the floor's time "
+              f"(target <= 2.5×), {rank_ds['rss_mb'] / floor['rss_mb']:.1f}× its memory", flush=True)
         if not args.skip_sync:
             sync_figures(scratch)
     print(f"  (this process: peak RSS {peak_rss_bytes() / 2**20:.0f} MB)")

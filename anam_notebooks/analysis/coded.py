@@ -50,7 +50,8 @@ class CodedSessions:
         Whether each session's exit status counts as a failure (bool).
     codes
         Per attribute, each session's unit code (-1 for a missing value): the index of its label
-        in `names` (int16 or int32, the smallest that holds the codes).
+        in `names` (int8, int16 or int32, the smallest that holds the codes; widen before
+        arithmetic).
     names
         Per attribute, the unit labels as text, sorted (index = code).
     customer
@@ -102,7 +103,7 @@ def _canonical(codes: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np
     rank = np.empty(len(names) + 1, dtype=np.int64)
     rank[order] = np.arange(len(names))
     rank[-1] = _NONE                       # a provisional -1 indexes the last slot
-    dtype = np.int16 if len(names) < 2 ** 15 else np.int32
+    dtype = np.int8 if len(names) < 2 ** 7 else np.int16 if len(names) < 2 ** 15 else np.int32
     return rank[codes].astype(dtype), names[order]
 
 

@@ -140,7 +140,7 @@ def count_sessions(bucket: np.ndarray, fail: np.ndarray, codes: dict[str, np.nda
         if keep is not None:
             code = code[keep]
         units = len(names[level])
-        # Codes shifted by one (they may be int16: widened first): sessions of no unit (-1)
+        # Codes shifted by one (they may be int8/int16: widened first): sessions of no unit (-1)
         # count in row 0, dropped after; no mask of the sessions is built.
         cell = (code.astype(np.int64) + 1) * size + bucket
         n = np.bincount(cell, minlength=(units + 1) * size)[size:(units + 1) * size].astype(np.int64)

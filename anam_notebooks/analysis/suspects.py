@@ -49,9 +49,9 @@ MIN_SESSIONS = 20
 MIN_FAILURES = 3
 # Time buckets are merged into strata expected to hold this many failures fleet-wide.
 STRATUM_FAILURES = 100
-# Memory kept for the positions of units asked about, and for masks of sessions left out.
-MEMBER_BYTES = 256 * 2 ** 20
-WITHOUT_BYTES = 256 * 2 ** 20
+# Memory kept for the positions of fleet windows asked about, and for masks of sessions left out.
+MEMBER_BYTES = 128 * 2 ** 20
+WITHOUT_BYTES = 96 * 2 ** 20
 # A unit counts as inside a coarser engine unit when at least this share of its sessions are there.
 NEST_SHARE = 0.95
 # Who a customer is, for the impact of a finding: a client label and API key pair.
@@ -105,8 +105,9 @@ class _Sessions:
     codes, and the customer (client label and API key) of each; the pandas answer to the
     `SessionQueries` the reconciliation asks (see `analysis.counts`).
 
-    A unit's sessions are held as sorted positions (`members`, found once and kept within a
-    memory budget), so most questions cost the size of the units asked about, not of the fleet.
+    A unit's sessions are held as sorted positions (`members`), found through one stable sort
+    per level (int32 positions), so most questions cost the size of the units asked about,
+    not of the fleet.
     """
 
     bucket: np.ndarray
@@ -136,7 +137,7 @@ class _Sessions:
         if key not in self._crosstabs:
             at = self.in_window(*window) if window is not None else slice(None)
             size_a, size_b = len(self.names[inner]) + 1, len(self.names[outer]) + 1
-            wide = np.int32 if size_a * size_b < 2 ** 31 else np.int64   # codes may be int16
+            wide = np.int32 if size_a * size_b < 2 ** 31 else np.int64   # codes may be int8/int16
             # Codes shifted by one: "no unit" (-1) counts in row/column 0, dropped after.
             cell = (self.codes[inner][at].astype(wide) + 1) * size_b + self.codes[outer][at] + 1
             table = np.bincount(cell, minlength=size_a * size_b).reshape(size_a, size_b)
@@ -162,34 +163,35 @@ class _Sessions:
         return unit_name(key[0], str(self.names[key[0]][key[1]]))
 
     def _order(self, level: str) -> tuple[np.ndarray, np.ndarray]:
-        """Positions sorted by bucket, and each bucket's bounds (only "fleet" is sorted)."""
+        """Positions sorted by the level's codes (by bucket for "fleet"), as int32, and each
+        code's bounds: one radix sort of the small codes per level asked about."""
         if level not in self._orders:
-            size = max(self.buckets, 1)
-            small = self.bucket.astype(np.int32 if size >= 2 ** 15 else np.int16)   # radix-sortable
-            order = np.argsort(small, kind="stable")
+            values = self.bucket if level == FLEET else self.codes[level]
+            size = max(self.buckets, 1) if level == FLEET else len(self.names[level])
+            if values.dtype.itemsize > 2:
+                values = values.astype(np.int32 if size >= 2 ** 15 else np.int16)   # radix-sortable
+            order = np.argsort(values, kind="stable")
             order = order.astype(np.int32) if len(order) < 2 ** 31 else order
-            bounds = np.searchsorted(self.bucket[order], np.arange(size + 1))
+            bounds = np.searchsorted(values[order], np.arange(size + 1))   # -1 (no unit) sorts first
             self._orders[level] = (order, bounds)
         return self._orders[level]
 
     def members(self, key: UnitKey) -> np.ndarray:
         """Sorted positions of the unit's sessions (a "fleet" key: every session in its window).
 
-        Found by one pass over the unit codes (int32 positions) and kept while the positions
-        kept stay under MEMBER_BYTES, least recently asked dropped first: memory is bounded
-        whatever the number of sessions and units asked about."""
+        A unit's positions are a slice of its level's order (no copy); a fleet window's are
+        sorted once and kept while those kept stay under MEMBER_BYTES."""
+        level, code = key
+        if level != FLEET:
+            order, bounds = self._order(level)
+            return order[bounds[code]:bounds[code + 1]]   # stable sort: already ascending
         found = self._members.get(key)
         if found is not None:
             self._members.move_to_end(key)
             return found
-        level, code = key
-        if level == FLEET:
-            first, last = fleet_span(code, self.buckets)
-            order, bounds = self._order(FLEET)
-            found = np.sort(order[bounds[first]:bounds[last + 1]])
-        else:
-            found = np.flatnonzero(self.codes[level] == code)
-            found = found.astype(np.int32) if len(self.bucket) < 2 ** 31 else found
+        first, last = fleet_span(code, self.buckets)
+        order, bounds = self._order(FLEET)
+        found = np.sort(order[bounds[first]:bounds[last + 1]])
         self._members[key] = found
         self._member_bytes += found.nbytes
         while self._member_bytes > MEMBER_BYTES and len(self._members) > 1:
@@ -336,7 +338,7 @@ def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
            ) -> tuple[np.ndarray, np.ndarray]:
     """For each child unit, the parent unit holding most of its sessions and that share."""
     modal, share = np.full(n_child, -1), np.zeros(n_child)
-    child, parent = child.astype(np.int64), parent.astype(np.int64)   # codes may be int16
+    child, parent = child.astype(np.int64), parent.astype(np.int64)   # codes may be int8/int16
     ok = (child >= 0) & (parent >= 0)
     if not ok.any() or not n_parent:
         return modal, share
