@@ -46,8 +46,8 @@ def _store(tmp_path, df: pd.DataFrame):
 def test_frame_and_dataset_give_the_same_codes_in_any_order_and_chunking(tmp_path):
     ds, frame = _store(tmp_path, _hostile())
     a = coded_sessions(frame, LEVELS)
-    for rows in (300, 1_000_000):   # many small chunks, one chunk
-        b = coded_sessions(ds, LEVELS, batch_rows=rows)
+    for rows, stream in ((300, False), (1_000_000, False), (300, True), (1_000_000, True)):
+        b = coded_sessions(ds, LEVELS, batch_rows=rows, stream=stream)   # hour chunks, or streamed
         order_a, order_b = np.lexsort((a.customer, a.start_ns)), np.lexsort((b.customer, b.start_ns))
         np.testing.assert_array_equal(a.start_ns[order_a], b.start_ns[order_b])
         np.testing.assert_array_equal(a.fail[order_a], b.fail[order_b])

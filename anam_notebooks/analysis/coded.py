@@ -8,7 +8,8 @@ small integer per attribute naming the session's unit, plus one for its customer
 40 bytes a session, whatever the length of the labels.
 
 `coded_sessions` builds the same codes from a pandas frame or from a `SessionDataset`. From a
-dataset the engine filters and projects, and the rows arrive in Arrow record batches that are
+dataset the engine filters and projects, and the rows arrive in Arrow record batches (one
+streamed query on DuckDB; chunks of whole start hours on any other engine) that are
 dictionary-encoded as they come: no label is ever held once per session, and memory grows with
 sessions only by those few integers. Codes are canonical (a unit's code is the rank of its label
 in sorted order), so the frame and the dataset give identical arrays for the same sessions, in
@@ -103,22 +104,35 @@ def _canonical(codes: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np
     rank = np.empty(len(names) + 1, dtype=np.int64)
     rank[order] = np.arange(len(names))
     rank[-1] = _NONE                       # a provisional -1 indexes the last slot
-    dtype = np.int8 if len(names) < 2 ** 7 else np.int16 if len(names) < 2 ** 15 else np.int32
-    return rank[codes].astype(dtype), names[order]
+    return rank[codes].astype(_smallest(len(names))), names[order]
 
 
-def _customers(label: np.ndarray, key: np.ndarray, n_keys: int) -> np.ndarray:
-    """One code per (label, key) pair of codes; -1 when both are missing."""
-    known = (label >= 0) | (key >= 0)
-    pair = (label.astype(np.int64) + 1) * (n_keys + 1) + (key.astype(np.int64) + 1)
+def _smallest(labels: int) -> type[np.signedinteger]:
+    """The smallest integer type holding codes -1 .. labels - 1."""
+    return np.int8 if labels < 2 ** 7 else np.int16 if labels < 2 ** 15 else np.int32
+
+
+def _customers(label: np.ndarray, key: np.ndarray, n_labels: int, n_keys: int) -> np.ndarray:
+    """One code per (label, key) pair of codes; -1 when both are missing. Pairs that occur are
+    numbered by counting when the pairs that could occur are few (no sort of the sessions)."""
+    cells = (n_labels + 1) * (n_keys + 1)
+    wide = np.int32 if cells < 2 ** 31 else np.int64
+    pair: np.ndarray = (label.astype(wide) + 1) * (n_keys + 1)
+    pair += key.astype(wide) + 1   # 0: both missing
+    if cells <= 64 * max(len(pair), 1):
+        present = np.bincount(pair, minlength=cells) > 0
+        present[0] = False
+        number = (np.cumsum(present) - 1).astype(np.int32)
+        number[0] = _NONE
+        return number[pair]
     code = np.unique(pair, return_inverse=True)[1].astype(np.int32)
-    return np.where(known, code, _NONE).astype(np.int32)
+    return np.where(pair > 0, code, _NONE).astype(np.int32)
 
 
 def coded_sessions(source: pd.DataFrame | SessionDataset, levels: Sequence[str],
                    failures: FailureSpec = None,
                    customer_columns: Sequence[str] = ("client_label", "api_key_id"),
-                   batch_rows: int = BATCH_ROWS) -> CodedSessions:
+                   batch_rows: int = BATCH_ROWS, stream: bool = True) -> CodedSessions:
     """The ended sessions with a start time of a frame or a dataset, as integer codes.
 
     Parameters
@@ -135,6 +149,9 @@ def coded_sessions(source: pd.DataFrame | SessionDataset, levels: Sequence[str],
         The columns naming a customer (those present are used; none gives -1 everywhere).
     batch_rows : int
         Rows per record batch read from a dataset's engine.
+    stream : bool
+        Read a DuckDB dataset as one streamed query (the default); False, or any other
+        engine, reads it in chunks of whole start hours, one query each.
 
     Returns
     -------
@@ -148,7 +165,7 @@ def coded_sessions(source: pd.DataFrame | SessionDataset, levels: Sequence[str],
         `failures` is not a valid rule.
     """
     if isinstance(source, SessionDataset):
-        return _from_dataset(source, list(levels), failures, customer_columns, batch_rows)
+        return _from_dataset(source, list(levels), failures, customer_columns, batch_rows, stream)
     return _from_frame(source, list(levels), failures, customer_columns)
 
 
@@ -174,11 +191,43 @@ def _from_frame(df: pd.DataFrame, levels: list[str], failures: FailureSpec,
 
 
 def _customer_of(parts: list[tuple[np.ndarray, int]]) -> np.ndarray:
-    label, _ = parts[0]
+    label, n_labels = parts[0]
     if len(parts) == 1:
-        return _customers(label, np.full(len(label), _NONE), 0)
+        return _customers(label, np.full(len(label), _NONE, np.int8), n_labels, 0)
     key, n_keys = parts[1]
-    return _customers(label, key, n_keys)
+    return _customers(label, key, n_labels, n_keys)
+
+
+def _streamed(ended: ir.Table, batch_rows: int) -> Iterator[pa.Table] | None:
+    """The rows of `ended` as one query streamed by DuckDB, in tables of about `batch_rows`
+    rows; None when the table is not DuckDB's (or DuckDB cannot plan it as SQL here).
+
+    DuckDB's relation is read through the Arrow C stream interface, which every DuckDB release
+    of the last years offers (Ibis's own `to_pyarrow_batches` breaks on DuckDB 2)."""
+    import ibis
+
+    try:
+        backend = ibis.get_backend(ended)
+        if backend.name != "duckdb":
+            return None
+        relation = backend.con.sql(backend.compile(ended))
+        reader = pa.RecordBatchReader.from_stream(relation)
+    except Exception:   # e.g. a table held only in Ibis's memory: read in chunks instead
+        return None
+
+    def tables() -> Iterator[pa.Table]:
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        for batch in reader:
+            pending.append(batch)
+            held += batch.num_rows
+            if held >= batch_rows:
+                yield pa.Table.from_batches(pending)
+                pending, held = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending)
+
+    return tables()
 
 
 def _chunks(ended: ir.Table, batch_rows: int) -> Iterator[pa.Table]:
@@ -206,7 +255,7 @@ def _chunks(ended: ir.Table, batch_rows: int) -> Iterator[pa.Table]:
 
 
 def _from_dataset(ds: SessionDataset, levels: list[str], failures: FailureSpec,
-                  customer_columns: Sequence[str], batch_rows: int) -> CodedSessions:
+                  customer_columns: Sequence[str], batch_rows: int, stream: bool) -> CodedSessions:
     for col in [*levels, "exit_status", "start_time"]:
         if col not in ds.columns:
             raise KeyError(f"column {col!r} is not in the dataset; valid columns: {', '.join(ds.columns)}")
@@ -216,12 +265,13 @@ def _from_dataset(ds: SessionDataset, levels: list[str], failures: FailureSpec,
     ended = t.filter(~t.is_active.fill_null(False) & t.start_time.notnull()).select(wanted)
     rows = int(ended.count().execute())
     start_ns = np.empty(rows, dtype=np.int64)
-    status = np.empty(rows, dtype=np.int32)
-    # Provisional codes start as int16 and widen only when a column has that many labels.
-    provisional = {col: np.empty(rows, dtype=np.int16) for col in wanted[2:]}
+    status = np.empty(rows, dtype=np.int16)   # a few distinct exit statuses
+    # Provisional codes start as int8 and widen only when a column has that many labels.
+    provisional = {col: np.empty(rows, dtype=np.int8) for col in wanted[2:]}
     labels = {col: _Labels() for col in wanted[1:]}
     at = 0
-    for batch in _chunks(ended, batch_rows):
+    streamed = _streamed(ended, batch_rows) if stream else None
+    for batch in streamed if streamed is not None else _chunks(ended, batch_rows):
         size = batch.num_rows
         if at + size > rows:   # the table grew while read: count what was asked for
             raise RuntimeError(f"the dataset changed while it was read ({rows} ended sessions "
@@ -231,11 +281,15 @@ def _from_dataset(ds: SessionDataset, levels: list[str], failures: FailureSpec,
             when = pc.cast(when, pa.timestamp(when.type.unit, "UTC"))
         start_ns[at:at + size] = pc.cast(when, pa.timestamp("ns", when.type.tz)).cast(
             pa.int64()).to_numpy(zero_copy_only=False)
-        status[at:at + size] = labels["exit_status"].encode(batch.column("exit_status"))
+        statuses = labels["exit_status"].encode(batch.column("exit_status"))
+        if len(labels["exit_status"].code) >= 2 ** 15 and status.dtype == np.int16:
+            status = status.astype(np.int32)   # a hostile table: that many distinct statuses
+        status[at:at + size] = statuses
         for col in provisional:
             codes_now = labels[col].encode(batch.column(col))
-            if len(labels[col].code) >= 2 ** 15 and provisional[col].dtype == np.int16:
-                provisional[col] = provisional[col].astype(np.int32)
+            need = _smallest(len(labels[col].code))
+            if np.dtype(need).itemsize > provisional[col].dtype.itemsize:
+                provisional[col] = provisional[col].astype(need)
             provisional[col][at:at + size] = codes_now
         at += size
     start_ns, status = start_ns[:at], status[:at]

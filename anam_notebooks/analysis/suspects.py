@@ -135,7 +135,7 @@ class _Sessions:
         (first, last bucket); cached per pair of levels and window."""
         key = (inner, outer, window)
         if key not in self._crosstabs:
-            at = self.in_window(*window) if window is not None else slice(None)
+            at = self.window_slice(*window) if window is not None else slice(None)
             size_a, size_b = len(self.names[inner]) + 1, len(self.names[outer]) + 1
             wide = np.int32 if size_a * size_b < 2 ** 31 else np.int64   # codes may be int8/int16
             # Codes shifted by one: "no unit" (-1) counts in row/column 0, dropped after.
@@ -166,8 +166,12 @@ class _Sessions:
         """Positions sorted by the level's codes (by bucket for "fleet"), as int32, and each
         code's bounds: one radix sort of the small codes per level asked about."""
         if level not in self._orders:
-            values = self.bucket if level == FLEET else self.codes[level]
-            size = max(self.buckets, 1) if level == FLEET else len(self.names[level])
+            if level == FLEET:   # the sessions are in time order already
+                order = np.arange(len(self.bucket), dtype=np.int32 if len(self.bucket) < 2 ** 31 else np.int64)
+                self._orders[level] = (order, np.searchsorted(self.bucket, np.arange(max(self.buckets, 1) + 1)))
+                return self._orders[level]
+            values = self.codes[level]
+            size = len(self.names[level])
             if values.dtype.itemsize > 2:
                 values = values.astype(np.int32 if size >= 2 ** 15 else np.int16)   # radix-sortable
             order = np.argsort(values, kind="stable")
@@ -191,7 +195,7 @@ class _Sessions:
             return found
         first, last = fleet_span(code, self.buckets)
         order, bounds = self._order(FLEET)
-        found = np.sort(order[bounds[first]:bounds[last + 1]])
+        found = order[bounds[first]:bounds[last + 1]]   # a range of positions: time order
         self._members[key] = found
         self._member_bytes += found.nbytes
         while self._member_bytes > MEMBER_BYTES and len(self._members) > 1:
@@ -240,10 +244,23 @@ class _Sessions:
             self._without[key] = (out, n, x.astype(np.int64))
         return self._without[key]
 
+    def window_slice(self, first: int, last: int) -> slice:
+        """The positions of the sessions started in buckets `first`..`last`, as a slice (the
+        sessions are in time order)."""
+        _, bounds = self._order(FLEET)
+        first, last = min(max(first, 0), self.buckets), max(min(last, self.buckets - 1) + 1, 0)
+        return slice(int(bounds[first]), int(bounds[max(last, first)]))
+
     def in_window(self, first: int, last: int) -> np.ndarray:
         """Positions of the sessions started in buckets `first`..`last`."""
-        order, bounds = self._order(FLEET)
-        return order[bounds[max(first, 0)]:bounds[min(last, self.buckets - 1) + 1]]
+        at = self.window_slice(first, last)
+        return self._order(FLEET)[0][at]
+
+    def clip(self, positions: np.ndarray, first: int, last: int) -> np.ndarray:
+        """Of sorted `positions`, those started in buckets `first`..`last` (a slice: the
+        sessions are in time order, so a window is a range of positions)."""
+        at = self.window_slice(first, last)
+        return positions[np.searchsorted(positions, at.start):np.searchsorted(positions, at.stop)]
 
     # -- SessionQueries
 
@@ -278,7 +295,7 @@ class _Sessions:
             return int(self.crosstab(inner[0], outer[0], window)[inner[1], outer[1]])
         at = self.members(inner)
         if window is not None:
-            at = at[(self.bucket[at] >= window[0]) & (self.bucket[at] <= window[1])]
+            at = self.clip(at, window[0], window[1])
         return int(self.holds(outer, at).sum())
 
     def size_in(self, key: UnitKey, window: tuple[int, int]) -> int:
@@ -294,7 +311,7 @@ class _Sessions:
 
     def customers(self, key: UnitKey, first: int, last: int, failed_only: bool = True) -> int:
         at = self.members(key)
-        at = at[(self.bucket[at] >= first) & (self.bucket[at] <= last)]
+        at = self.clip(at, first, last)
         if failed_only:
             at = at[self.fail[at]]
         who = self.customer[at]
@@ -329,9 +346,16 @@ def _sessions(coded: CodedSessions, step: pd.Timedelta, stratum_failures: int) -
     n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
     small = np.int32 if n_buckets < 2 ** 31 else np.int64   # 4 bytes a session, not 8
     bucket = bucket.astype(small)
-    stratum = _strata(bucket, coded.fail, stratum_failures).astype(small)
-    return _Sessions(bucket, stratum, coded.fail, origin, step, n_buckets, coded.codes,
-                     coded.names, coded.customer)
+    # Sessions in time order: a window is then a range of positions, and a unit's sessions in
+    # a window a slice of its sorted positions (one radix sort of the buckets, once).
+    order = np.argsort(bucket, kind="stable")
+    bucket, fail, customer = bucket[order], coded.fail[order], coded.customer[order]
+    codes = {}
+    for level in list(coded.codes):   # one level at a time: the unsorted copy is let go
+        codes[level] = coded.codes.pop(level)[order]
+    del order
+    stratum = _strata(bucket, fail, stratum_failures).astype(small)
+    return _Sessions(bucket, stratum, fail, origin, step, n_buckets, codes, coded.names, customer)
 
 
 def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
@@ -581,18 +605,21 @@ def _excess_p(s: _Sessions, unit: np.ndarray, removed: Sequence[UnitKey],
     fleet in the same strata, both without the sessions of the `removed` units and, with a
     `window` (first, last bucket), only inside it; 1.0 when there is nothing to compare."""
     out, pool_n, pool_x = s.without(removed)
-    unit = unit[~out[unit]]
     size = len(pool_n)
     if window is not None:
-        unit = unit[(s.bucket[unit] >= window[0]) & (s.bucket[unit] <= window[1])]
-        pool = s.in_window(*window)
-        pool = pool[~out[pool]]
-        pool_n = np.bincount(s.stratum[pool], minlength=size)
-        pool_x = np.bincount(s.stratum[pool], weights=s.fail[pool], minlength=size).astype(np.int64)
+        unit = s.clip(unit, window[0], window[1])
+    unit = unit[~out[unit]]
+    if window is not None:
+        at = s.window_slice(*window)
+        left = ~out[at]
+        stratum, fail = s.stratum[at][left], s.fail[at][left]
+        pool_n = np.bincount(stratum, minlength=size)
+        pool_x = np.bincount(stratum[fail], minlength=size).astype(np.int64)
     if not len(unit):
         return 1.0
-    n = np.bincount(s.stratum[unit], minlength=size)
-    x = np.bincount(s.stratum[unit], weights=s.fail[unit], minlength=size).astype(np.int64)
+    stratum = s.stratum[unit]
+    n = np.bincount(stratum, minlength=size)
+    x = np.bincount(stratum[s.fail[unit]], minlength=size).astype(np.int64)
     used = n > 0
     return float(stratified_excess(n[used], x[used], pool_n[used], pool_x[used],
                                    np.zeros(int(used.sum()), np.int64), 1)[0][0])

@@ -327,6 +327,8 @@ def dataset_from_directory(directory: str | os.PathLike[str], *,
     if connection is None:
         connection = ibis.duckdb.connect()
         connection.raw_sql("SET TimeZone = 'UTC'")  # times are UTC inside; no calendar conversions
+        # A long query would draw a text progress bar on stderr: noise in a notebook or report.
+        connection.raw_sql("SET enable_progress_bar = false")
     con = connection
     if not good:
         table = ibis.memtable(empty_sessions_frame().drop(columns=["stale_active"]).reset_index())
