@@ -286,16 +286,21 @@ class _Sessions:
                               for level, counts in full.levels.items()})
 
     def size(self, key: UnitKey) -> int:
-        return len(self.members(key))
+        if key[0] == FLEET:
+            return len(self.members(key))
+        return int(self.counts().levels[key[0]].sessions[key[1]].sum())   # no positions needed
 
     def excess_p(self, key: UnitKey, removed: Sequence[UnitKey] = (),
                  window: tuple[int, int] | None = None) -> float:
         return _excess_p(self, self.members(key), removed, window)
 
     def shared(self, inner: UnitKey, outer: UnitKey, window: tuple[int, int] | None = None) -> int:
-        if FLEET not in (inner[0], outer[0]) and window is None:
-            return int(self.crosstab(inner[0], outer[0])[inner[1], outer[1]])
-        # In a window: the unit's sessions there (a slice of its sorted positions), checked.
+        if FLEET not in (inner[0], outer[0]):
+            if window is None:
+                return int(self.crosstab(inner[0], outer[0])[inner[1], outer[1]])
+            # In a window: the outer unit's sessions there (a slice of its sorted positions;
+            # the outer unit is the one being asked about, whose level is sorted already).
+            inner, outer = outer, inner
         at = self.members(inner)
         if window is not None:
             at = self.clip(at, window[0], window[1])
