@@ -49,8 +49,8 @@ MIN_SESSIONS = 20
 MIN_FAILURES = 3
 # Time buckets are merged into strata expected to hold this many failures fleet-wide.
 STRATUM_FAILURES = 100
-# Memory kept for the positions of fleet windows asked about, and for masks of sessions left out.
-MEMBER_BYTES = 128 * 2 ** 20
+# Memory kept for the positions of units asked about, and for masks of sessions left out.
+MEMBER_BYTES = 384 * 2 ** 20
 WITHOUT_BYTES = 96 * 2 ** 20
 # A unit counts as inside a coarser engine unit when at least this share of its sessions are there.
 NEST_SHARE = 0.95
@@ -105,9 +105,9 @@ class _Sessions:
     codes, and the customer (client label and API key) of each; the pandas answer to the
     `SessionQueries` the reconciliation asks (see `analysis.counts`).
 
-    A unit's sessions are held as sorted positions (`members`), found through one stable sort
-    per level (int32 positions), so most questions cost the size of the units asked about,
-    not of the fleet.
+    A unit's sessions are held as sorted positions (`members`, int32, found when first asked
+    and kept within a memory budget), so most questions cost the size of the units asked
+    about, not of the fleet.
     """
 
     bucket: np.ndarray
@@ -185,19 +185,21 @@ class _Sessions:
     def members(self, key: UnitKey) -> np.ndarray:
         """Sorted positions of the unit's sessions (a "fleet" key: every session in its window).
 
-        A unit's positions are a slice of its level's order (no copy); a fleet window's are
-        sorted once and kept while those kept stay under MEMBER_BYTES."""
+        A unit's positions are found by one pass over its level's codes when first asked, and
+        kept while those kept stay under MEMBER_BYTES (least recently asked dropped first); a
+        fleet window's are a range (the sessions are in time order). Only the units the
+        reconciliation asks about are ever found, a few of the fleet's."""
         level, code = key
-        if level != FLEET:
-            order, bounds = self._order(level)
-            return order[bounds[code]:bounds[code + 1]]   # stable sort: already ascending
+        if level == FLEET:
+            first, last = fleet_span(code, self.buckets)
+            order, bounds = self._order(FLEET)
+            return order[bounds[first]:bounds[last + 1]]
         found = self._members.get(key)
         if found is not None:
             self._members.move_to_end(key)
             return found
-        first, last = fleet_span(code, self.buckets)
-        order, bounds = self._order(FLEET)
-        found = order[bounds[first]:bounds[last + 1]]   # a range of positions: time order
+        found = np.flatnonzero(self.codes[level] == code)
+        found = found.astype(np.int32) if len(self.bucket) < 2 ** 31 else found
         self._members[key] = found
         self._member_bytes += found.nbytes
         while self._member_bytes > MEMBER_BYTES and len(self._members) > 1:
