@@ -308,6 +308,18 @@ class _Sessions:
             at = self.clip(at, window[0], window[1])
         return int(self.holds(outer, at).sum())
 
+    def overlap_bound(self, a: UnitKey, b: UnitKey) -> int:
+        """At most how many sessions two units share: per bucket, the smaller of their
+        counts (exact for a fleet window against a unit: the unit's sessions in it)."""
+        def per_bucket(key: UnitKey) -> np.ndarray:
+            if key[0] == FLEET:
+                first, last = fleet_span(key[1], self.buckets)
+                inside = np.zeros(self.buckets, dtype=np.int64)
+                inside[first:last + 1] = self.counts().fleet_sessions[first:last + 1]
+                return inside
+            return self.counts().levels[key[0]].sessions[key[1]]
+        return int(np.minimum(per_bucket(a), per_bucket(b)).sum())
+
     def size_in(self, key: UnitKey, window: tuple[int, int]) -> int:
         """Sessions of the unit started in buckets window[0]..window[1]."""
         if key[0] == FLEET:
@@ -681,12 +693,15 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
         for other in candidates:
             if other in seen or other[0] == FLEET:
                 continue
-            shared = s.shared(other, key)
+            # The per-hour counts bound the overlap from above: most pairs are ruled out
+            # without looking at a session.
+            bound = s.overlap_bound(other, key)
+            shared = s.shared(other, key) if bound >= NEST_SHARE * s.size(other) else bound
             if shared >= NEST_SHARE * s.size(other):
                 if shared >= NEST_SHARE * size and cols.index(other[0]) > cols.index(key[0]):
                     continue   # the same sessions: the earlier level is named
                 inside.append(other)
-            elif during is not None and s.shared(key, other) < NEST_SHARE * size:
+            elif during is not None and (bound < NEST_SHARE * size or s.shared(key, other) < NEST_SHARE * size):
                 # Inside within the window: a provider that was all of a version's traffic
                 # in the hours the version was worst (its other hours are not at issue); never
                 # a unit holding `key` itself.
