@@ -119,7 +119,7 @@ class _Sessions:
     codes: dict[str, np.ndarray]
     names: dict[str, np.ndarray]
     customer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    _orders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _bucket_bounds: np.ndarray | None = None
     _members: OrderedDict[UnitKey, np.ndarray] = field(default_factory=OrderedDict)
     _member_bytes: int = 0
     _full: FailureCounts | None = None
@@ -164,23 +164,14 @@ class _Sessions:
             return f"the whole fleet {between(self.start_of(first), self.start_of(last + 1))}"
         return unit_name(key[0], str(self.names[key[0]][key[1]]))
 
-    def _order(self, level: str) -> tuple[np.ndarray, np.ndarray]:
-        """Positions sorted by the level's codes (by bucket for "fleet"), as int32, and each
-        code's bounds: one radix sort of the small codes per level asked about."""
-        if level not in self._orders:
-            if level == FLEET:   # the sessions are in time order already
-                order = np.arange(len(self.bucket), dtype=np.int32 if len(self.bucket) < 2 ** 31 else np.int64)
-                self._orders[level] = (order, np.searchsorted(self.bucket, np.arange(max(self.buckets, 1) + 1)))
-                return self._orders[level]
-            values = self.codes[level]
-            size = len(self.names[level])
-            if values.dtype.itemsize > 2:
-                values = values.astype(np.int32 if size >= 2 ** 15 else np.int16)   # radix-sortable
-            order = np.argsort(values, kind="stable")
-            order = order.astype(np.int32) if len(order) < 2 ** 31 else order
-            bounds = np.searchsorted(values[order], np.arange(size + 1))   # -1 (no unit) sorts first
-            self._orders[level] = (order, bounds)
-        return self._orders[level]
+    def _bounds(self) -> np.ndarray:
+        """Where each bucket's sessions start (the sessions are in time order), and the end."""
+        if self._bucket_bounds is None:
+            self._bucket_bounds = np.searchsorted(self.bucket, np.arange(max(self.buckets, 1) + 1))
+        return self._bucket_bounds
+
+    def _positions(self, start: int, stop: int) -> np.ndarray:
+        return np.arange(start, stop, dtype=np.int32 if len(self.bucket) < 2 ** 31 else np.int64)
 
     def members(self, key: UnitKey) -> np.ndarray:
         """Sorted positions of the unit's sessions (a "fleet" key: every session in its window).
@@ -191,9 +182,8 @@ class _Sessions:
         reconciliation asks about are ever found, a few of the fleet's."""
         level, code = key
         if level == FLEET:
-            first, last = fleet_span(code, self.buckets)
-            order, bounds = self._order(FLEET)
-            return order[bounds[first]:bounds[last + 1]]
+            at = self.window_slice(*fleet_span(code, self.buckets))
+            return self._positions(at.start, at.stop)
         found = self._members.get(key)
         if found is not None:
             self._members.move_to_end(key)
@@ -251,14 +241,14 @@ class _Sessions:
     def window_slice(self, first: int, last: int) -> slice:
         """The positions of the sessions started in buckets `first`..`last`, as a slice (the
         sessions are in time order)."""
-        _, bounds = self._order(FLEET)
+        bounds = self._bounds()
         first, last = min(max(first, 0), self.buckets), max(min(last, self.buckets - 1) + 1, 0)
         return slice(int(bounds[first]), int(bounds[max(last, first)]))
 
     def in_window(self, first: int, last: int) -> np.ndarray:
         """Positions of the sessions started in buckets `first`..`last`."""
         at = self.window_slice(first, last)
-        return self._order(FLEET)[0][at]
+        return self._positions(at.start, at.stop)
 
     def clip(self, positions: np.ndarray, first: int, last: int) -> np.ndarray:
         """Of sorted `positions`, those started in buckets `first`..`last` (a slice: the
@@ -334,7 +324,7 @@ class _Sessions:
         """Sorted positions of the unit's failed sessions, through the failed sessions alone
         (a few percent of the fleet): one small sort per level, slices after."""
         if self._failed is None:
-            self._failed = np.flatnonzero(self.fail).astype(self._order(FLEET)[0].dtype)
+            self._failed = np.flatnonzero(self.fail).astype(self._positions(0, 0).dtype)
         failed = self._failed
         level, code = key
         if level == FLEET:
