@@ -331,6 +331,8 @@ def test_an_id_read_on_two_pages_counts_once_and_near_identical_ids_all_count(ap
     records[30]["id"] = records[31]["id"].upper()  # another spelling: another id, as the API sent it
     records[40]["id"], records[41]["id"] = "session-40", "session-41"  # not UUIDs
     records[50]["id"] = "00000000-0000-0000-0000-000000000000"  # the smallest id there is
+    for k in range(100, 200):  # same first 64 bits and last byte, the rest read in descending order
+        records[k]["id"] = f"00000000-0000-4000-9000-{(300 - k) * 256:012x}"
     arrivals = [{"id": f"ffffffff-ffff-4fff-8fff-{i:012x}", "startTime": (FLEET_END + timedelta(minutes=i)).isoformat()}
                 for i in range(60, 0, -1)]
     api.get("/v1/sessions").mock(side_effect=_shifting_list(records, arrivals, per_request=7))

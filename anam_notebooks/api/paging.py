@@ -111,24 +111,29 @@ class SeenIds:
     """The ids a pass has read, exactly, in memory that hardly grows with their number.
 
     An id in the canonical UUID form (lower-case hex, hyphenated: what the API sends) is kept
-    as its 128 bits: 16 bytes in two numpy arrays sorted by (high half, low half). A look-up
-    searches the high half, and where high halves are equal (ids that share their first 64
-    bits) the low half within them, so two ids are one only when all 128 bits are, and a
-    server that sends many such ids costs a search, never a scan. The form is canonical, so the
-    bits give back the very string. Recent ids wait in a small set of integers and join the
-    arrays every `chunk` ids. Any other id (a server that does not send UUIDs, or spells them
-    otherwise) is kept as its string, exactly as well.
+    as its 128 bits: 16 bytes in numpy arrays, in BUCKETS buckets by the id's last byte, each
+    sorted by (high half, low half). A look-up searches the high half, and where high halves
+    are equal (ids that share their first 64 bits) the low half within them, so two ids are
+    one only when all 128 bits are, and a server that sends many such ids costs a search, never
+    a scan. The form is canonical, so the bits give back the very string. Recent ids wait in a
+    small set of integers and join the arrays every `chunk` ids; a join rewrites only buckets
+    (a 256th of the ids each), so it never holds a second copy of them all. Any other id (a
+    server that does not send UUIDs, or spells them otherwise) is kept as its string, exactly.
     """
+
+    BUCKETS = 256
 
     def __init__(self, chunk: int | None = None) -> None:
         self.chunk = SEEN_CHUNK if chunk is None else chunk
-        self._high = np.empty(0, dtype=np.uint64)  # ascending
-        self._low = np.empty(0, dtype=np.uint64)  # the low half of the same id
+        empty = np.empty(0, dtype=np.uint64)
+        self._high = [empty] * self.BUCKETS  # per bucket, ascending
+        self._low = [empty] * self.BUCKETS  # the low halves of the same ids (ascending within a high half)
+        self._stored_count = 0
         self._recent: set[int] = set()  # UUIDs (as 128-bit integers) not yet in the arrays
         self._other: set[str] = set()  # ids that are not canonical UUIDs
 
     def __len__(self) -> int:
-        return len(self._high) + len(self._recent) + len(self._other)
+        return self._stored_count + len(self._recent) + len(self._other)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -136,58 +141,58 @@ class SeenIds:
         if not _UUID.fullmatch(key):
             return key in self._other
         value = int(key.replace("-", ""), 16)
-        return value in self._recent or self._stored(value >> 64, value & _LOW)
+        return value in self._recent or self._stored(value)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._other
         for value in self._recent:
             yield _uuid_text(value)
-        for high, low in zip(self._high.tolist(), self._low.tolist()):
-            yield _uuid_text(high << 64 | low)
+        for highs, lows in zip(self._high, self._low):
+            for high, low in zip(highs.tolist(), lows.tolist()):
+                yield _uuid_text(high << 64 | low)
 
     def add_new(self, keys: list[str]) -> list[bool]:
         """Add `keys` in order; for each, whether it was new (a repeat within `keys` is not)."""
-        values = [int(k.replace("-", ""), 16) if _UUID.fullmatch(k) else None for k in keys]
-        stored = self._stored_many([v for v in values if v is not None])
         new = []
-        for key, value in zip(keys, values):
-            if value is None:
-                fresh = key not in self._other
-                self._other.add(key)
-            else:
-                fresh = not next(stored) and value not in self._recent
+        for key in keys:
+            if _UUID.fullmatch(key):
+                value = int(key.replace("-", ""), 16)
+                fresh = value not in self._recent and not self._stored(value)
                 if fresh:
                     self._recent.add(value)
+            else:
+                fresh = key not in self._other
+                self._other.add(key)
             new.append(fresh)
         if len(self._recent) >= self.chunk:
             self._merge()
         return new
 
-    def _stored(self, high: int, low: int) -> bool:
-        return next(self._stored_many([high << 64 | low]))
-
-    def _stored_many(self, values: list[int]) -> Iterator[bool]:
-        """For each 128-bit value, whether the arrays hold it (exactly: both halves equal)."""
-        if not len(self._high) or not values:
-            return iter([False] * len(values))
-        high = np.array([v >> 64 for v in values], dtype=np.uint64)
-        first = np.searchsorted(self._high, high, side="left")
-        last = np.searchsorted(self._high, high, side="right")
-        found = [False] * len(values)
-        for i in np.flatnonzero(last > first).tolist():  # same high half: search the low halves
-            lows = self._low[first[i]:last[i]]  # ascending within one high half
-            low = np.uint64(values[i] & _LOW)
-            at = int(np.searchsorted(lows, low))
-            found[i] = at < len(lows) and bool(lows[at] == low)
-        return iter(found)
+    def _stored(self, value: int) -> bool:
+        """Whether the arrays hold this 128-bit value (exactly: both halves equal)."""
+        bucket = value % self.BUCKETS
+        highs = self._high[bucket]
+        high = np.uint64(value >> 64)
+        at = int(highs.searchsorted(high))
+        if at == len(highs) or highs[at] != high:
+            return False
+        end = int(highs.searchsorted(high, side="right"))
+        lows = self._low[bucket][at:end]  # one high half: its low halves ascending
+        low = np.uint64(value & _LOW)
+        at = int(lows.searchsorted(low))
+        return at < len(lows) and bool(lows[at] == low)
 
     def _merge(self) -> None:
-        recent = list(self._recent)
-        high = np.concatenate([self._high, np.array([v >> 64 for v in recent], dtype=np.uint64)])
-        low = np.concatenate([self._low, np.array([v & _LOW for v in recent], dtype=np.uint64)])
-        order = np.lexsort((low, high))
-        self._high, self._low = high[order], low[order]
+        recent = np.array([[v >> 64, v & _LOW] for v in self._recent], dtype=np.uint64).reshape(-1, 2)
         self._recent.clear()
+        buckets = recent[:, 1] % np.uint64(self.BUCKETS)
+        for bucket in np.unique(buckets).tolist():
+            rows = recent[buckets == bucket]
+            high = np.concatenate([self._high[bucket], rows[:, 0]])
+            low = np.concatenate([self._low[bucket], rows[:, 1]])
+            order = np.lexsort((low, high))
+            self._high[bucket], self._low[bucket] = high[order], low[order]
+            self._stored_count += len(rows)
 
 
 def _uuid_text(value: int) -> str:
