@@ -25,7 +25,7 @@ loading keeps the most updated one.
 
 A first read appends chunks as new part files and checkpoints as it goes (`_backfill.json`
 lists the list positions already stored), so an interrupted read resumes where it stopped;
-`finish` compacts the partitions it wrote and records the coverage. A refresh writes only the
+`finish` compacts the partitions it wrote (one part at a time) and records the coverage. A refresh writes only the
 date partitions it touches (`write`).
 """
 
@@ -81,7 +81,7 @@ _DERIVED = ("stale_active",)  # recomputed on load, never stored
 _QUARANTINE = "quarantine"
 _CHECKSUMMED = re.compile(r"part-([0-9a-f]{64})\.parquet")  # the name is the SHA-256 of the bytes
 PER_PAGE = 100  # the list page size checkpoint positions are counted in
-COMPACT_ROWS = 250_000  # the most rows one compaction merges into one file (a busy day)
+COMPACT_ROWS = 50_000  # the most rows one compaction merges into one file (a busier day gets several)
 COMPACT_CHUNK = 20_000  # the most rows a compaction holds at once (one row group of the file)
 
 
@@ -304,8 +304,8 @@ class SessionStore:
             self._quarantine(failed, then)
         return tables, not failed
 
-    def _check_part(self, file: Path, *, read: bool = True, columns: list[str] | None = None
-                    ) -> tuple[pa.Table | None, str | None]:
+    def _check_part(self, file: Path, *, read: bool = True, columns: list[str] | None = None,
+                    threads: bool = True) -> tuple[pa.Table | None, str | None]:
         """(table, None) for a sound part, else (None, what is wrong with it): its bytes against
         the checksum in its name, then readable, ours (key, schema version), an 'id', and every
         known column of the type this version writes. `read=False` checks without building
@@ -336,7 +336,7 @@ class SessionStore:
             if not read and named is not None:
                 return pa.table({}), None
             wanted = [n for n in schema.names if n in _ARROW_TYPES and (columns is None or n in columns)]
-            table = parquet.read(columns=wanted)
+            table = parquet.read(columns=wanted, use_threads=threads)
             return table.replace_schema_metadata(None), None
         except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
             return None, f"it could not be read ({type(exc).__name__}: {exc})"
@@ -512,7 +512,9 @@ class SessionStore:
 
     def _compact(self, dates: Iterable[str]) -> None:
         """Fewer, larger files again after a backfill appended many: a partition's parts are
-        merged in runs of at most COMPACT_ROWS rows (one file for any ordinary day).
+        merged in runs of at most COMPACT_ROWS rows (one file for an ordinary day, a few for a
+        busier one; a copy of an id in another run is left to loading, which keeps the most
+        updated one).
 
         A run is never held whole: its ids and update times alone decide which copy of an id
         stays (the most updated, as `keep_latest`), then the parts are read one at a time and
@@ -524,7 +526,8 @@ class SessionStore:
                     continue
                 sound, keys, failed = [], [], []
                 for file in old:
-                    table, problem = self._check_part(file, columns=["id", "start_time", "updated_at"])
+                    table, problem = self._check_part(file, columns=["id", "start_time", "updated_at"],
+                                                      threads=False)
                     if problem is None and table is not None:
                         sound.append(file)
                         keys.append(table)
@@ -550,7 +553,7 @@ class SessionStore:
         chunk: list[pa.Table] = []
         rows = 0
         for file, mask in zip(files, kept):
-            table, problem = self._check_part(file)
+            table, problem = self._check_part(file, threads=False)  # small: threads only add memory
             if problem is not None or table is None:  # checked moments ago, under the lock
                 raise OSError(f"session cache part {str(file)!r} changed while it was merged: {problem}")
             chunk.append(_conformed(table.filter(pa.array(mask))))
@@ -679,7 +682,7 @@ class SessionStore:
             return self._checkpoint() if self.path.exists() else None
 
     def finish(self, partitions: Iterable[str], covered_since: pd.Timestamp | None) -> None:
-        """End a first read: one file per partition in `partitions` again, the coverage mark
+        """End a first read: few files per partition in `partitions` again, the coverage mark
         widened to `covered_since` (None: all history), the checkpoint removed.
 
         Parameters
