@@ -18,6 +18,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .api.errors import AnamAPIError, AnamConnectionError, PaginationError
 from .api.paging import Coverage
@@ -116,21 +118,40 @@ def refresh_store(store: SessionStore, client: SessionSource, *, since: datetime
         client = client.redaction.raw
     since_ts = None if since is None else _utc(since)
     summary = SyncSummary(store.path)
-    covered = store.covered_since()
-    damaged = store.quarantine_damaged() if covered is not False else []
-    if damaged:  # parts that failed a check: their start dates are read again in this call
-        _refetch_quarantined(store, client, damaged, covered, progress, summary)
+    with _arrow_memory_given_back():
         covered = store.covered_since()
-    resume = store.checkpoint()
-    if resume is not None or covered is False or _reaches_further(since_ts, covered):
-        _backfill(store, client, since_ts, resume, progress, summary)
-        if resume is not None:  # sessions stored by the interrupted run may have ended since
+        damaged = store.quarantine_damaged() if covered is not False else []
+        if damaged:  # parts that failed a check: their start dates are read again in this call
+            _refetch_quarantined(store, client, damaged, covered, progress, summary)
+            covered = store.covered_since()
+        resume = store.checkpoint()
+        if resume is not None or covered is False or _reaches_further(since_ts, covered):
+            _backfill(store, client, since_ts, resume, progress, summary)
+            if resume is not None:  # sessions stored by the interrupted run may have ended since
+                _refresh_head(store, client, progress, summary)
+        else:
             _refresh_head(store, client, progress, summary)
-    else:
-        _refresh_head(store, client, progress, summary)
     summary.stored = store.stored_sessions()
     summary.covered_since = store.covered_since()
     return summary
+
+
+@contextmanager
+def _arrow_memory_given_back() -> Iterator[None]:
+    """Arrow's buffers from the system allocator while a sync runs, the previous pool after.
+
+    The default pool of the pyarrow wheels (mimalloc) keeps the pages of freed buffers for
+    reuse, per thread; a sync allocates and frees one chunk after another (frames, Parquet parts,
+    a merge), and those kept pages made up a quarter of its peak memory, more the more chunks it
+    wrote. The system allocator gives large buffers back when they are freed, so memory follows
+    one chunk. Buffers remember their pool, so the switch is safe for data made before or after.
+    """
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
 
 
 def _refetch_quarantined(store: SessionStore, client: SessionSource, partitions: list[str],

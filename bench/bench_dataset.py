@@ -19,7 +19,8 @@ Prints, all from one run (each measured step in its own child process; memory = 
    <= 60 % of a full read).
 
 `python -m bench dataset`; DATASET_SESSIONS=2000000 (or `python -m bench.bench_dataset
---sessions 2000000`) for a smaller store, SYNC_SESSIONS=300000,1000000 for the sync sizes.
+--sessions 2000000`) for a smaller store, SYNC_SESSIONS=300000,1000000 for the sync sizes;
+`--only sync` (or `--only dataset`) for one part.
 """
 
 from __future__ import annotations
@@ -313,10 +314,16 @@ def sync_figures(scratch: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench_dataset")
     parser.add_argument("--sessions", type=int, default=DATASET_SESSIONS)
-    parser.add_argument("--skip-sync", action="store_true")
+    parser.add_argument("--skip-sync", action="store_true", help="parts 1 and 2 only")
+    parser.add_argument("--only", choices=["dataset", "sync"],
+                        help="only the dataset figures (parts 1 and 2), or only the sync figures (part 3)")
     args = parser.parse_args([] if argv is None else argv)
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
+        if args.only == "sync":
+            sync_figures(scratch)
+            print(f"  (this process: peak RSS {peak_rss_bytes() / 2**20:.0f} MB)")
+            return
         big = build_store(args.sessions)
         figures, _ = measure("dataset", big, scratch)
         print(f"  {args.sessions:,} sessions on the dataset (DuckDB): "
@@ -357,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{rank_frame['seconds']:.1f} s, peak RSS {rank_frame['rss_mb']:.0f} MB; identical: "
               f"{identical}; the dataset {rank_ds['seconds'] / floor['seconds']:.1f}× the floor's time "
               f"(target <= 2.5×), {rank_ds['rss_mb'] / floor['rss_mb']:.1f}× its memory", flush=True)
-        if not args.skip_sync:
+        if not args.skip_sync and args.only is None:
             sync_figures(scratch)
     print(f"  (this process: peak RSS {peak_rss_bytes() / 2**20:.0f} MB)")
 

@@ -295,3 +295,66 @@ def test_a_read_resumed_from_stored_positions_reads_only_the_rest(fleet, drift):
     assert set(stored) | set(rest) == set(app.state.simulator.fleet.by_id)
     # page 1, the 18 pages not stored (and what drift pushed across), a repair round at most
     assert list_requests(app) <= 1 + 18 + 2 + 4 * (drift > 0)
+
+
+def _shifting_list(records: list[dict], arrivals: list[dict], per_request: int):
+    """A respx side effect: a newest-first list that gains `per_request` of `arrivals` at its
+    head before every answer after the first, pushing records across page boundaries."""
+    state = {"shown": 0, "requests": 0}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if state["requests"]:
+            state["shown"] = min(len(arrivals), state["shown"] + per_request)
+        state["requests"] += 1
+        visible = arrivals[len(arrivals) - state["shown"]:] + records
+        page, per = int(request.url.params["page"]), int(request.url.params["perPage"])
+        return httpx.Response(200, json={"data": visible[(page - 1) * per: page * per],
+                                         "meta": {"total": len(visible),
+                                                  "lastPage": max(1, math.ceil(len(visible) / per))}})
+
+    return answer
+
+
+@pytest.mark.parametrize("chunk", [3, 64, 65_536])
+def test_an_id_read_on_two_pages_counts_once_and_near_identical_ids_all_count(api, monkeypatch, chunk):
+    """Sessions pushed across page boundaries are read twice and handed on once, whether the
+    id set holds them in its compact arrays (merged every `chunk` ids) or still as recent ones;
+    ids that share their first or last 64 bits, or differ only in spelling, or are not UUIDs at
+    all, are distinct sessions and every one is kept."""
+    from anam_notebooks.api import paging
+
+    monkeypatch.setattr(paging, "SEEN_CHUNK", chunk)
+    records = _records(300)  # every id shares its first 64 bits with every other
+    records[10:20] = [{"id": f"{i:08x}-0000-4000-8000-000000000005", "startTime": r["startTime"]}
+                      for i, r in enumerate(records[10:20], 1)]  # ... and these their last 64 bits
+    records[31]["id"] = "abcdef01-0000-4000-8000-000000000031"
+    records[30]["id"] = records[31]["id"].upper()  # another spelling: another id, as the API sent it
+    records[40]["id"], records[41]["id"] = "session-40", "session-41"  # not UUIDs
+    records[50]["id"] = "00000000-0000-0000-0000-000000000000"  # the smallest id there is
+    for k in range(100, 200):  # same first 64 bits and last byte, the rest read in descending order
+        records[k]["id"] = f"00000000-0000-4000-9000-{(300 - k) * 256:012x}"
+    arrivals = [{"id": f"ffffffff-ffff-4fff-8fff-{i:012x}", "startTime": (FLEET_END + timedelta(minutes=i)).isoformat()}
+                for i in range(60, 0, -1)]
+    api.get("/v1/sessions").mock(side_effect=_shifting_list(records, arrivals, per_request=7))
+    with fake_client(concurrency=2) as client:
+        ids = [r["id"] for r in client.iter_sessions(per_page=25)]
+    expected = {r["id"] for r in records + arrivals}
+    assert len(expected) == 360
+    assert len(ids) == len(set(ids)) == 360 and set(ids) == expected
+
+
+def test_pagination_error_lists_every_id_read_from_the_compact_set(api, monkeypatch):
+    """The ids a PaginationError carries come back from the compact set as the exact strings."""
+    from anam_notebooks.api import paging
+
+    monkeypatch.setattr(paging, "SEEN_CHUNK", 16)
+    records = _records(450)
+    records[7]["id"] = "not-a-uuid"
+    answer, _ = _fake_list(records, fail={3: 1000})
+    api.get("/v1/sessions").mock(side_effect=answer)
+    got: list[dict] = []
+    with fake_client() as client, pytest.raises(PaginationError) as info:
+        for record in client.iter_sessions():
+            got.append(record)
+    expected = {r["id"] for r in records[:200] + records[300:]}
+    assert {r["id"] for r in got} == expected and sorted(info.value.ids) == sorted(expected)

@@ -311,3 +311,29 @@ def test_finishing_a_first_read_merges_parts_in_runs_of_bounded_size(store, flee
     assert all(pq.ParquetFile(p).metadata.num_rows <= rows // 2 for p in files)
     assert store.checkpoint() is None and store.covered_since() is None
     pd.testing.assert_frame_equal(store.load().sort_index(), frame.sort_index())
+
+
+def test_finishing_keeps_the_most_updated_copy_of_an_id_and_holds_one_chunk_at_a_time(store, fleet, monkeypatch):
+    """A first read killed between a part and its checkpoint writes those sessions twice; the
+    merge keeps each id once (its most updated copy) and writes row groups of a bounded chunk."""
+    import anam_notebooks.data.store as store_module
+
+    frame = sessions_frame(fleet.sessions)
+    touched: set[str] = set()
+    for chunk in range(0, len(frame), 100):
+        touched |= store.append(frame.iloc[chunk:chunk + 100])
+    older = frame.iloc[:300].copy()
+    older["updated_at"] = older["updated_at"] - pd.Timedelta("1h")  # the same sessions, read earlier
+    touched |= store.append(older)
+    newer = frame.iloc[300:400].copy()
+    newer["updated_at"] = newer["updated_at"] + pd.Timedelta("1h")
+    touched |= store.append(newer)
+    monkeypatch.setattr(store_module, "COMPACT_CHUNK", 150)
+    store.finish(touched, None)
+    assert store.stored_sessions() == len(frame)  # every id once in the files themselves
+    expected = frame.copy()
+    expected.loc[newer.index, "updated_at"] = newer["updated_at"]
+    pd.testing.assert_frame_equal(store.load().sort_index(), expected.sort_index())
+    groups = [pq.ParquetFile(p).metadata.row_group(g).num_rows for p in store.path.glob("*/part-*.parquet")
+              for g in range(pq.ParquetFile(p).metadata.num_row_groups)]
+    assert max(groups) <= 150 + 100 and len(groups) > len(touched)  # a chunk and at most one more part

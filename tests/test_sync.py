@@ -69,6 +69,34 @@ def test_refresh_after_new_and_ended_sessions_equals_a_full_fetch(tmp_path, live
     assert not refreshed.loc[was_active, "is_active"].any()
 
 
+def test_a_sync_gives_arrow_memory_back_and_leaves_the_default_pool_as_it_was(tmp_path, live, monkeypatch):
+    """While a sync runs Arrow allocates from the system allocator (freed chunks go back to the
+    operating system); the caller's default pool is back afterwards, also when the sync fails."""
+    import pyarrow as pa
+
+    simulator, client = live
+    store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")
+    before = pa.default_memory_pool().backend_name
+    pools = []
+    real_append = SessionStore.append
+
+    def append(self, frame, **kw):
+        pools.append(pa.default_memory_pool().backend_name)
+        return real_append(self, frame, **kw)
+
+    monkeypatch.setattr(SessionStore, "append", append)
+    assert len(refresh(store, client)) == 800
+    assert pools and set(pools) == {"system"} and pa.default_memory_pool().backend_name == before
+
+    def broken(*args, **kw):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sync_module, "_refresh_head", broken)
+    with pytest.raises(OSError, match="disk full"):
+        refresh_store(store, client)
+    assert pa.default_memory_pool().backend_name == before
+
+
 def test_a_long_new_head_is_read_in_full_whatever_the_page_budget(tmp_path, live, monkeypatch):
     simulator, client = live
     store = SessionStore(tmp_path, base_url=client.base_url, organization_id="org")

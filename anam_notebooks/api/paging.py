@@ -6,7 +6,7 @@ fixed as the head grows: q = total - 1 - index). Gaps in that coverage are exact
 that slipped across a boundary; they are re-read at their current pages until nothing is
 missing and the id count matches the server's total, within a bounded number of rounds.
 
-Streaming: the pager keeps ids (a set of strings), never records; each page's new records are
+Streaming: the pager keeps ids (`SeenIds`: 16 bytes an id for UUIDs), never records; each page's new records are
 handed on as a `Batch` (a list that also says which tail positions the page covered) and then
 forgotten, and at most a small window of pages is read ahead of the consumer. Because tail
 positions do not move, a reader that stored some batches can later `resume` with their
@@ -20,10 +20,13 @@ import itertools
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
 
 from .errors import AnamAPIError, AnamError, PaginationError
 
@@ -38,6 +41,7 @@ STOP_WAVE = 2  # pages per wave when paging towards an unknown stop record
 READ_AHEAD = 2  # pages started ahead of the consumer, per request allowed in flight
 STALE_PAGES = 2  # fewest pages in a row adding no new session before a walk gives up
 MAX_PLAUSIBLE_TOTAL = 10**9  # sessions: beyond any organisation (a million is a supported size)
+SEEN_CHUNK = 65_536  # ids read between two merges of `SeenIds`' arrays (about 5 MB of integers)
 
 
 @dataclass
@@ -97,6 +101,103 @@ def start_time(record: Record) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_LOW = (1 << 64) - 1
+
+
+class SeenIds:
+    """The ids a pass has read, exactly, in memory that hardly grows with their number.
+
+    An id in the canonical UUID form (lower-case hex, hyphenated: what the API sends) is kept
+    as its 128 bits: 16 bytes in numpy arrays, in BUCKETS buckets by the id's last byte, each
+    sorted by (high half, low half). A look-up searches the high half, and where high halves
+    are equal (ids that share their first 64 bits) the low half within them, so two ids are
+    one only when all 128 bits are, and a server that sends many such ids costs a search, never
+    a scan. The form is canonical, so the bits give back the very string. Recent ids wait in a
+    small set of integers and join the arrays every `chunk` ids; a join rewrites only buckets
+    (a 256th of the ids each), so it never holds a second copy of them all. Any other id (a
+    server that does not send UUIDs, or spells them otherwise) is kept as its string, exactly.
+    """
+
+    BUCKETS = 256
+
+    def __init__(self, chunk: int | None = None) -> None:
+        self.chunk = SEEN_CHUNK if chunk is None else chunk
+        empty = np.empty(0, dtype=np.uint64)
+        self._high = [empty] * self.BUCKETS  # per bucket, ascending
+        self._low = [empty] * self.BUCKETS  # the low halves of the same ids (ascending within a high half)
+        self._stored_count = 0
+        self._recent: set[int] = set()  # UUIDs (as 128-bit integers) not yet in the arrays
+        self._other: set[str] = set()  # ids that are not canonical UUIDs
+
+    def __len__(self) -> int:
+        return self._stored_count + len(self._recent) + len(self._other)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        if not _UUID.fullmatch(key):
+            return key in self._other
+        value = int(key.replace("-", ""), 16)
+        return value in self._recent or self._stored(value)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._other
+        for value in self._recent:
+            yield _uuid_text(value)
+        for highs, lows in zip(self._high, self._low):
+            for high, low in zip(highs.tolist(), lows.tolist()):
+                yield _uuid_text(high << 64 | low)
+
+    def add_new(self, keys: list[str]) -> list[bool]:
+        """Add `keys` in order; for each, whether it was new (a repeat within `keys` is not)."""
+        new = []
+        for key in keys:
+            if _UUID.fullmatch(key):
+                value = int(key.replace("-", ""), 16)
+                fresh = value not in self._recent and not self._stored(value)
+                if fresh:
+                    self._recent.add(value)
+            else:
+                fresh = key not in self._other
+                self._other.add(key)
+            new.append(fresh)
+        if len(self._recent) >= self.chunk:
+            self._merge()
+        return new
+
+    def _stored(self, value: int) -> bool:
+        """Whether the arrays hold this 128-bit value (exactly: both halves equal)."""
+        bucket = value % self.BUCKETS
+        highs = self._high[bucket]
+        high = np.uint64(value >> 64)
+        at = int(highs.searchsorted(high))
+        if at == len(highs) or highs[at] != high:
+            return False
+        end = int(highs.searchsorted(high, side="right"))
+        lows = self._low[bucket][at:end]  # one high half: its low halves ascending
+        low = np.uint64(value & _LOW)
+        at = int(lows.searchsorted(low))
+        return at < len(lows) and bool(lows[at] == low)
+
+    def _merge(self) -> None:
+        recent = np.array([[v >> 64, v & _LOW] for v in self._recent], dtype=np.uint64).reshape(-1, 2)
+        self._recent.clear()
+        buckets = recent[:, 1] % np.uint64(self.BUCKETS)
+        for bucket in np.unique(buckets).tolist():
+            rows = recent[buckets == bucket]
+            high = np.concatenate([self._high[bucket], rows[:, 0]])
+            low = np.concatenate([self._low[bucket], rows[:, 1]])
+            order = np.lexsort((low, high))
+            self._high[bucket], self._low[bucket] = high[order], low[order]
+            self._stored_count += len(rows)
+
+
+def _uuid_text(value: int) -> str:
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class Coverage:
@@ -162,7 +263,7 @@ class Pager:
         self.concurrency = concurrency
         self.since = since
         self.stop = stop
-        self.seen: set[str] = set()  # ids only: records are handed on, never kept
+        self.seen = SeenIds()  # ids only: records are handed on, never kept
         self.prior = Coverage(resume.spans) if resume is not None and since is None and stop is None \
             else Coverage()
         self.coverage = Coverage(self.prior.spans)
@@ -265,21 +366,15 @@ class Pager:
         """The page's records not yet seen (nor already held by the caller, see `resume`)."""
         fresh = Batch()
         fresh.span = span = self._span(page)
-        seen = self.seen
         if self.prior and span is not None:
             hi = span[1]
             slots = page.slots if page.slots is not None else range(len(page.records))
             held = [self.prior.contains(hi - slot) for slot in slots]
         else:
             held = None
-        for index, record in enumerate(page.records):
-            if held is not None and held[index]:
-                continue
-            rid = record.get("id")
-            key = rid if type(rid) is str and rid else record_key(record)
-            if key not in seen:
-                seen.add(key)
-                fresh.append(record)
+        records = [r for i, r in enumerate(page.records) if held is None or not held[i]]
+        keys = [rid if type(rid := r.get("id")) is str and rid else record_key(r) for r in records]
+        fresh.extend(r for r, new in zip(records, self.seen.add_new(keys)) if new)
         self.novel = bool(fresh) or (held is not None and any(held))
         return fresh
 
@@ -436,7 +531,7 @@ class Pager:
             async for batch in self._in_order(rest, started):
                 yield batch
 
-    def _in_order_by_start(self, page: Page, order: _OrderCheck, seen: set[str]) -> bool:
+    def _in_order_by_start(self, page: Page, order: _OrderCheck, seen: Container[str]) -> bool:
         if self.since is None or order.accepts(page, seen):
             return True
         logger.warning("sessions are not newest-first by startTime (page %d): "
@@ -558,7 +653,7 @@ class _OrderCheck:
         self.oldest: datetime | None = None
         self.records = 0
 
-    def accepts(self, page: Page, seen: set[str]) -> bool:
+    def accepts(self, page: Page, seen: Container[str]) -> bool:
         starts = [start_time(r) for r in page.records]
         known = [s for s in starts if s is not None]
         if any(a < b for a, b in zip(known, known[1:])):

@@ -25,7 +25,7 @@ loading keeps the most updated one.
 
 A first read appends chunks as new part files and checkpoints as it goes (`_backfill.json`
 lists the list positions already stored), so an interrupted read resumes where it stopped;
-`finish` compacts the partitions it wrote and records the coverage. A refresh writes only the
+`finish` compacts the partitions it wrote (one part at a time) and records the coverage. A refresh writes only the
 date partitions it touches (`write`).
 """
 
@@ -39,14 +39,15 @@ import re
 import shutil
 import sys
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeAlias, cast
+from typing import Any, BinaryIO, TypeAlias, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock
 
@@ -80,7 +81,8 @@ _DERIVED = ("stale_active",)  # recomputed on load, never stored
 _QUARANTINE = "quarantine"
 _CHECKSUMMED = re.compile(r"part-([0-9a-f]{64})\.parquet")  # the name is the SHA-256 of the bytes
 PER_PAGE = 100  # the list page size checkpoint positions are counted in
-COMPACT_ROWS = 250_000  # the most rows one compaction merges into one file (a busy day)
+COMPACT_ROWS = 50_000  # the most rows one compaction merges into one file (a busier day gets several)
+COMPACT_CHUNK = 20_000  # the most rows a compaction holds at once (one row group of the file)
 
 
 class CacheFileWarning(UserWarning):
@@ -302,8 +304,8 @@ class SessionStore:
             self._quarantine(failed, then)
         return tables, not failed
 
-    def _check_part(self, file: Path, *, read: bool = True, columns: list[str] | None = None
-                    ) -> tuple[pa.Table | None, str | None]:
+    def _check_part(self, file: Path, *, read: bool = True, columns: list[str] | None = None,
+                    threads: bool = True) -> tuple[pa.Table | None, str | None]:
         """(table, None) for a sound part, else (None, what is wrong with it): its bytes against
         the checksum in its name, then readable, ours (key, schema version), an 'id', and every
         known column of the type this version writes. `read=False` checks without building
@@ -334,7 +336,7 @@ class SessionStore:
             if not read and named is not None:
                 return pa.table({}), None
             wanted = [n for n in schema.names if n in _ARROW_TYPES and (columns is None or n in columns)]
-            table = parquet.read(columns=wanted)
+            table = parquet.read(columns=wanted, use_threads=threads)
             return table.replace_schema_metadata(None), None
         except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
             return None, f"it could not be read ({type(exc).__name__}: {exc})"
@@ -510,29 +512,83 @@ class SessionStore:
 
     def _compact(self, dates: Iterable[str]) -> None:
         """Fewer, larger files again after a backfill appended many: a partition's parts are
-        merged in runs of at most COMPACT_ROWS rows (one file for any ordinary day), so the
-        memory it takes stays bounded however busy a day was."""
+        merged in runs of at most COMPACT_ROWS rows (one file for an ordinary day, a few for a
+        busier one; a copy of an id in another run is left to loading, which keeps the most
+        updated one).
+
+        A run is never held whole: its ids and update times alone decide which copy of an id
+        stays (the most updated, as `keep_latest`), then the parts are read one at a time and
+        written on as row groups of at most COMPACT_CHUNK rows, so memory follows one chunk of
+        records (plus a run's ids), however busy a day was."""
         for date in dates:
             for old in _runs(self._parts(date), COMPACT_ROWS):
                 if len(old) < 2:
                     continue
-                tables, whole = self._read_parts(old)
-                if not whole:
-                    self._write_meta(False)  # rows were lost: the next refresh reads everything again
-                written = self._write_part(date, keep_latest(_frame_of(tables)))
+                sound, keys, failed = [], [], []
                 for file in old:
+                    table, problem = self._check_part(file, columns=["id", "start_time", "updated_at"],
+                                                      threads=False)
+                    if problem is None and table is not None:
+                        sound.append(file)
+                        keys.append(table)
+                    else:
+                        failed.append((file, problem or "it could not be read"))
+                if failed:
+                    self._quarantine(failed, "the next refresh reads them again")
+                    self._write_meta(False)  # rows were lost: the next refresh reads everything again
+                if len(sound) < 2:
+                    continue
+                order = sorted(range(len(sound)), key=lambda i: _newest_start(keys[i]), reverse=True)
+                kept = _latest_copies([keys[i] for i in order])
+                keys.clear()
+                written = self._write_tables(date, self._kept_rows([sound[i] for i in order], kept))
+                for file in sound:
                     if file != written:
                         file.unlink(missing_ok=True)
+                        self._verified.pop(file, None)
+
+    def _kept_rows(self, files: list[Path], kept: list[np.ndarray]) -> Iterator[pa.Table]:
+        """The rows `kept` (a mask per file) of `files`, newest first in chunks of at most
+        COMPACT_CHUNK rows, in the store's schema; one file is read at a time."""
+        chunk: list[pa.Table] = []
+        rows = 0
+        for file, mask in zip(files, kept):
+            table, problem = self._check_part(file, threads=False)  # small: threads only add memory
+            if problem is not None or table is None:  # checked moments ago, under the lock
+                raise OSError(f"session cache part {str(file)!r} changed while it was merged: {problem}")
+            chunk.append(_conformed(table.filter(pa.array(mask))))
+            rows += int(mask.sum())
+            if rows >= COMPACT_CHUNK:
+                yield _newest_first_table(chunk)
+                chunk, rows = [], 0
+        if chunk:
+            yield _newest_first_table(chunk)
 
     def _write_part(self, date: str, frame: pd.DataFrame) -> Path:
         """Write `frame` as a new part of partition `date`, named by its checksum; its path."""
         table = pa.Table.from_pandas(frame.reset_index(), schema=ARROW_SCHEMA, preserve_index=False)
-        table = table.replace_schema_metadata({
-            _META_KEY: self.key.encode("utf-8"), _META_VERSION: SCHEMA_VERSION.encode()})
+        table = table.replace_schema_metadata(self._part_metadata())
+        return self._write_file(date, lambda sink: pq.write_table(table, sink, compression="zstd"))
+
+    def _write_tables(self, date: str, tables: Iterable[pa.Table]) -> Path:
+        """Write `tables` (store schema) as the row groups of one new part of partition `date`,
+        taking one table at a time; its path."""
+        schema = ARROW_SCHEMA.with_metadata(self._part_metadata())
+
+        def write(sink: BinaryIO) -> None:
+            with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+                for table in tables:
+                    writer.write_table(table.replace_schema_metadata(schema.metadata))
+
+        return self._write_file(date, write)
+
+    def _part_metadata(self) -> dict[bytes, bytes]:
+        return {_META_KEY: self.key.encode("utf-8"), _META_VERSION: SCHEMA_VERSION.encode()}
+
+    def _write_file(self, date: str, write: Callable[[BinaryIO], object]) -> Path:
+        """A new part of partition `date` written by `write(sink)`, named by its checksum."""
         folder = self.path / f"{_PARTITION}={date}"
-        written = _atomic_write(folder / "part-{sha256}.parquet",
-                                lambda sink: pq.write_table(table, sink, compression="zstd"),
-                                name_by_checksum=True)
+        written = _atomic_write(folder / "part-{sha256}.parquet", write, name_by_checksum=True)
         stat = written.stat()
         self._verified[written] = (stat.st_size, stat.st_mtime_ns)
         return written
@@ -626,7 +682,7 @@ class SessionStore:
             return self._checkpoint() if self.path.exists() else None
 
     def finish(self, partitions: Iterable[str], covered_since: pd.Timestamp | None) -> None:
-        """End a first read: one file per partition in `partitions` again, the coverage mark
+        """End a first read: few files per partition in `partitions` again, the coverage mark
         widened to `covered_since` (None: all history), the checkpoint removed.
 
         Parameters
@@ -711,6 +767,42 @@ def _frame_of(tables: list[pa.Table]) -> pd.DataFrame:
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     tables.clear()
     return newest_first(frame_from_arrow(table))
+
+
+def _newest_start(keys: pa.Table) -> int:
+    """The newest start time in a part (µs since the epoch; the smallest integer when none)."""
+    newest = pc.max(keys.column("start_time").cast(pa.int64())).as_py() if "start_time" in keys.column_names else None
+    return newest if newest is not None else np.iinfo(np.int64).min
+
+
+def _latest_copies(keys: list[pa.Table]) -> list[np.ndarray]:
+    """For parts given by their id and updated_at columns (in this order), a mask per part of
+    the rows to keep: every id once, its most updated copy (ties: the later), as `keep_latest`."""
+    sizes = [t.num_rows for t in keys]
+    ids = pa.chunked_array([t.column("id") for t in keys], type=pa.string())
+    if pc.count_distinct(ids).as_py() == len(ids):
+        return [np.ones(n, dtype=bool) for n in sizes]
+    stamp = _ARROW_TYPES["updated_at"]
+    updated = pa.chunked_array([t.column("updated_at") if "updated_at" in t.column_names
+                                else pa.nulls(t.num_rows, stamp) for t in keys], type=stamp)
+    order = pd.DataFrame({"id": ids.to_numpy(), "updated": updated.to_numpy(),
+                          "position": np.arange(len(ids))})
+    order = order.sort_values(["updated", "position"], na_position="first", kind="stable")
+    keep = np.zeros(len(ids), dtype=bool)
+    keep[order.drop_duplicates("id", keep="last")["position"].to_numpy()] = True
+    return np.split(keep, np.cumsum(sizes)[:-1])
+
+
+def _conformed(table: pa.Table) -> pa.Table:
+    """A part's table in the store's schema: its columns in order, absent ones as nulls."""
+    names = set(table.column_names)
+    return pa.Table.from_arrays([table.column(f.name) if f.name in names else pa.nulls(table.num_rows, f.type)
+                                 for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
+
+
+def _newest_first_table(tables: list[pa.Table]) -> pa.Table:
+    """`tables` as one, newest start first (unknown start last), ties by id: as `newest_first`."""
+    return pa.concat_tables(tables).sort_by([("start_time", "descending"), ("id", "descending")])  # nulls last
 
 
 def _runs(parts: list[Path], limit: int) -> Iterator[list[Path]]:
