@@ -10,6 +10,11 @@ Bonferroni p < 0.01), with its window within an hour of the planted one at both 
 week-long cause, any window). The window error is the median of |start error| + |end error|
 over the detected seeds, in hours.
 
+A cause shorter than the week is placed at a random hour inside the unit's active span (where
+it serves traffic: a version between its rollout and its retirement), at least 6 hours from
+either end of the week. A rise of the whole fleet all week is left out of the grid: with
+nothing to compare it with it is no incident, and no method can name it.
+
     python -m bench.bench_diagnosis --kinds provider,pod --durations 1,4 --shares 0.2 \\
         --multiples 5,10 --sizes 20000 --seeds 20
 
@@ -81,7 +86,12 @@ def _plant(df: pd.DataFrame, cell: Cell, seed: int) -> tuple[pd.DataFrame, set[t
     if cell.hours >= WEEK:
         start, end = df["start_time"].min().floor("1h"), df["start_time"].max().ceil("1h")
     else:
-        start = origin + pd.Timedelta(hours=int(rng.integers(6, WEEK - cell.hours - 6)))
+        # Inside the unit's active span (a version between its rollout and its retirement), so
+        # the window holds the unit's traffic: a cause where a unit serves nobody is no incident.
+        times = df.loc[unit, "start_time"]
+        lo = max(6, int((times.min().ceil("1h") - origin) / HOUR))
+        hi = min(WEEK - cell.hours - 6, int((times.max().floor("1h") - origin) / HOUR) - cell.hours)
+        start = origin + pd.Timedelta(hours=int(rng.integers(lo, hi + 1) if hi >= lo else lo))
         end = start + pd.Timedelta(hours=cell.hours)
     planted = df.copy()
     hit = unit & (planted["start_time"] >= start) & (planted["start_time"] < end) & ~planted["is_active"]
@@ -214,6 +224,8 @@ def parse(argv: list[str] | None = None) -> tuple[list[Cell], int, list[str]]:
         for kind in kinds:
             shares = [1.0] if kind == "fleet" else _numbers(args.shares)
             for hours in _numbers(args.durations, int):
+                if kind == "fleet" and hours >= WEEK:
+                    continue   # the whole fleet all week has no reference: not an incident
                 for share in shares:
                     for multiple in _numbers(args.multiples):
                         cells.append(Cell(kind, hours, share, multiple, size))

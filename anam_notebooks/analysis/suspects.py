@@ -384,8 +384,10 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
     """The worst window of each unit against its own history (fleet hour effects allowed for),
     tested by simulation (see `analysis.scan`); `col` "fleet" scans the whole fleet's history.
 
-    A unit whose own counts are the same as when it was last scanned (no headline touches
-    its sessions) keeps that scan: the passes only re-scan the units the headlines change.
+    A unit whose own counts and the fleet's are the same as when it was last scanned keeps
+    that scan. The fleet's count too: the hour effects come from the rest of the fleet, and a
+    headline left out of it (a version failing all week as it rolled out) changes every other
+    unit's expectation, so a window found beside it is tested again without it.
     """
     rng = np.random.default_rng(zlib.crc32(col.encode()))
     if col == FLEET:
@@ -397,7 +399,8 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
         return scan_level(n[None, :], x[None, :], n, x, draws=draws, rng=rng, adjust=False)
     level = counts.levels[col]
     n, x = level.sessions[units], level.failures[units]
-    marks = [hash((n[i].tobytes(), x[i].tobytes(), draws)) for i in range(len(units))]
+    fleet = hash((counts.fleet_sessions.tobytes(), counts.fleet_failures.tobytes(), draws))
+    marks = [hash((n[i].tobytes(), x[i].tobytes(), fleet)) for i in range(len(units))]
     known = [s.scans.get((col, int(u)), (None, None)) for u in units]
     todo = np.array([i for i, (mark, _) in enumerate(known) if mark != marks[i]], dtype=np.int64)
     fields = ("llr", "first", "last", "observed", "expected", "sessions", "p_value")
