@@ -5,7 +5,8 @@ the reference) and a naive baseline (a chi-square test per unit and hour, Bonfer
 A cell plants one cause on a quiet simulated fleet: a unit of one kind (pod, replicaset,
 version, SDK, TTS provider, LLM, persona, or the whole fleet) carrying about a share of the
 traffic fails `multiple` times the fleet's 4 % for a duration. Detected means: the first row
-names that unit (or one holding the same sessions), flagged at q < 0.01 (the naive baseline:
+names that unit (or one holding the same sessions, over the week or inside the window: the
+whole fleet when the unit served every session then), flagged at q < 0.01 (the naive baseline:
 Bonferroni p < 0.01), with its window within an hour of the planted one at both ends (for a
 week-long cause, any window). The window error is the median of |start error| + |end error|
 over the detected seeds, in hours.
@@ -93,6 +94,20 @@ def _plant(df: pd.DataFrame, cell: Cell, seed: int) -> tuple[pd.DataFrame, set[t
         hi = min(WEEK - cell.hours - 6, int((times.max().floor("1h") - origin) / HOUR) - cell.hours)
         start = origin + pd.Timedelta(hours=int(rng.integers(lo, hi + 1) if hi >= lo else lo))
         end = start + pd.Timedelta(hours=cell.hours)
+    # In the window, a unit holding the same sessions as the planted one (the whole fleet when
+    # a version served every session then, a replicaset when it was the version's only one)
+    # names the same cause: the data cannot tell them apart.
+    during = (df["start_time"] >= start) & (df["start_time"] < end)
+    if column is not None and cell.hours < WEEK and (unit & during).sum():
+        inside = int((unit & during).sum())
+        if inside >= 0.95 * during.sum():
+            names.add(("fleet", "all sessions"))
+        for other in analysis.DEFAULT_LEVELS:
+            if other != column and other in df.columns:
+                top = df.loc[unit & during, other].value_counts()
+                if len(top) and top.iloc[0] >= 0.95 * inside and (
+                        (df[other] == top.index[0]) & during).sum() <= 1.05 * inside:
+                    names.add((other, str(top.index[0])))
     planted = df.copy()
     hit = unit & (planted["start_time"] >= start) & (planted["start_time"] < end) & ~planted["is_active"]
     rate = min(0.95, BASELINE * cell.multiple)
