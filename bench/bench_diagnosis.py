@@ -98,7 +98,13 @@ def _plant(df: pd.DataFrame, cell: Cell, seed: int) -> tuple[pd.DataFrame, set[t
     # a version served every session then, a replicaset when it was the version's only one)
     # names the same cause: the data cannot tell them apart.
     during = (df["start_time"] >= start) & (df["start_time"] < end)
-    if column is not None and cell.hours < WEEK and (unit & during).sum():
+    if column is None and cell.hours < WEEK:   # the fleet: a unit serving every session then
+        for other in analysis.DEFAULT_LEVELS:
+            if other in df.columns:
+                top = df.loc[during, other].value_counts()
+                if len(top) and top.iloc[0] >= 0.95 * during.sum():
+                    names.add((other, str(top.index[0])))
+    elif cell.hours < WEEK and (unit & during).sum():
         inside = int((unit & during).sum())
         if inside >= 0.95 * during.sum():
             names.add(("fleet", "all sessions"))
