@@ -167,8 +167,12 @@ def _llr(o: np.ndarray, total: np.ndarray, log_e: np.ndarray, log_rest: np.ndarr
     rest = np.asarray(total, dtype=np.int32) - o
     value = table[o]
     value += table[rest]
-    value -= o * log_e
-    value -= rest * log_rest
+    scaled = o.astype(np.float32)   # int32 × float32 would compute in float64
+    scaled *= log_e
+    value -= scaled
+    scaled = rest.astype(np.float32)
+    scaled *= log_rest
+    value -= scaled
     value *= o > e
     return value
 
