@@ -761,6 +761,16 @@ def _units_during(fleet: UnitKey, keys: list[UnitKey], windows: dict[UnitKey, tu
     return during
 
 
+def _concurrent(s: _Sessions, fleet: UnitKey, keys: list[UnitKey], windows: dict[UnitKey, tuple[Any, Any]]
+                ) -> list[UnitKey]:
+    """`_units_during` a fleet-wide window, less the units that served (nearly) every session
+    in it (the only version running then): such a unit is the fleet at that time, and leaving
+    it out would leave nothing to test."""
+    span = fleet_span(fleet[1], s.buckets)
+    every = NEST_SHARE * s.size(fleet)
+    return [k for k in _units_during(fleet, keys, windows) if s.size_in(k, span) < every]
+
+
 def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
                       cols: list[str], alpha: float, first: list[UnitKey] | None = None) -> list[UnitKey]:
     """Significant units taken strongest first; a unit sharing many failures with one taken (or
@@ -797,7 +807,7 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
             continue
         if key[0] == FLEET and (
                 _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha)
-                or not _fleet_excess_stands(s.counts(tuple(kept + _units_during(key, keys, windows))), key, alpha)
+                or not _fleet_excess_stands(s.counts(tuple(kept + _concurrent(s, key, keys, windows))), key, alpha)
                 or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]), "q_value"].min()) >= STRONG_Q):
             continue   # units' (alone or with the units failing at the same time), or not clear enough
         key = _narrowest(s, kept, key, inner, cols, alpha, windows)
