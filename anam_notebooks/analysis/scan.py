@@ -158,23 +158,39 @@ def _xlogx(top: int) -> np.ndarray:
         return np.where(k > 0, k * np.log(np.where(k > 0, k, 1.0)), 0.0).astype(np.float32)
 
 
-def _llr(o: np.ndarray, total: np.ndarray, log_e: np.ndarray, log_rest: np.ndarray,
-         e: np.ndarray, table: np.ndarray) -> np.ndarray:
+def _pairs(total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each unit, x·log(x) + (t - x)·log(t - x) for x = 0..t (t its failures), one table
+    for every unit end to end in float32, and where each unit's part starts."""
+    total = np.asarray(total, dtype=np.int64)
+    sizes = total + 1
+    offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    table = _xlogx(int(total.max()) if len(total) else 0)
+    x = np.arange(int(sizes.sum())) - np.repeat(offset, sizes)
+    return table[x] + table[np.repeat(total, sizes) - x], offset
+
+
+def _llr(o: np.ndarray, offset: np.ndarray, pairs: np.ndarray, slope: np.ndarray,
+         base: np.ndarray, e: np.ndarray) -> np.ndarray:
     """Kulldorff's conditional Poisson log-likelihood ratio for integer window counts `o` of a
-    unit with `total` failures and window expectation `e` (0 where o ≤ e), in float32:
-    o·log(o/e) + (total - o)·log((total - o)/(total - e)), with x·log(x) looked up in `table`."""
-    o = o.astype(np.int32, copy=False)
-    rest = np.asarray(total, dtype=np.int32) - o
-    value = table[o]
-    value += table[rest]
-    scaled = o.astype(np.float32)   # int32 × float32 would compute in float64
-    scaled *= log_e
+    unit with t failures and window expectation `e` (0 where o ≤ e), in float32:
+    o·log(o/e) + (t - o)·log((t - o)/(t - e)) = pairs[o] - o·slope - base, with the unit's
+    `pairs` (see `_pairs`, its part starting at `offset`), slope = log e - log(t - e) and
+    base = t·log(t - e) per window."""
+    value = pairs[o + offset]
+    scaled = o.astype(np.float32)   # int × float32 would compute in float64
+    scaled *= slope
     value -= scaled
-    scaled = rest.astype(np.float32)
-    scaled *= log_rest
-    value -= scaled
+    value -= base
     value *= o > e
     return value
+
+
+def _terms(e: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_llr`'s slope and base for window expectations `e` of units with `total` failures."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_e = np.log(np.where(e > 0, e, 1.0))
+        log_rest = np.log(np.where(total - e > 0, total - e, 1.0))
+    return (log_e - log_rest).astype(np.float32), (total * log_rest).astype(np.float32)
 
 
 def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarray,
@@ -222,14 +238,12 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
     cum_share = np.concatenate([np.zeros((units, 1)), np.cumsum(share, axis=1)], axis=1)
     window_share = np.clip(cum_share[:, last + 1] - cum_share[:, first], 0.0, 1.0)   # U × W
     e = window_share * total[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_e = np.log(np.where(e > 0, e, 1.0)).astype(np.float32)
-        log_rest = np.log(np.where(total[:, None] - e > 0, total[:, None] - e, 1.0)).astype(np.float32)
+    slope, base = _terms(e, total[:, None])
     e = e.astype(np.float32)
-    table = _xlogx(int(total.max()) if units else 0)
+    pairs, offset = _pairs(total)
     cum_x = np.concatenate([np.zeros((units, 1), np.int64), np.cumsum(x, axis=1)], axis=1)
-    o = cum_x[:, last + 1] - cum_x[:, first]
-    llr = _llr(o, total[:, None], log_e, log_rest, e, table)
+    o = (cum_x[:, last + 1] - cum_x[:, first]).astype(np.int32)
+    llr = _llr(o, offset[:, None], pairs, slope, base, e)
     best = np.argmax(llr, axis=1) if units else np.zeros(0, np.int64)
     rows = np.arange(units)
     best_llr = llr[rows, best] if units else np.zeros(0)
@@ -239,7 +253,7 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
     cum_share_x = (cum_share, cum_x)
     for row in np.flatnonzero(found):
         lo, hi = _refine(cum_share_x, int(row), int(total[row]), int(first[best[row]]),
-                         int(length[best[row]]), buckets, table)
+                         int(length[best[row]]), buckets, (pairs, int(offset[row])))
         served = np.flatnonzero(n[row, lo:hi + 1] > 0)   # no hours the unit did not serve
         if len(served):
             lo, hi = lo + int(served[0]), lo + int(served[-1])
@@ -261,13 +275,13 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
         short = colors.sum(axis=1) < total
         colors[short] = n[short]
         p[candidates] = _simulated_p(colors[candidates], total[candidates], best_llr[candidates],
-                                     first, last, log_e[candidates], log_rest[candidates],
-                                     e[candidates], table, draws, rng)
+                                     first, last, offset[candidates], pairs, slope[candidates],
+                                     base[candidates], e[candidates], draws, rng)
     return ScanResult(best_llr, win_first, win_last, observed, expected, in_sessions, p)
 
 
 def _refine(cums: tuple[np.ndarray, np.ndarray], row: int, total: int, first: int, length: int,
-            buckets: int, table: np.ndarray) -> tuple[int, int]:
+            buckets: int, table: tuple[np.ndarray, int]) -> tuple[int, int]:
     """Where exactly the window lies: every start and length around the grid's best window
     (lengths between the grid's neighbours, starts within a stride), scored the same way.
     Only the reported window moves; the p-value stays the grid's, as the simulations saw it."""
@@ -282,17 +296,15 @@ def _refine(cums: tuple[np.ndarray, np.ndarray], row: int, total: int, first: in
     f, ln = f[ok], ln[ok]
     e = np.clip(cum_share[row, f + ln] - cum_share[row, f], 0.0, 1.0) * total
     o = cum_x[row, f + ln] - cum_x[row, f]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_e = np.log(np.where(e > 0, e, 1.0)).astype(np.float32)
-        log_rest = np.log(np.where(total - e > 0, total - e, 1.0)).astype(np.float32)
-    llr = _llr(o, np.asarray(total, dtype=np.int32), log_e, log_rest, e.astype(np.float32), table)
+    slope, base = _terms(e, np.asarray(float(total)))
+    llr = _llr(o, np.asarray(table[1]), table[0], slope, base, e.astype(np.float32))
     k = int(np.argmax(llr))
     return int(f[k]), int(f[k] + ln[k] - 1)
 
 
 def _simulated_maxima(colors: np.ndarray, total: np.ndarray, first: np.ndarray, last: np.ndarray,
-                      log_e: np.ndarray, log_rest: np.ndarray, e: np.ndarray, table: np.ndarray,
-                      draws: int, rng: np.random.Generator) -> np.ndarray:
+                      offset: np.ndarray, pairs: np.ndarray, slope: np.ndarray, base: np.ndarray,
+                      e: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
     """Each unit's best-window statistic on `draws` simulated histories (units × draws)."""
     units, buckets = colors.shape
     maxima = np.zeros((units, draws))
@@ -303,8 +315,8 @@ def _simulated_maxima(colors: np.ndarray, total: np.ndarray, first: np.ndarray, 
         cum = np.zeros((hi - lo, draws, buckets + 1), dtype=np.int32)
         np.cumsum(_histories(colors[lo:hi], total[lo:hi], draws, rng), axis=2, out=cum[:, :, 1:])
         o = cum[:, :, last + 1] - cum[:, :, first]
-        llr = _llr(o, total[lo:hi, None, None], log_e[lo:hi, None, :], log_rest[lo:hi, None, :],
-                   e[lo:hi, None, :], table)
+        llr = _llr(o, offset[lo:hi, None, None], pairs, slope[lo:hi, None, :], base[lo:hi, None, :],
+                   e[lo:hi, None, :])
         maxima[lo:hi] = llr.max(axis=2)
     return maxima
 
@@ -326,9 +338,9 @@ def _histories(colors: np.ndarray, total: np.ndarray, draws: int, rng: np.random
 
 
 def _simulated_p(colors: np.ndarray, total: np.ndarray, observed_llr: np.ndarray,
-                 first: np.ndarray, last: np.ndarray, log_e: np.ndarray, log_rest: np.ndarray,
-                 e: np.ndarray, table: np.ndarray, draws: int, rng: np.random.Generator
-                 ) -> np.ndarray:
+                 first: np.ndarray, last: np.ndarray, offset: np.ndarray, pairs: np.ndarray,
+                 slope: np.ndarray, base: np.ndarray, e: np.ndarray, draws: int,
+                 rng: np.random.Generator) -> np.ndarray:
     """Monte Carlo p-values of the units' best-window statistics, in stages: a unit that
     `STOP_COUNT` simulated histories already beat after 9 or 39 draws stops there with the
     p-value of that many draws ((k + 1) / (n + 1), valid for any fixed n, and at least 0.15, so
@@ -341,8 +353,8 @@ def _simulated_p(colors: np.ndarray, total: np.ndarray, observed_llr: np.ndarray
     for stage in sorted({min(9, draws), min(39, draws), draws}):
         if not len(active):
             break
-        more = _simulated_maxima(colors[active], total[active], first, last, log_e[active],
-                                 log_rest[active], e[active], table, stage - done, rng)
+        more = _simulated_maxima(colors[active], total[active], first, last, offset[active], pairs,
+                                 slope[active], base[active], e[active], stage - done, rng)
         grown = np.zeros((units, stage))
         grown[:, :done] = maxima
         grown[active, done:] = more
