@@ -253,7 +253,7 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
     cum_share_x = (cum_share, cum_x)
     for row in np.flatnonzero(found):
         lo, hi = _refine(cum_share_x, int(row), int(total[row]), int(first[best[row]]),
-                         int(length[best[row]]), buckets, (pairs, int(offset[row])))
+                         int(length[best[row]]), buckets, float(weight_total[row]))
         served = np.flatnonzero(n[row, lo:hi + 1] > 0)   # no hours the unit did not serve
         if len(served):
             lo, hi = lo + int(served[0]), lo + int(served[-1])
@@ -281,25 +281,42 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
 
 
 def _refine(cums: tuple[np.ndarray, np.ndarray], row: int, total: int, first: int, length: int,
-            buckets: int, table: tuple[np.ndarray, int]) -> tuple[int, int]:
-    """Where exactly the window lies: every start and length around the grid's best window
-    (lengths between the grid's neighbours, starts within a stride), scored the same way.
+            buckets: int, sessions: float) -> tuple[int, int]:
+    """Where exactly the window lies: every window inside the grid's best one widened by about
+    half its length on either side (at most 1.5 times as long, as short as one bucket), scored by Kulldorff's
+    Bernoulli likelihood ratio on the unit's `sessions` (weighted by the hour effects). Unlike
+    the Poisson ratio, it counts the healthy sessions too, so a window does not stretch over
+    hours that failed a little above the unit's usual rate but far below the outage's.
     Only the reported window moves; the p-value stays the grid's, as the simulations saw it."""
     cum_share, cum_x = cums
-    low, high = max(1, int(length / 1.5)), min(buckets, int(np.ceil(length * 1.5)) + 1)
+    high = min(buckets, int(np.ceil(length * 1.5)) + 1)
     reach = max(1, length // 2) + (high - length)
-    starts = np.arange(max(0, first - reach), min(buckets, first + reach + 1))
-    lengths = np.arange(low, high + 1)
+    lo, hi = max(0, first - reach), min(buckets, first + length + reach)
+    starts = np.arange(lo, hi)
+    lengths = np.arange(1, high + 1)
     f = np.repeat(starts, len(lengths))
     ln = np.tile(lengths, len(starts))
-    ok = f + ln <= buckets
+    ok = f + ln <= hi
     f, ln = f[ok], ln[ok]
-    e = np.clip(cum_share[row, f + ln] - cum_share[row, f], 0.0, 1.0) * total
-    o = cum_x[row, f + ln] - cum_x[row, f]
-    slope, base = _terms(e, np.asarray(float(total)))
-    llr = _llr(o, np.asarray(table[1]), table[0], slope, base, e.astype(np.float32))
+    o = (cum_x[row, f + ln] - cum_x[row, f]).astype(float)
+    inside = np.maximum(np.clip(cum_share[row, f + ln] - cum_share[row, f], 0.0, 1.0) * sessions, o)
+    outside = np.maximum(sessions - inside, total - o)
+    llr = _binomial_ll(o, inside) + _binomial_ll(total - o, outside)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = np.where(o / np.where(inside > 0, inside, 1.0) > (total - o) / np.where(outside > 0, outside, 1.0),
+                       llr, -np.inf)
     k = int(np.argmax(llr))
     return int(f[k]), int(f[k] + ln[k] - 1)
+
+
+def _binomial_ll(k: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """k·log(k/m) + (m - k)·log(1 - k/m): the log-likelihood of k failures in m sessions at
+    their own rate (0·log 0 = 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(m > 0, k / np.where(m > 0, m, 1.0), 0.0)
+        hit = np.where(k > 0, k * np.log(np.where(rate > 0, rate, 1.0)), 0.0)
+        miss = np.where(m - k > 0, (m - k) * np.log(np.where(rate < 1, 1 - rate, 1.0)), 0.0)
+    return np.asarray(hit + miss)
 
 
 def _simulated_maxima(colors: np.ndarray, total: np.ndarray, first: np.ndarray, last: np.ndarray,
