@@ -186,7 +186,12 @@ class _Sessions:
         """Sorted positions of the sessions in any of the units."""
         if not keys:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate([self.members(k) for k in keys]))
+        if len(keys) == 1:
+            return self.members(keys[0])
+        marked = np.zeros(len(self.bucket), dtype=bool)   # a mask, not a sort: O(sessions)
+        for key in keys:
+            marked[self.members(key)] = True
+        return np.flatnonzero(marked)
 
     def without(self, keys: Sequence[UnitKey]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For the sessions outside every unit of `keys`: a mask of the sessions left out, and
