@@ -14,8 +14,10 @@ package docstring):
    lengths from one bucket to the whole period, each slid along in steps of half its
    length), the log-likelihood ratio of "this unit failed at one rate inside the window and
    another outside" against "at its usual rate throughout, hour effects allowed for". The
-   largest is the unit's statistic; its window, refined bucket by bucket around it and
-   trimmed to the hours the unit served, is the one reported.
+   largest is the unit's statistic. The window reported is placed bucket by bucket around
+   it by the same ratio counted on sessions (Kulldorff's Bernoulli form, which counts the
+   healthy sessions too, so a sharp outage does not stretch over mildly worse hours next to
+   it) and trimmed to the hours the unit served.
 3. **How surprising that is**: the same statistic on `draws` simulated histories of the unit,
    in which its failures are dealt at random among its sessions (conditional on the unit's
    total failures and each bucket's sessions, weighted by the hour effects: the Monte Carlo
