@@ -5,10 +5,16 @@ the reference) and a naive baseline (a chi-square test per unit and hour, Bonfer
 A cell plants one cause on a quiet simulated fleet: a unit of one kind (pod, replicaset,
 version, SDK, TTS provider, LLM, persona, or the whole fleet) carrying about a share of the
 traffic fails `multiple` times the fleet's 4 % for a duration. Detected means: the first row
-names that unit (or one holding the same sessions), flagged at q < 0.01 (the naive baseline:
+names that unit (or one holding the same sessions, over the week or inside the window: the
+whole fleet when the unit served every session then), flagged at q < 0.01 (the naive baseline:
 Bonferroni p < 0.01), with its window within an hour of the planted one at both ends (for a
 week-long cause, any window). The window error is the median of |start error| + |end error|
 over the detected seeds, in hours.
+
+A cause shorter than the week is placed at a random hour inside the unit's active span (where
+it serves traffic: a version between its rollout and its retirement), at least 6 hours from
+either end of the week. A rise of the whole fleet all week is left out of the grid: with
+nothing to compare it with it is no incident, and no method can name it.
 
     python -m bench.bench_diagnosis --kinds provider,pod --durations 1,4 --shares 0.2 \\
         --multiples 5,10 --sizes 20000 --seeds 20
@@ -81,8 +87,33 @@ def _plant(df: pd.DataFrame, cell: Cell, seed: int) -> tuple[pd.DataFrame, set[t
     if cell.hours >= WEEK:
         start, end = df["start_time"].min().floor("1h"), df["start_time"].max().ceil("1h")
     else:
-        start = origin + pd.Timedelta(hours=int(rng.integers(6, WEEK - cell.hours - 6)))
+        # Inside the unit's active span (a version between its rollout and its retirement), so
+        # the window holds the unit's traffic: a cause where a unit serves nobody is no incident.
+        times = df.loc[unit, "start_time"]
+        lo = max(6, int((times.min().ceil("1h") - origin) / HOUR))
+        hi = min(WEEK - cell.hours - 6, int((times.max().floor("1h") - origin) / HOUR) - cell.hours)
+        start = origin + pd.Timedelta(hours=int(rng.integers(lo, hi + 1) if hi >= lo else lo))
         end = start + pd.Timedelta(hours=cell.hours)
+    # In the window, a unit holding the same sessions as the planted one (the whole fleet when
+    # a version served every session then, a replicaset when it was the version's only one)
+    # names the same cause: the data cannot tell them apart.
+    during = (df["start_time"] >= start) & (df["start_time"] < end)
+    if column is None and cell.hours < WEEK:   # the fleet: a unit serving every session then
+        for other in analysis.DEFAULT_LEVELS:
+            if other in df.columns:
+                top = df.loc[during, other].value_counts()
+                if len(top) and top.iloc[0] >= 0.95 * during.sum():
+                    names.add((other, str(top.index[0])))
+    elif cell.hours < WEEK and (unit & during).sum():
+        inside = int((unit & during).sum())
+        if inside >= 0.95 * during.sum():
+            names.add(("fleet", "all sessions"))
+        for other in analysis.DEFAULT_LEVELS:
+            if other != column and other in df.columns:
+                top = df.loc[unit & during, other].value_counts()
+                if len(top) and top.iloc[0] >= 0.95 * inside and (
+                        (df[other] == top.index[0]) & during).sum() <= 1.05 * inside:
+                    names.add((other, str(top.index[0])))
     planted = df.copy()
     hit = unit & (planted["start_time"] >= start) & (planted["start_time"] < end) & ~planted["is_active"]
     rate = min(0.95, BASELINE * cell.multiple)
@@ -214,6 +245,8 @@ def parse(argv: list[str] | None = None) -> tuple[list[Cell], int, list[str]]:
         for kind in kinds:
             shares = [1.0] if kind == "fleet" else _numbers(args.shares)
             for hours in _numbers(args.durations, int):
+                if kind == "fleet" and hours >= WEEK:
+                    continue   # the whole fleet all week has no reference: not an incident
                 for share in shares:
                     for multiple in _numbers(args.multiples):
                         cells.append(Cell(kind, hours, share, multiple, size))

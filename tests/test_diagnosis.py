@@ -216,3 +216,33 @@ def test_the_lookup_card_says_which_finding_a_session_falls_in():
     # Without findings the card has no diagnosis line.
     plain = SessionLookup(demo_client(create_app(fleet))).lookup(inside.index[0])
     assert "diagnosis" not in plain.card.value
+
+
+def test_a_version_failing_all_week_is_the_one_headline():
+    """A version rolled out mid-week failing 40 % of its sessions (10× the fleet) makes the rest
+    of the fleet's hour-to-hour swings look real while it runs; every other unit's window is
+    scanned again without it, so no replicaset of another version is blamed beside it."""
+    df = sessions_frame(generate_fleet(seed=0, sessions=20000, span="7d", end=END,
+                                       incidents=False).sessions)
+    unit = (df["engine_version"] == "v5.1.1").fillna(False)
+    plant(df, unit, df["start_time"].min().floor("1h"), 7 * 24 + 1, 0.375, seed=0)
+    ranked = analysis.rank_suspects(df)
+    heads = ranked[ranked["flagged"]]
+    assert list(zip(heads["level"], heads["unit"])) == [("engine_version", "v5.1.1")]
+
+
+def test_a_fleet_wide_outage_while_one_version_serves_everyone_is_the_fleets():
+    """Four hours in which one version served every session (2 of 289 had none recorded),
+    all of them failing 40 %: the version is the fleet at that time, so the finding is the
+    whole fleet's, in its window, and the version is not blamed by its whole-period rate."""
+    df = sessions_frame(generate_fleet(seed=1, sessions=20000, span="7d", end=END,
+                                       incidents=False).sessions)
+    start = pd.Timestamp("2026-04-15T01:00Z")
+    during = (df["start_time"] >= start) & (df["start_time"] < start + 4 * HOUR)
+    assert (df.loc[during, "engine_version"].dropna() == "v5.0.3").all()
+    plant(df, pd.Series(True, index=df.index), start, 4, 0.375, seed=1)
+    ranked = analysis.rank_suspects(df)
+    top = ranked.iloc[0]
+    assert top["level"] == "fleet" and top["flagged"] and top["q_value"] < 0.01
+    assert abs(top["window_start"] - start) <= HOUR and abs(top["window_end"] - start - 4 * HOUR) <= HOUR
+    assert not ranked.loc[ranked["flagged"], "level"].isin(["engine_version"]).any()

@@ -14,8 +14,10 @@ package docstring):
    lengths from one bucket to the whole period, each slid along in steps of half its
    length), the log-likelihood ratio of "this unit failed at one rate inside the window and
    another outside" against "at its usual rate throughout, hour effects allowed for". The
-   largest is the unit's statistic; its window, refined bucket by bucket around it and
-   trimmed to the hours the unit served, is the one reported.
+   largest is the unit's statistic. The window reported is placed bucket by bucket around
+   it by the same ratio counted on sessions (Kulldorff's Bernoulli form, which counts the
+   healthy sessions too, so a sharp outage does not stretch over mildly worse hours next to
+   it) and trimmed to the hours the unit served.
 3. **How surprising that is**: the same statistic on `draws` simulated histories of the unit,
    in which its failures are dealt at random among its sessions (conditional on the unit's
    total failures and each bucket's sessions, weighted by the hour effects: the Monte Carlo
@@ -158,19 +160,39 @@ def _xlogx(top: int) -> np.ndarray:
         return np.where(k > 0, k * np.log(np.where(k > 0, k, 1.0)), 0.0).astype(np.float32)
 
 
-def _llr(o: np.ndarray, total: np.ndarray, log_e: np.ndarray, log_rest: np.ndarray,
-         e: np.ndarray, table: np.ndarray) -> np.ndarray:
+def _pairs(total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each unit, x·log(x) + (t - x)·log(t - x) for x = 0..t (t its failures), one table
+    for every unit end to end in float32, and where each unit's part starts."""
+    total = np.asarray(total, dtype=np.int64)
+    sizes = total + 1
+    offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    table = _xlogx(int(total.max()) if len(total) else 0)
+    x = np.arange(int(sizes.sum())) - np.repeat(offset, sizes)
+    return table[x] + table[np.repeat(total, sizes) - x], offset
+
+
+def _llr(o: np.ndarray, offset: np.ndarray, pairs: np.ndarray, slope: np.ndarray,
+         base: np.ndarray, e: np.ndarray) -> np.ndarray:
     """Kulldorff's conditional Poisson log-likelihood ratio for integer window counts `o` of a
-    unit with `total` failures and window expectation `e` (0 where o ≤ e), in float32:
-    o·log(o/e) + (total - o)·log((total - o)/(total - e)), with x·log(x) looked up in `table`."""
-    o = o.astype(np.int32, copy=False)
-    rest = np.asarray(total, dtype=np.int32) - o
-    value = table[o]
-    value += table[rest]
-    value -= o * log_e
-    value -= rest * log_rest
+    unit with t failures and window expectation `e` (0 where o ≤ e), in float32:
+    o·log(o/e) + (t - o)·log((t - o)/(t - e)) = pairs[o] - o·slope - base, with the unit's
+    `pairs` (see `_pairs`, its part starting at `offset`), slope = log e - log(t - e) and
+    base = t·log(t - e) per window."""
+    value = pairs[o + offset]
+    scaled = o.astype(np.float32)   # int × float32 would compute in float64
+    scaled *= slope
+    value -= scaled
+    value -= base
     value *= o > e
     return value
+
+
+def _terms(e: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_llr`'s slope and base for window expectations `e` of units with `total` failures."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_e = np.log(np.where(e > 0, e, 1.0))
+        log_rest = np.log(np.where(total - e > 0, total - e, 1.0))
+    return (log_e - log_rest).astype(np.float32), (total * log_rest).astype(np.float32)
 
 
 def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarray,
@@ -218,14 +240,12 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
     cum_share = np.concatenate([np.zeros((units, 1)), np.cumsum(share, axis=1)], axis=1)
     window_share = np.clip(cum_share[:, last + 1] - cum_share[:, first], 0.0, 1.0)   # U × W
     e = window_share * total[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_e = np.log(np.where(e > 0, e, 1.0)).astype(np.float32)
-        log_rest = np.log(np.where(total[:, None] - e > 0, total[:, None] - e, 1.0)).astype(np.float32)
+    slope, base = _terms(e, total[:, None])
     e = e.astype(np.float32)
-    table = _xlogx(int(total.max()) if units else 0)
+    pairs, offset = _pairs(total)
     cum_x = np.concatenate([np.zeros((units, 1), np.int64), np.cumsum(x, axis=1)], axis=1)
-    o = cum_x[:, last + 1] - cum_x[:, first]
-    llr = _llr(o, total[:, None], log_e, log_rest, e, table)
+    o = (cum_x[:, last + 1] - cum_x[:, first]).astype(np.int32)
+    llr = _llr(o, offset[:, None], pairs, slope, base, e)
     best = np.argmax(llr, axis=1) if units else np.zeros(0, np.int64)
     rows = np.arange(units)
     best_llr = llr[rows, best] if units else np.zeros(0)
@@ -235,7 +255,7 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
     cum_share_x = (cum_share, cum_x)
     for row in np.flatnonzero(found):
         lo, hi = _refine(cum_share_x, int(row), int(total[row]), int(first[best[row]]),
-                         int(length[best[row]]), buckets, table)
+                         int(length[best[row]]), buckets, float(weight_total[row]))
         served = np.flatnonzero(n[row, lo:hi + 1] > 0)   # no hours the unit did not serve
         if len(served):
             lo, hi = lo + int(served[0]), lo + int(served[-1])
@@ -257,38 +277,53 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
         short = colors.sum(axis=1) < total
         colors[short] = n[short]
         p[candidates] = _simulated_p(colors[candidates], total[candidates], best_llr[candidates],
-                                     first, last, log_e[candidates], log_rest[candidates],
-                                     e[candidates], table, draws, rng)
+                                     first, last, offset[candidates], pairs, slope[candidates],
+                                     base[candidates], e[candidates], draws, rng)
     return ScanResult(best_llr, win_first, win_last, observed, expected, in_sessions, p)
 
 
 def _refine(cums: tuple[np.ndarray, np.ndarray], row: int, total: int, first: int, length: int,
-            buckets: int, table: np.ndarray) -> tuple[int, int]:
-    """Where exactly the window lies: every start and length around the grid's best window
-    (lengths between the grid's neighbours, starts within a stride), scored the same way.
+            buckets: int, sessions: float) -> tuple[int, int]:
+    """Where exactly the window lies: every window inside the grid's best one widened by about
+    half its length on either side (at most 1.5 times as long, as short as one bucket), scored by Kulldorff's
+    Bernoulli likelihood ratio on the unit's `sessions` (weighted by the hour effects). Unlike
+    the Poisson ratio, it counts the healthy sessions too, so a window does not stretch over
+    hours that failed a little above the unit's usual rate but far below the outage's.
     Only the reported window moves; the p-value stays the grid's, as the simulations saw it."""
     cum_share, cum_x = cums
-    low, high = max(1, int(length / 1.5)), min(buckets, int(np.ceil(length * 1.5)) + 1)
+    high = min(buckets, int(np.ceil(length * 1.5)) + 1)
     reach = max(1, length // 2) + (high - length)
-    starts = np.arange(max(0, first - reach), min(buckets, first + reach + 1))
-    lengths = np.arange(low, high + 1)
+    lo, hi = max(0, first - reach), min(buckets, first + length + reach)
+    starts = np.arange(lo, hi)
+    lengths = np.arange(1, high + 1)
     f = np.repeat(starts, len(lengths))
     ln = np.tile(lengths, len(starts))
-    ok = f + ln <= buckets
+    ok = f + ln <= hi
     f, ln = f[ok], ln[ok]
-    e = np.clip(cum_share[row, f + ln] - cum_share[row, f], 0.0, 1.0) * total
-    o = cum_x[row, f + ln] - cum_x[row, f]
+    o = (cum_x[row, f + ln] - cum_x[row, f]).astype(float)
+    inside = np.maximum(np.clip(cum_share[row, f + ln] - cum_share[row, f], 0.0, 1.0) * sessions, o)
+    outside = np.maximum(sessions - inside, total - o)
+    llr = _binomial_ll(o, inside) + _binomial_ll(total - o, outside)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_e = np.log(np.where(e > 0, e, 1.0)).astype(np.float32)
-        log_rest = np.log(np.where(total - e > 0, total - e, 1.0)).astype(np.float32)
-    llr = _llr(o, np.asarray(total, dtype=np.int32), log_e, log_rest, e.astype(np.float32), table)
+        llr = np.where(o / np.where(inside > 0, inside, 1.0) > (total - o) / np.where(outside > 0, outside, 1.0),
+                       llr, -np.inf)
     k = int(np.argmax(llr))
     return int(f[k]), int(f[k] + ln[k] - 1)
 
 
+def _binomial_ll(k: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """k·log(k/m) + (m - k)·log(1 - k/m): the log-likelihood of k failures in m sessions at
+    their own rate (0·log 0 = 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(m > 0, k / np.where(m > 0, m, 1.0), 0.0)
+        hit = np.where(k > 0, k * np.log(np.where(rate > 0, rate, 1.0)), 0.0)
+        miss = np.where(m - k > 0, (m - k) * np.log(np.where(rate < 1, 1 - rate, 1.0)), 0.0)
+    return np.asarray(hit + miss)
+
+
 def _simulated_maxima(colors: np.ndarray, total: np.ndarray, first: np.ndarray, last: np.ndarray,
-                      log_e: np.ndarray, log_rest: np.ndarray, e: np.ndarray, table: np.ndarray,
-                      draws: int, rng: np.random.Generator) -> np.ndarray:
+                      offset: np.ndarray, pairs: np.ndarray, slope: np.ndarray, base: np.ndarray,
+                      e: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
     """Each unit's best-window statistic on `draws` simulated histories (units × draws)."""
     units, buckets = colors.shape
     maxima = np.zeros((units, draws))
@@ -299,8 +334,8 @@ def _simulated_maxima(colors: np.ndarray, total: np.ndarray, first: np.ndarray, 
         cum = np.zeros((hi - lo, draws, buckets + 1), dtype=np.int32)
         np.cumsum(_histories(colors[lo:hi], total[lo:hi], draws, rng), axis=2, out=cum[:, :, 1:])
         o = cum[:, :, last + 1] - cum[:, :, first]
-        llr = _llr(o, total[lo:hi, None, None], log_e[lo:hi, None, :], log_rest[lo:hi, None, :],
-                   e[lo:hi, None, :], table)
+        llr = _llr(o, offset[lo:hi, None, None], pairs, slope[lo:hi, None, :], base[lo:hi, None, :],
+                   e[lo:hi, None, :])
         maxima[lo:hi] = llr.max(axis=2)
     return maxima
 
@@ -322,9 +357,9 @@ def _histories(colors: np.ndarray, total: np.ndarray, draws: int, rng: np.random
 
 
 def _simulated_p(colors: np.ndarray, total: np.ndarray, observed_llr: np.ndarray,
-                 first: np.ndarray, last: np.ndarray, log_e: np.ndarray, log_rest: np.ndarray,
-                 e: np.ndarray, table: np.ndarray, draws: int, rng: np.random.Generator
-                 ) -> np.ndarray:
+                 first: np.ndarray, last: np.ndarray, offset: np.ndarray, pairs: np.ndarray,
+                 slope: np.ndarray, base: np.ndarray, e: np.ndarray, draws: int,
+                 rng: np.random.Generator) -> np.ndarray:
     """Monte Carlo p-values of the units' best-window statistics, in stages: a unit that
     `STOP_COUNT` simulated histories already beat after 9 or 39 draws stops there with the
     p-value of that many draws ((k + 1) / (n + 1), valid for any fixed n, and at least 0.15, so
@@ -337,8 +372,8 @@ def _simulated_p(colors: np.ndarray, total: np.ndarray, observed_llr: np.ndarray
     for stage in sorted({min(9, draws), min(39, draws), draws}):
         if not len(active):
             break
-        more = _simulated_maxima(colors[active], total[active], first, last, log_e[active],
-                                 log_rest[active], e[active], table, stage - done, rng)
+        more = _simulated_maxima(colors[active], total[active], first, last, offset[active], pairs,
+                                 slope[active], base[active], e[active], stage - done, rng)
         grown = np.zeros((units, stage))
         grown[:, :done] = maxima
         grown[active, done:] = more

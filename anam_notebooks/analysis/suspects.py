@@ -465,8 +465,10 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
     """The worst window of each unit against its own history (fleet hour effects allowed for),
     tested by simulation (see `analysis.scan`); `col` "fleet" scans the whole fleet's history.
 
-    A unit whose own counts are the same as when it was last scanned (no headline touches
-    its sessions) keeps that scan: the passes only re-scan the units the headlines change.
+    A unit whose own counts and the fleet's are the same as when it was last scanned keeps
+    that scan. The fleet's count too: the hour effects come from the rest of the fleet, and a
+    headline left out of it (a version failing all week as it rolled out) changes every other
+    unit's expectation, so a window found beside it is tested again without it.
     """
     rng = np.random.default_rng(zlib.crc32(col.encode()))
     if col == FLEET:
@@ -478,7 +480,8 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
         return scan_level(n[None, :], x[None, :], n, x, draws=draws, rng=rng, adjust=False)
     level = counts.levels[col]
     n, x = level.sessions[units], level.failures[units]
-    marks = [hash((n[i].tobytes(), x[i].tobytes(), draws)) for i in range(len(units))]
+    fleet = hash((counts.fleet_sessions.tobytes(), counts.fleet_failures.tobytes(), draws))
+    marks = [hash((n[i].tobytes(), x[i].tobytes(), fleet)) for i in range(len(units))]
     known = [s.scans.get((col, int(u)), (None, None)) for u in units]
     todo = np.array([i for i, (mark, _) in enumerate(known) if mark != marks[i]], dtype=np.int64)
     fields = ("llr", "first", "last", "observed", "expected", "sessions", "p_value")
@@ -524,39 +527,47 @@ def _rows(s: _Sessions, col: str, units: np.ndarray, whole: _Whole, scan: ScanRe
     reasons of its own (a version's traffic moving between pods as a rollout drains them), and
     an excess over its own past that its neighbours shared that hour is not its own."""
     same_time = _same_time_p(counts, col, units, scan)
-    rows = []
-    for row, u in enumerate(units):
-        found = scan.first[row] >= 0
-        first, last = int(scan.first[row]), int(scan.last[row])
-        p_window = float(scan.p_value[row]) if same_time[row] < SAME_TIME else 1.0
-        fleet = col == FLEET
-        p_whole = 1.0 if fleet else float(whole.p_value[u])
-        z = 0.0 if fleet else float(whole.z[u])
-        code = fleet_key(first, last, s.buckets)[1] if fleet else int(u)
-        window_sessions = int(scan.sessions[row]) if found else 0
-        rows.append({
-            "level": col, "unit": "all sessions" if fleet else s.names[col][u], "code": code,
-            "sessions": int(counts.fleet_sessions.sum()) if fleet else int(whole.sessions[u]),
-            "failures": int(counts.fleet_failures.sum()) if fleet else int(whole.failures[u]),
-            "baseline": (float(scan.expected[row] / window_sessions) if fleet and window_sessions
-                         else np.nan if fleet else float(whole.baseline[u])),
-            # One look at the whole period and one at the windows: Bonferroni over the two.
-            "p_value": p_window if fleet else min(1.0, 2 * min(p_whole, p_window)),
-            "p_whole": p_whole, "p_window": p_window, "z": z,
-            "evidence": max(z * abs(z) / 2, -np.log(max(min(p_whole, p_window), 1e-300)),
-                            float(scan.llr[row]) if p_window < p_whole else 0.0),
-            "window_start": s.start_of(first) if found else pd.NaT,
-            "window_end": s.start_of(last + 1) if found else pd.NaT,
-            "first": first, "last": last,
-            "window_sessions": window_sessions,
-            "window_failures": int(scan.observed[row]) if found else 0,
-            "window_expected": float(scan.expected[row]) if found else np.nan,
-            "window_baseline": (float(scan.expected[row] / window_sessions) if window_sessions
-                                else np.nan),
-        })
-    frame = pd.DataFrame(rows)
-    for column in ("window_start", "window_end"):   # all-NaT columns arrive without a zone
-        frame[column] = pd.to_datetime(frame[column], utc=True)
+    fleet = col == FLEET
+    found = scan.first >= 0
+    first, last = scan.first.astype(np.int64), scan.last.astype(np.int64)
+    p_window = np.where(same_time < SAME_TIME, scan.p_value.astype(float), 1.0)
+    window_sessions = np.where(found, scan.sessions, 0).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        window_baseline = np.where(window_sessions > 0, scan.expected / np.maximum(window_sessions, 1), np.nan)
+    if fleet:
+        p_whole, z = np.ones(len(units)), np.zeros(len(units))
+        codes = np.array([fleet_key(int(first[0]), int(last[0]), s.buckets)[1]], dtype=np.int64)
+        names = np.array(["all sessions"], dtype=object)
+        sessions = np.full(len(units), int(counts.fleet_sessions.sum()), dtype=np.int64)
+        failures = np.full(len(units), int(counts.fleet_failures.sum()), dtype=np.int64)
+        baseline = window_baseline.copy()
+        # The fleet's window is its only test.
+        p_value = p_window
+    else:
+        p_whole, z = whole.p_value[units].astype(float), whole.z[units].astype(float)
+        codes, names = units.astype(np.int64), s.names[col][units]
+        sessions, failures = whole.sessions[units], whole.failures[units]
+        baseline = whole.baseline[units].astype(float)
+        # One look at the whole period and one at the windows: Bonferroni over the two.
+        p_value = np.minimum(1.0, 2 * np.minimum(p_whole, p_window))
+    llr = scan.llr.astype(float)
+    evidence = np.maximum.reduce([z * np.abs(z) / 2,
+                                  -np.log(np.maximum(np.minimum(p_whole, p_window), 1e-300)),
+                                  np.where(p_window < p_whole, llr, 0.0)])
+    nat = np.iinfo(np.int64).min
+    origin, step = pd.Timestamp(s.origin).as_unit("ns").value, pd.Timedelta(s.step).as_unit("ns").value
+    starts = pd.DatetimeIndex(np.where(found, origin + first * step, nat).view("M8[ns]")).tz_localize("UTC")
+    ends = pd.DatetimeIndex(np.where(found, origin + (last + 1) * step, nat).view("M8[ns]")).tz_localize("UTC")
+    frame = pd.DataFrame({
+        "level": col, "unit": names, "code": codes, "sessions": sessions, "failures": failures,
+        "baseline": baseline, "p_value": p_value, "p_whole": p_whole, "p_window": p_window,
+        "z": z, "evidence": evidence,
+        "window_start": starts, "window_end": ends,
+        "first": first, "last": last, "window_sessions": window_sessions,
+        "window_failures": np.where(found, scan.observed, 0).astype(np.int64),
+        "window_expected": np.where(found, scan.expected.astype(float), np.nan),
+        "window_baseline": window_baseline,
+    })
     return frame
 
 
@@ -837,6 +848,16 @@ def _units_during(fleet: UnitKey, keys: list[UnitKey], windows: dict[UnitKey, tu
     return during
 
 
+def _concurrent(s: _Sessions, fleet: UnitKey, keys: list[UnitKey], windows: dict[UnitKey, tuple[Any, Any]]
+                ) -> list[UnitKey]:
+    """`_units_during` a fleet-wide window, less the units that served (nearly) every session
+    in it (the only version running then): such a unit is the fleet at that time, and leaving
+    it out would leave nothing to test."""
+    span = fleet_span(fleet[1], s.buckets)
+    every = NEST_SHARE * s.size(fleet)
+    return [k for k in _units_during(fleet, keys, windows) if s.size_in(k, span) < every]
+
+
 def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
                       cols: list[str], alpha: float, first: list[UnitKey] | None = None) -> list[UnitKey]:
     """Significant units taken strongest first; a unit sharing many failures with one taken (or
@@ -873,7 +894,7 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
             continue
         if key[0] == FLEET and (
                 _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha)
-                or not _fleet_excess_stands(s.counts(tuple(kept + _units_during(key, keys, windows))), key, alpha)
+                or not _fleet_excess_stands(s.counts(tuple(kept + _concurrent(s, key, keys, windows))), key, alpha)
                 or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]), "q_value"].min()) >= STRONG_Q):
             continue   # units' (alone or with the units failing at the same time), or not clear enough
         key = _narrowest(s, kept, key, inner, cols, alpha, windows)
