@@ -142,7 +142,11 @@ def count_sessions(bucket: np.ndarray, fail: np.ndarray, codes: dict[str, np.nda
         units = len(names[level])
         # Codes shifted by one (they may be int8/int16: widened first): sessions of no unit (-1)
         # count in row 0, dropped after; no mask of the sessions is built.
-        cell = (code.astype(np.int64) + 1) * size + bucket
+        wide = np.int32 if (units + 1) * size < 2 ** 31 else np.int64
+        cell = code.astype(wide)
+        np.add(cell, 1, out=cell)   # in place: one array, not a temporary a step
+        np.multiply(cell, size, out=cell)
+        np.add(cell, bucket, out=cell, casting="unsafe")   # below 2**31 (checked above)
         n = np.bincount(cell, minlength=(units + 1) * size)[size:(units + 1) * size].astype(np.int64)
         x = np.bincount(cell[failed], minlength=(units + 1) * size)[size:(units + 1) * size].astype(np.int64)
         levels[level] = LevelCounts(level, names[level], n.reshape(units, size), x.reshape(units, size))

@@ -141,7 +141,11 @@ class _Sessions:
             size_a, size_b = len(self.names[inner]) + 1, len(self.names[outer]) + 1
             wide = np.int32 if size_a * size_b < 2 ** 31 else np.int64   # codes may be int8/int16
             # Codes shifted by one: "no unit" (-1) counts in row/column 0, dropped after.
-            cell = (self.codes[inner][at].astype(wide) + 1) * size_b + self.codes[outer][at] + 1
+            cell = self.codes[inner][at].astype(wide)
+            np.add(cell, 1, out=cell)   # in place: one array, not a temporary a step
+            np.multiply(cell, size_b, out=cell)
+            np.add(cell, self.codes[outer][at], out=cell)
+            np.add(cell, 1, out=cell)
             table = np.bincount(cell, minlength=size_a * size_b).reshape(size_a, size_b)
             self._crosstabs[key] = table[1:, 1:]
         return self._crosstabs[key]
