@@ -258,7 +258,11 @@ class _Sessions:
         """Of sorted `positions`, those started in buckets `first`..`last` (a slice: the
         sessions are in time order, so a window is a range of positions)."""
         at = self.window_slice(first, last)
-        return positions[np.searchsorted(positions, at.start):np.searchsorted(positions, at.stop)]
+        # The bounds in the positions' own type: a Python int would have numpy cast the whole
+        # array to int64 first (a pass over every position, not a binary search).
+        bounds = np.array([at.start, at.stop], dtype=positions.dtype)
+        lo, hi = np.searchsorted(positions, bounds)
+        return positions[lo:hi]
 
     # -- SessionQueries
 
