@@ -42,6 +42,20 @@ def test_same_unit_with_overlapping_or_adjacent_windows_is_ongoing():
     assert [f["status"] for f in an.compare_findings(before, later, gap="3h")] == ["ongoing"]
 
 
+def test_a_unit_failing_all_period_is_ongoing_wherever_its_worst_window_moves():
+    """An SDK release failing every hour it runs: its window is only its worst stretch, which
+    moves when another cause joins the fleet; it is the same cause, not new plus resolved."""
+    before = [{**finding("sdk-a", "2026-04-20T11:00:00Z", "2026-04-20T12:00:00Z", "sdk_version"),
+               "scope": "period"}]
+    moved = [{**finding("sdk-a", "2026-04-19T23:00:00Z", "2026-04-20T02:00:00Z", "sdk_version"),
+              "scope": "period"}]
+    assert [f["status"] for f in an.compare_findings(before, moved)] == ["ongoing"]
+    # A window finding (an outage) that moves that far is another incident of the same unit.
+    short = [{**f, "scope": "window"} for f in before]
+    later = [{**f, "scope": "window"} for f in moved]
+    assert sorted(f["status"] for f in an.compare_findings(short, later)) == ["new", "resolved"]
+
+
 def test_another_unit_or_level_is_a_new_cause_and_a_missing_one_resolved():
     before = [finding("pod-a", "2026-04-20T01:00:00Z", "2026-04-20T04:00:00Z"),
               finding("v5.1.1", None, None, level="engine_version")]

@@ -5,7 +5,9 @@ Two findings are the same cause when they name the same unit at the same level (
 the same SDK release...) and their windows overlap or touch: a gap of at most `ADJACENT` between
 one window's end and the other's start still counts as the same incident going on, so a window
 that grows run after run, or is cut at a bucket edge, stays one cause. A missing window bound is
-open (the whole period).
+open (the whole period). A finding whose evidence holds over the whole period (`scope`
+"period": an SDK release failing every hour it runs) is the same cause whatever its window, as
+that window is only its worst stretch and moves when the rest of the fleet changes.
 """
 
 from __future__ import annotations
@@ -61,8 +63,13 @@ def _touch(a: Mapping[str, Any], b: Mapping[str, Any], gap: pd.Timedelta) -> boo
 
 
 def _same_cause(a: Mapping[str, Any], b: Mapping[str, Any], gap: pd.Timedelta) -> bool:
-    return str(a.get("level")) == str(b.get("level")) and str(a.get("unit")) == str(b.get("unit")) \
-        and _touch(a, b, gap)
+    if str(a.get("level")) != str(b.get("level")) or str(a.get("unit")) != str(b.get("unit")):
+        return False
+    # A unit failing over the whole period: its window is only its worst stretch, which moves
+    # from run to run as the rest of the fleet changes; the cause is the same while it lasts.
+    if "period" in (a.get("scope"), b.get("scope")):
+        return True
+    return _touch(a, b, gap)
 
 
 def compare_findings(previous: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None,
