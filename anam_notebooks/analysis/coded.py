@@ -114,20 +114,24 @@ def _smallest(labels: int) -> type[np.signedinteger]:
 
 
 def _customers(label: np.ndarray, key: np.ndarray, n_labels: int, n_keys: int) -> np.ndarray:
-    """One code per (label, key) pair of codes; -1 when both are missing. Pairs that occur are
-    numbered by counting when the pairs that could occur are few (no sort of the sessions)."""
+    """One code per (label, key) pair of codes; -1 when both are missing."""
     cells = (n_labels + 1) * (n_keys + 1)
     wide = np.int32 if cells < 2 ** 31 else np.int64
     pair: np.ndarray = (label.astype(wide) + 1) * (n_keys + 1)
     pair += key.astype(wide) + 1   # 0: both missing
-    if cells <= 64 * max(len(pair), 1):
-        present = np.bincount(pair, minlength=cells) > 0
-        present[0] = False
-        number = (np.cumsum(present) - 1).astype(np.int32)
-        number[0] = _NONE
-        return number[pair]
-    code = np.unique(pair, return_inverse=True)[1].astype(np.int32)
+    _, code = _distinct(pair, cells)
     return np.where(pair > 0, code, _NONE).astype(np.int32)
+
+
+def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True) for non-negative keys below `size`, by counting
+    when `size` is small enough (no sort: the step that dominates a million sessions)."""
+    if size > 4_000_000:
+        return np.unique(keys, return_inverse=True)
+    present = np.bincount(keys, minlength=size) > 0
+    distinct = np.flatnonzero(present)
+    position = np.cumsum(present) - 1
+    return distinct, position[keys]
 
 
 def coded_sessions(source: pd.DataFrame | SessionDataset, levels: Sequence[str],

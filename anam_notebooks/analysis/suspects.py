@@ -411,17 +411,6 @@ def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
     return modal, share
 
 
-def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(keys, return_inverse=True) for non-negative keys below `size`, by counting
-    when `size` is small enough (no sort: the step that dominates a million sessions)."""
-    if size > 4_000_000:
-        return np.unique(keys, return_inverse=True)
-    present = np.bincount(keys, minlength=size) > 0
-    distinct = np.flatnonzero(present)
-    position = np.cumsum(present) - 1
-    return distinct, position[keys]
-
-
 @dataclass(frozen=True)
 class _Whole:
     """The whole-period test of every unit of one level (arrays indexed by unit code)."""
