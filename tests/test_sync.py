@@ -180,6 +180,20 @@ def checkpointed(directory: Path) -> int:
     return 0
 
 
+def killed_after(directory: Path, sessions: int, script: str, *args: str) -> int:
+    """Run `script` in a child process, SIGKILL it once `directory`'s checkpoint holds
+    `sessions` sessions, and return how many it holds then (the child must not have finished)."""
+    reader = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        while checkpointed(directory) < sessions and reader.poll() is None:
+            time.sleep(0.01)
+    finally:
+        reader.send_signal(signal.SIGKILL)
+        reader.wait(timeout=30)
+    assert reader.returncode == -signal.SIGKILL, "the reader finished before it could be killed"
+    return checkpointed(directory)
+
+
 @pytest.mark.slow
 def test_a_first_read_killed_with_sigkill_resumes_where_it_stopped(tmp_path, fleet, loopback_server):
     """A real child process is SIGKILLed half way through a 3,000-session first read while new
@@ -192,16 +206,7 @@ def test_a_first_read_killed_with_sigkill_resumes_where_it_stopped(tmp_path, fle
     app = create_app(fleet, latency=0.02, drift=1, seed=3)
     simulator = app.state.simulator
     url = loopback_server(app)
-    reader = subprocess.Popen([sys.executable, "-c", RESUMABLE_READER, url, str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        while checkpointed(tmp_path) < 1500 and reader.poll() is None:
-            time.sleep(0.01)
-    finally:
-        reader.send_signal(signal.SIGKILL)
-        reader.wait(timeout=30)
-    assert reader.returncode == -signal.SIGKILL, "the reader finished before it could be killed"
-    stored = checkpointed(tmp_path)
+    stored = killed_after(tmp_path, 1500, RESUMABLE_READER, url, str(tmp_path))
     assert 1500 <= stored < 3000
     first_pages = simulator.stats["list"]
     simulator.reset_stats()
@@ -306,16 +311,7 @@ def test_a_sync_with_since_killed_with_sigkill_resumes_where_it_stopped(tmp_path
     app = create_app(fleet, latency=0.02, seed=3)
     simulator = app.state.simulator
     url = loopback_server(app)
-    reader = subprocess.Popen([sys.executable, "-c", SINCE_READER, url, str(tmp_path), since],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        while checkpointed(tmp_path) < 1300 and reader.poll() is None:
-            time.sleep(0.01)
-    finally:
-        reader.send_signal(signal.SIGKILL)
-        reader.wait(timeout=30)
-    assert reader.returncode == -signal.SIGKILL, "the sync finished before it could be killed"
-    stored = checkpointed(tmp_path)
+    stored = killed_after(tmp_path, 1300, SINCE_READER, url, str(tmp_path), since)
     window = sum(1 for s in fleet.sessions if pd.Timestamp(s["startTime"]) >= pd.Timestamp(since))
     assert 1300 <= stored < window
     simulator.reset_stats()
