@@ -57,3 +57,27 @@ def server_process(make_app: Callable[[], Any]) -> Iterator[str]:
     finally:
         done.set()
         child.join(timeout=10)
+
+
+@contextmanager
+def commanded_process(target: Callable[..., None], *args: Any) -> Iterator[tuple[Any, Any]]:
+    """`target(*args, pipe)` in a spawned process (a server measured apart from its client):
+    yields the first message it sends and the pipe to `ask` it more; "stop" ends it."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=target, args=(*args, theirs), daemon=True)
+    child.start()
+    try:
+        yield ours.recv(), ours
+    finally:
+        ours.send("stop")
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+
+
+def ask(pipe: Any, command: str) -> Any:
+    """Send a command to a `commanded_process` and return its answer."""
+    pipe.send(command)
+    return pipe.recv()
+

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import os
 import pickle
 import subprocess
@@ -40,7 +39,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import peak_rss_bytes
+from . import ask, commanded_process, peak_rss_bytes
 from .bench_million import killed_at_half
 
 DATASET_SESSIONS = int(os.environ.get("DATASET_SESSIONS", 10_000_000))
@@ -249,22 +248,8 @@ def _serve(sessions: int, pipe) -> None:
 
 @contextmanager
 def server(sessions: int) -> Iterator[tuple[str, object]]:
-    ctx = multiprocessing.get_context("spawn")
-    ours, theirs = ctx.Pipe()
-    child = ctx.Process(target=_serve, args=(sessions, theirs), daemon=True)
-    child.start()
-    try:
-        yield ours.recv(), ours
-    finally:
-        ours.send("stop")
-        child.join(timeout=30)
-        if child.is_alive():
-            child.kill()
-
-
-def _ask(pipe, command: str):
-    pipe.send(command)
-    return pipe.recv()
+    with commanded_process(_serve, sessions) as (url, pipe):
+        yield url, pipe
 
 
 SYNC = """
@@ -285,9 +270,9 @@ def sync_figures(scratch: Path) -> None:
     peaks = {}
     for n in SYNC_SESSIONS:
         with server(n) as (url, pipe):
-            _ask(pipe, "reset")
+            ask(pipe, "reset")
             full = _run(SYNC, url, str(scratch / f"sync-{n}"), "")
-            pages = _ask(pipe, "stats").get("list", 0)
+            pages = ask(pipe, "stats").get("list", 0)
             peaks[n] = full["rss_mb"]
             print(f"  sync of {n:,} sessions: {full['seconds']:.1f} s, {pages:,} list pages, "
                   f"peak RSS {full['rss_mb']:.0f} MB (target <= 400 at 1M); {full['stored']:,} stored",
@@ -295,11 +280,11 @@ def sync_figures(scratch: Path) -> None:
             if n != max(SYNC_SESSIONS):
                 continue
             cache = scratch / f"killed-{n}"
-            _ask(pipe, "reset")
+            ask(pipe, "reset")
             stored = killed_at_half(_python(SYNC, url, str(cache), "30d"), cache, n)
-            _ask(pipe, "reset")
+            ask(pipe, "reset")
             resumed = _run(SYNC, url, str(cache), "30d")
-            again = _ask(pipe, "stats").get("list", 0)
+            again = ask(pipe, "stats").get("list", 0)
             print(f"  since=30d killed at {stored / n:.0%}: the next sync read {again:,} pages = "
                   f"{again / pages:.0%} of a full read (target <= 60 %); {resumed['stored']:,} stored",
                   flush=True)

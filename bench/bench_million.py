@@ -16,7 +16,6 @@ Prints, all from one run:
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -28,7 +27,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import peak_rss_bytes
+from . import ask, commanded_process, peak_rss_bytes
 
 SESSIONS = int(os.environ.get("SESSIONS", 1_000_000))
 END = datetime(2026, 4, 20, 12, tzinfo=UTC)
@@ -83,23 +82,8 @@ def _serve(sessions: int, pipe) -> None:
 
 @contextmanager
 def server(sessions: int) -> Iterator[tuple[str, float, object]]:
-    ctx = multiprocessing.get_context("spawn")
-    ours, theirs = ctx.Pipe()
-    child = ctx.Process(target=_serve, args=(sessions, theirs), daemon=True)
-    child.start()
-    try:
-        url, generated = ours.recv()
-        yield url, generated, ours
-    finally:
-        ours.send("stop")
-        child.join(timeout=30)
-        if child.is_alive():
-            child.kill()
-
-
-def _ask(pipe, command: str):
-    pipe.send(command)
-    return pipe.recv()
+    with commanded_process(_serve, sessions) as ((url, generated), pipe):
+        yield url, generated, pipe
 
 
 def _child_command(url: str, cache: Path) -> list[str]:
@@ -172,28 +156,28 @@ def main() -> None:
               f"fleet built in {generated:.1f} s; server in its own process")
         # 1. a full first read
         full_cache = Path(scratch) / "full"
-        _ask(pipe, "reset")
+        ask(pipe, "reset")
         first = fetch_child(url, full_cache)
-        pages = _ask(pipe, "stats").get("list", 0)
+        pages = ask(pipe, "stats").get("list", 0)
         print(f"  first read     : {first['rows']:,} rows in {first['seconds']:.1f} s, {pages} list "
               f"requests; peak RSS {first['rss_mb']:.0f} MB (target <= {RSS_TARGET_GB * 1000:.0f}), "
               f"frame deep size {first['deep_mb']:.0f} MB ({first['deep_mb'] * 1e6 / first['rows']:.0f} B/row)")
         # 2. killed at half way, then resumed
         resumed_cache = Path(scratch) / "resumed"
-        _ask(pipe, "reset")
+        ask(pipe, "reset")
         stored = killed_at_half(_child_command(url, resumed_cache), resumed_cache, SESSIONS)
-        before = _ask(pipe, "stats").get("list", 0)
-        _ask(pipe, "reset")
+        before = ask(pipe, "stats").get("list", 0)
+        ask(pipe, "reset")
         second = fetch_child(url, resumed_cache)
-        after = _ask(pipe, "stats").get("list", 0)
-        exact = second["rows"] == first["rows"] == len(_ask(pipe, "ids"))
+        after = ask(pipe, "stats").get("list", 0)
+        exact = second["rows"] == first["rows"] == len(ask(pipe, "ids"))
         print(f"  killed at {stored / SESSIONS:4.0%} ({before} list requests), the resumed run read "
               f"{after} pages = {after / pages:4.0%} of a full read (target <= 60 %); "
               f"{second['rows']:,} rows, exactly the server's: {exact}")
         # 3. a warm refresh with nothing new
-        _ask(pipe, "reset")
+        ask(pipe, "reset")
         warm = fetch_child(url, full_cache)
-        stats = _ask(pipe, "stats")
+        stats = ask(pipe, "stats")
         sent = stats.get("total", 0)
         print(f"  warm refresh   : {sent} requests ({stats.get('list', 0)} list, {stats.get('get', 0)} "
               f"single GETs; target <= 60) with {warm['active']:,} sessions active "
