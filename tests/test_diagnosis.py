@@ -23,7 +23,7 @@ END = datetime(2026, 4, 20, 12, tzinfo=UTC)
 
 
 def plant(df: pd.DataFrame, unit: pd.Series, start: pd.Timestamp, hours: float, rate: float,
-          seed: int) -> pd.DataFrame:
+          seed: int | list[int]) -> pd.DataFrame:
     """`rate` of the ended sessions of `unit` started in [start, start + hours) fail with ERROR."""
     end = start + pd.Timedelta(hours=hours)
     hit = unit & (df["start_time"] >= start) & (df["start_time"] < end) & ~df["is_active"]
@@ -246,3 +246,34 @@ def test_a_fleet_wide_outage_while_one_version_serves_everyone_is_the_fleets():
     assert top["level"] == "fleet" and top["flagged"] and top["q_value"] < 0.01
     assert abs(top["window_start"] - start) <= HOUR and abs(top["window_end"] - start - 4 * HOUR) <= HOUR
     assert not ranked.loc[ranked["flagged"], "level"].isin(["engine_version"]).any()
+
+
+def test_a_version_failing_all_week_is_named_not_the_fleet_in_the_days_it_ran_alone():
+    """A version failing 5× all week that served every session for two days looks fleet-wide
+    then; outside those days it failed more than the versions beside it, so the finding is the
+    version's and no fleet-wide window is blamed."""
+    df = sessions_frame(generate_fleet(seed=4, sessions=20000, span="7d", end=END,
+                                       incidents=False).sessions)
+    unit = (df["engine_version"] == "v5.1.0").fillna(False)
+    hour = df["start_time"].dt.floor("1h")
+    assert (unit.groupby(hour).mean() == 1).sum() >= 24   # a day and more alone
+    plant(df, unit, df["start_time"].min().floor("1h"), 7 * 24 + 1, 1 / 6, seed=[4, 168, 20, 5])
+    ranked = analysis.rank_suspects(df)
+    top = ranked.iloc[0]
+    assert (top["level"], top["unit"]) == ("engine_version", "v5.1.0")
+    assert top["flagged"] and top["q_value"] < 0.01
+    assert not ranked.loc[ranked["flagged"], "level"].eq("fleet").any()
+
+
+def test_a_replicaset_failing_while_it_was_all_of_its_region_is_named_not_the_region():
+    """A replicaset failing 5× all its life, the only one of its region while it lived: the
+    region's other hours show a chance excess (p < 0.05), which is no reason to name the
+    region for the replicaset's outage."""
+    df = sessions_frame(generate_fleet(seed=6, sessions=20000, span="7d", end=END,
+                                       incidents=False).sessions)
+    unit = (df["engine_replicaset"] == "anam-engine-4htr62gscd").fillna(False)
+    plant(df, unit, df["start_time"].min().floor("1h"), 7 * 24 + 1, 1 / 6, seed=[6, 168, 20, 5])
+    ranked = analysis.rank_suspects(df)
+    top = ranked.iloc[0]
+    assert (top["level"], top["unit"]) == ("engine_replicaset", "anam-engine-4htr62gscd")
+    assert top["flagged"] and top["q_value"] < 0.01

@@ -67,6 +67,13 @@ SPREAD_LEVELS = ("engine_region", "engine_version", "tts_provider")
 # A fleet-wide window is one unit's when the rest of the fleet's excess rate in it is below
 # this share of that unit's.
 CARRIED_SHARE = 0.25
+# A unit inside another carries its excess when the rest of the other shows none at this
+# p-value (a stricter bar than a finding's: a chance excess of the rest, found in one check of
+# twenty at 5 %, must not keep a parent named for its child's outage).
+NARROW_P = 0.01
+# A fleet-wide window is one unit's when that unit served (nearly) every session in it and,
+# outside it, failed more than the rest of the fleet at the same time at this p-value.
+SOLE_UNIT_P = 1e-3
 MAX_PASSES = 8
 # Headlines with a q-value below this are listed before the other headlines (the threshold
 # the notebooks and `suspect_findings` use).
@@ -677,7 +684,7 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
 
     A candidate counts as inside when NEST_SHARE of its sessions are in `key` (over the whole
     period, or inside the window where `key` was worst); it carries the excess when the rest
-    of `key` without it shows none (p >= alpha), over the whole period and inside the window,
+    of `key` without it shows none (p >= NARROW_P), over the whole period and inside the window,
     the sessions of `headlines` left out. Two units holding the same sessions are one: the
     earlier level is named. A fleet-wide window is never narrowed.
     """
@@ -709,9 +716,9 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
         step = None
         for other in sorted(inside, key=lambda k: -s.failed_shared(k, k)[0]):
             removed = (*headlines, other)
-            if s.excess_p(key, removed) < alpha:
+            if s.excess_p(key, removed) < NARROW_P:
                 continue
-            if during is not None and s.excess_p(key, removed, during) < alpha:
+            if during is not None and s.excess_p(key, removed, during) < NARROW_P:
                 continue
             step = other
             break
@@ -855,6 +862,18 @@ def _concurrent(s: _Sessions, fleet: UnitKey, keys: list[UnitKey], windows: dict
     return [k for k in _units_during(fleet, keys, windows) if s.size_in(k, span) < every]
 
 
+def _sole_unit_cause(s: _Sessions, fleet: UnitKey, kept: list[UnitKey], keys: list[UnitKey]) -> bool:
+    """Whether a fleet-wide window belongs to a significant unit that served (nearly) every
+    session in it: outside the window, where other units ran beside it, that unit still failed
+    more than they did at the same time (p < SOLE_UNIT_P, the window's sessions and the
+    headlines already taken left out). A version failing all week looks fleet-wide in the days
+    it ran alone; a fleet-wide outage in those days leaves the version no excess elsewhere."""
+    span = fleet_span(fleet[1], s.buckets)
+    every = NEST_SHARE * s.size(fleet)
+    return any(key[0] != FLEET and s.size_in(key, span) >= every
+               and s.excess_p(key, (*kept, fleet)) < SOLE_UNIT_P for key in keys)
+
+
 def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
                       cols: list[str], alpha: float, first: list[UnitKey] | None = None) -> list[UnitKey]:
     """Significant units taken strongest first; a unit sharing many failures with one taken (or
@@ -877,6 +896,9 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
     keys = [(str(level), int(code)) for level, code in zip(sig["level"], sig["code"])]
     windows = dict(zip(keys, zip(sig["window_start"], sig["window_end"])))
     kept = [k for k in previous if k in keys]
+    # A fleet-wide window taken while the unit that served all of it was not yet significant
+    # (its excess elsewhere shows only once the window is left out) is that unit's.
+    kept = [k for k in kept if k[0] != FLEET or not _sole_unit_cause(s, k, [o for o in kept if o != k], keys)]
     # Narrowed again with the other headlines left out: a headline taken while a concurrent
     # cause was still unknown may now narrow to the unit that carries it.
     inner = keys + [k for k in first or () if k not in keys]
@@ -891,6 +913,7 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
             continue
         if key[0] == FLEET and (
                 _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha)
+                or _sole_unit_cause(s, key, kept, keys)
                 or not _fleet_excess_stands(s.counts(tuple(kept + _concurrent(s, key, keys, windows))), key, alpha)
                 or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]), "q_value"].min()) >= STRONG_Q):
             continue   # units' (alone or with the units failing at the same time), or not clear enough
