@@ -276,7 +276,7 @@ def _numbers(text: str, kind: type = float) -> list:
     return [kind(v) for v in text.split(",") if v]
 
 
-def parse(argv: list[str] | None = None) -> tuple[list[Cell], int, list[str]]:
+def parse(argv: list[str] | None = None) -> tuple[list[Cell], int, list[str], str | None]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--durations", default="1,4,24,168", help="hours; 168 = all week")
@@ -285,6 +285,7 @@ def parse(argv: list[str] | None = None) -> tuple[list[Cell], int, list[str]]:
     parser.add_argument("--sizes", default="2000,20000,200000")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--methods", default="new,reference,naive")
+    parser.add_argument("--csv", help="also write the table to this CSV file")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",")
     unknown = sorted(set(kinds) - set(KINDS))
@@ -300,7 +301,7 @@ def parse(argv: list[str] | None = None) -> tuple[list[Cell], int, list[str]]:
                 for share in shares:
                     for multiple in _numbers(args.multiples):
                         cells.append(Cell(kind, hours, share, multiple, size))
-    return cells, args.seeds, args.methods.split(",")
+    return cells, args.seeds, args.methods.split(","), args.csv
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -309,8 +310,10 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         argv = ["--durations", "1,4", "--shares", "0.2", "--multiples", "5", "--sizes", "20000",
                 "--seeds", "5"]
-    cells, seeds, methods = parse(argv)
-    run(cells, seeds, methods)
+    cells, seeds, methods, csv = parse(argv)
+    table = run(cells, seeds, methods)
+    if csv:
+        table.to_csv(csv, index=False)
 
 
 if __name__ == "__main__":
