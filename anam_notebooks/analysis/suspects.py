@@ -67,6 +67,9 @@ SPREAD_LEVELS = ("engine_region", "engine_version", "tts_provider")
 # A fleet-wide window is one unit's when the rest of the fleet's excess rate in it is below
 # this share of that unit's.
 CARRIED_SHARE = 0.25
+# ... and only when the rest failed less than that unit's own rise predicts for it, at this
+# p-value (otherwise the rest may be failing just like the unit: everyone at once).
+LIKE_THE_UNIT_P = 0.01
 # A unit inside another carries its excess when the rest of the other shows none at this
 # p-value (a stricter bar than a finding's: a chance excess of the rest, found in one check of
 # twenty at 5 %, must not keep a parent named for its child's outage).
@@ -781,8 +784,10 @@ def _failed_overlap(s: SessionQueries, a: UnitKey, b: UnitKey) -> float:
 def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], alpha: float) -> bool:
     """Whether one unit of some level carries a fleet-wide window's excess: without that unit's
     sessions (the unit with most failures in the window beyond its own usual rate), the rest of
-    the fleet no longer fails more in the window than outside it (Poisson tail p >= alpha).
-    A fleet-wide finding means every region, version and provider at once."""
+    the fleet no longer fails more in the window than outside it (Poisson tail p >= alpha),
+    and it failed clearly less than that unit's own rise would make it fail (Poisson tail
+    p < LIKE_THE_UNIT_P): a rest too small to tell is no evidence for the unit. A fleet-wide
+    finding means every region, version and provider at once."""
     first, last = fleet_span(key[1], counts.buckets)
     inside = slice(first, last + 1)
     for col in [c for c in SPREAD_LEVELS if c in cols]:
@@ -814,6 +819,12 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
         if rest_out_n <= 0 or rest_out_x <= 0 or n_in[u] <= 0 or rest_in_n <= 0:
             continue
         rest_expected = rest_in_n * rest_out_x / rest_out_n
+        # The unit carries it only if the rest failed clearly less than the unit's own rise
+        # predicts for it: a rest of a few sessions (a version serving 93 % of the window)
+        # failing like the unit cannot tell "this unit" from "everyone".
+        lift = x_in[u] / max(n_in[u] * x_out[u] / n_out[u], 0.5) if n_out[u] else np.inf
+        if np.isfinite(lift) and stats.poisson.cdf(rest_in_x, rest_expected * lift) >= LIKE_THE_UNIT_P:
+            continue
         if stats.poisson.sf(rest_in_x - 1, rest_expected) >= alpha:
             return True
         # Or the rest failed only a little more than usual next to that unit (a big fleet
@@ -823,9 +834,19 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
     return False
 
 
-def _fleet_excess_stands(counts: FailureCounts, key: UnitKey, alpha: float) -> bool:
+def _window_lift(counts: FailureCounts, key: UnitKey) -> float:
+    """How many times its rate outside a fleet-wide window the counted sessions failed inside it."""
+    first, last = fleet_span(key[1], counts.buckets)
+    n_in = int(counts.fleet_sessions[first:last + 1].sum())
+    x_in = int(counts.fleet_failures[first:last + 1].sum())
+    n_out, x_out = int(counts.fleet_sessions.sum()) - n_in, int(counts.fleet_failures.sum()) - x_in
+    return x_in / (n_in * max(x_out, 0.5) / n_out) if n_in and n_out > 0 else 1.0
+
+
+def _fleet_excess_stands(counts: FailureCounts, key: UnitKey, alpha: float, lift: float = 1.0) -> bool:
     """Whether the sessions counted still fail more inside a fleet-wide window than outside it
-    (a one-sided Poisson tail below `alpha`)."""
+    (a one-sided Poisson tail below `alpha`), or, too few to show it, fail as the whole fleet
+    did there (`lift` times their usual rate: no Poisson tail below LIKE_THE_UNIT_P says less)."""
     first, last = fleet_span(key[1], counts.buckets)
     n_in = int(counts.fleet_sessions[first:last + 1].sum())
     x_in = int(counts.fleet_failures[first:last + 1].sum())
@@ -833,7 +854,9 @@ def _fleet_excess_stands(counts: FailureCounts, key: UnitKey, alpha: float) -> b
     if n_in < MIN_SESSIONS or n_out <= 0:
         return False
     expected = n_in * max(x_out, 0.5) / n_out
-    return bool(stats.poisson.sf(x_in - 1, expected) < alpha)
+    if stats.poisson.sf(x_in - 1, expected) < alpha:
+        return True
+    return bool(lift > 1 and stats.poisson.cdf(x_in, expected * lift) >= LIKE_THE_UNIT_P)
 
 
 def _units_during(fleet: UnitKey, keys: list[UnitKey], windows: dict[UnitKey, tuple[Any, Any]]
@@ -855,10 +878,12 @@ def _units_during(fleet: UnitKey, keys: list[UnitKey], windows: dict[UnitKey, tu
 def _concurrent(s: _Sessions, fleet: UnitKey, keys: list[UnitKey], windows: dict[UnitKey, tuple[Any, Any]]
                 ) -> list[UnitKey]:
     """`_units_during` a fleet-wide window, less the units that served (nearly) every session
-    in it (the only version running then): such a unit is the fleet at that time, and leaving
-    it out would leave nothing to test."""
+    in it (the only version running then, or all but a handful): such a unit is the fleet at
+    that time, and leaving it out would leave nothing to test."""
     span = fleet_span(fleet[1], s.buckets)
-    every = NEST_SHARE * s.size(fleet)
+    size = s.size(fleet)
+    # Nor a unit leaving fewer than MIN_SESSIONS of the window's sessions: nothing to test.
+    every = min(NEST_SHARE * size, size - MIN_SESSIONS)
     return [k for k in _units_during(fleet, keys, windows) if s.size_in(k, span) < every]
 
 
@@ -914,7 +939,8 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
         if key[0] == FLEET and (
                 _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha)
                 or _sole_unit_cause(s, key, kept, keys)
-                or not _fleet_excess_stands(s.counts(tuple(kept + _concurrent(s, key, keys, windows))), key, alpha)
+                or not _fleet_excess_stands(s.counts(tuple(kept + _concurrent(s, key, keys, windows))), key, alpha,
+                                            _window_lift(s.counts(tuple(kept)), key))
                 or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]), "q_value"].min()) >= STRONG_Q):
             continue   # units' (alone or with the units failing at the same time), or not clear enough
         key = _narrowest(s, kept, key, inner, cols, alpha, windows)
