@@ -52,6 +52,8 @@ SPIKE_Z = 3.0
 CERTAIN = 1e-6
 # A unit this many simulated histories beat early on stops simulating (see `_simulated_p`).
 STOP_COUNT = 5
+# Window statistics computed at once in a block of simulated histories (see `_maxima`).
+BLOCK = 200_000
 _EULER_90 = float(np.log(-np.log(0.9)))   # Gumbel: F(x) = 0.9 at x = location - log(-log 0.9)
 
 
@@ -181,9 +183,7 @@ def _llr(o: np.ndarray, value: np.ndarray, slope: np.ndarray, base: np.ndarray,
     o·log(o/e) + (t - o)·log((t - o)/(t - e)) = pairs[o] - o·slope - base, with `value` the
     unit's pairs[o] (see `_pairs`; overwritten with the result), slope = log e - log(t - e)
     and base = t·log(t - e) per window."""
-    scaled = o.astype(np.float32)   # int × float32 would compute in float64
-    scaled *= slope
-    value -= scaled
+    value -= np.multiply(o, slope, dtype=np.float32)   # int × float32 would compute in float64
     value -= base
     value *= o > e
     return value
@@ -360,12 +360,23 @@ def _maxima(colors: np.ndarray, total: int, draws: int, stream: np.random.Genera
     buckets = len(colors)
     cum = np.zeros((draws, buckets + 1), dtype=np.int32)
     if total:
-        np.cumsum(stream.multivariate_hypergeometric(colors, total, size=draws,
-                                                     method=_method(colors, total, draws)),
-                  axis=1, out=cum[:, 1:])
-    o = cum[:, last + 1]
-    o -= cum[:, first]
-    return np.asarray(_llr(o, table[o], slope, base, e).max(axis=1))
+        served = np.flatnonzero(colors)   # a bucket without sessions gets no failures
+        dealt = stream.multivariate_hypergeometric(colors[served], total, size=draws,
+                                                   method=_method(colors[served], total, draws))
+        if len(served) < buckets:
+            dealt, part = np.zeros((draws, buckets), dtype=dealt.dtype), dealt
+            dealt[:, served] = part
+        np.cumsum(dealt, axis=1, out=cum[:, 1:])
+    maxima = np.zeros(draws)
+    # A block of draws at a time: arrays of about BLOCK values stay in the processor's cache
+    # (measured at 672 buckets: half the time of all 160 draws at once).
+    step = max(1, BLOCK // max(1, len(first)))
+    for lo in range(0, draws, step):
+        block = cum[lo:lo + step]
+        o = block[:, last + 1]
+        o -= block[:, first]
+        maxima[lo:lo + step] = _llr(o, table[o], slope, base, e).max(axis=1)
+    return maxima
 
 
 def _simulated_maxima(colors: np.ndarray, total: np.ndarray, first: np.ndarray, last: np.ndarray,
