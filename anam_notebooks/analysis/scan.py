@@ -27,6 +27,10 @@ package docstring):
    comes from a Gumbel tail fitted to them, whose scale is fixed at 1 (a likelihood ratio's
    own tail) and whose location is matched at the simulations' 90th percentile (SaTScan's
    Gumbel p-value). A unit that many simulations beat early stops after 9 or 39 of them.
+   Each unit draws from a random stream of its own, seeded by its level's name and its label,
+   so its p-value does not depend on which other units are scanned with it, and the same
+   counts give the same p-values whichever engine counted them. Of numpy's two exact ways to
+   deal the failures, each unit uses the cheaper for its size (see `_method`).
 """
 
 from __future__ import annotations
