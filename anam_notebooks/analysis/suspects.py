@@ -10,7 +10,6 @@ in plain words in the `analysis` package docstring. The steps of one level are n
 
 from __future__ import annotations
 
-import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -477,14 +476,14 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
     headline left out of it (a version failing all week as it rolled out) changes every other
     unit's expectation, so a window found beside it is tested again without it.
     """
-    rng = np.random.default_rng(zlib.crc32(col.encode()))
     if col == FLEET:
         # The newest bucket is left out of the fleet's own history: in the last hour of an
         # export the failed sessions (short) have ended and many healthy ones not yet, so it
         # always looks worse (units are compared with the same hour of the rest of the fleet).
         n, x = counts.fleet_sessions.copy(), counts.fleet_failures.copy()
         n[-1:], x[-1:] = 0, 0
-        return scan_level(n[None, :], x[None, :], n, x, draws=draws, rng=rng, adjust=False)
+        return scan_level(n[None, :], x[None, :], n, x, draws=draws, level=FLEET, labels=[FLEET],
+                          adjust=False)
     level = counts.levels[col]
     n, x = level.sessions[units], level.failures[units]
     fleet = hash((counts.fleet_sessions.tobytes(), counts.fleet_failures.tobytes(), draws))
@@ -494,7 +493,7 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
     fields = ("llr", "first", "last", "observed", "expected", "sessions", "p_value")
     if len(todo):
         fresh = scan_level(n[todo], x[todo], counts.fleet_sessions, counts.fleet_failures,
-                           draws=draws, rng=rng)
+                           draws=draws, level=col, labels=list(level.units[units[todo]]))
         for row, i in enumerate(todo):
             known[i] = (marks[i], tuple(getattr(fresh, f)[row] for f in fields))
             s.scans[(col, int(units[i]))] = known[i]
