@@ -99,6 +99,11 @@ def family_of(column: str) -> str:
     return "other"
 
 
+# Memory kept for the counts of sessions left out (per set of units left out), so a set
+# differing from one counted before by a unit costs that unit's sessions only.
+LEFT_OUT_BYTES = 64 * 2 ** 20
+
+
 @dataclass
 class _Sessions:
     """Ended sessions with a start time, reduced to arrays: time bucket, stratum, failed, unit
@@ -123,6 +128,8 @@ class _Sessions:
     _members: OrderedDict[UnitKey, np.ndarray] = field(default_factory=OrderedDict)
     _member_bytes: int = 0
     _full: FailureCounts | None = None
+    _left_out: OrderedDict[frozenset[UnitKey], FailureCounts] = field(default_factory=OrderedDict)
+    _left_out_bytes: int = 0
     _bucket_strata: np.ndarray | None = None
     _stratum_totals: tuple[np.ndarray, np.ndarray] | None = None
     _failed: np.ndarray | None = None
@@ -272,10 +279,17 @@ class _Sessions:
                                         self.origin, self.step, self.buckets)
         if not exclude:
             return self._full
-        out = self.union(exclude)
-        less = count_sessions(self.bucket[out], self.fail[out],
-                              {k: v[out] for k, v in self.codes.items()}, self.names,
-                              self.origin, self.step, self.buckets)
+        key = frozenset(exclude)
+        less = self._left_out.get(key)
+        if less is None:
+            less = self._count_left_out(key)
+            self._left_out[key] = less
+            self._left_out_bytes += _nbytes(less)
+            while self._left_out_bytes > LEFT_OUT_BYTES and len(self._left_out) > 1:
+                _, dropped = self._left_out.popitem(last=False)
+                self._left_out_bytes -= _nbytes(dropped)
+        else:
+            self._left_out.move_to_end(key)
         full = self._full
         return FailureCounts(full.origin, full.step, full.buckets,
                              full.fleet_sessions - less.fleet_sessions,
@@ -284,6 +298,46 @@ class _Sessions:
                                                  counts.sessions - less.levels[level].sessions,
                                                  counts.failures - less.levels[level].failures)
                               for level, counts in full.levels.items()})
+
+    def _count_left_out(self, keys: frozenset[UnitKey]) -> FailureCounts:
+        """Counts of the sessions in any of the units `keys`. From the counts of a set of units
+        counted before that this set holds (or that holds this set) when one is kept: only the
+        sessions of the units that differ are counted (a headline added or left out again),
+        not every session of the set."""
+        cost = sum(self.size(k) for k in keys)   # counting every session of the set
+        best: tuple[FailureCounts, frozenset[UnitKey], frozenset[UnitKey], int] | None = None
+        for known, counted in self._left_out.items():
+            if known <= keys:   # add the sessions of the units it lacks (outside its units)
+                differ, others, sign = keys - known, known, 1
+            elif known >= keys:   # take away the sessions only its extra units hold
+                differ, others, sign = known - keys, keys, -1
+            else:
+                continue
+            extra = sum(self.size(k) for k in differ)
+            if extra < cost:
+                best, cost = (counted, differ, others, sign), extra
+        if best is None:
+            return self._count_at(self.union(list(keys)))
+        counted, differ, others, sign = best
+        at = self.union(list(differ))
+        if others:
+            held = np.zeros(len(at), dtype=bool)
+            for other in others:
+                held |= self.holds(other, at)
+            at = at[~held]
+        delta = self._count_at(at)
+        return FailureCounts(counted.origin, counted.step, counted.buckets,
+                             counted.fleet_sessions + sign * delta.fleet_sessions,
+                             counted.fleet_failures + sign * delta.fleet_failures,
+                             {level: LevelCounts(level, part.units,
+                                                 part.sessions + sign * delta.levels[level].sessions,
+                                                 part.failures + sign * delta.levels[level].failures)
+                              for level, part in counted.levels.items()})
+
+    def _count_at(self, at: np.ndarray) -> FailureCounts:
+        """Counts of the sessions at positions `at`."""
+        return count_sessions(self.bucket[at], self.fail[at], {k: v[at] for k, v in self.codes.items()},
+                              self.names, self.origin, self.step, self.buckets)
 
     def size(self, key: UnitKey) -> int:
         if key[0] == FLEET:
@@ -351,6 +405,11 @@ class _Sessions:
         at = self.clip(at, first, last)
         who = self.customer[at]
         return int(len(np.unique(who[who >= 0])))
+
+
+def _nbytes(counts: FailureCounts) -> int:
+    return counts.fleet_sessions.nbytes * 2 + sum(level.sessions.nbytes * 2
+                                                  for level in counts.levels.values())
 
 
 def _strata(bucket: np.ndarray, fail: np.ndarray, stratum_failures: int) -> np.ndarray:
