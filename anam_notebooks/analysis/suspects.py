@@ -132,6 +132,7 @@ class _Sessions:
     _left_out_bytes: int = 0
     _bucket_strata: np.ndarray | None = None
     _stratum_totals: tuple[np.ndarray, np.ndarray] | None = None
+    _stratum_bounds: np.ndarray | None = None
     _failed: np.ndarray | None = None
     _failed_orders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _without: dict[frozenset[UnitKey], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
@@ -238,13 +239,20 @@ class _Sessions:
             if self._stratum_totals is None:
                 self._stratum_totals = (np.bincount(self.stratum, minlength=size),
                                         np.bincount(self.stratum[self.fail], minlength=size))
-            removed = self.union(list(key))
+            # One mask of the sessions left out, set from each unit's positions (a single
+            # unit's positions are those removed; several units' are read off the mask).
             out = np.zeros(len(self.bucket), dtype=bool)
-            out[removed] = True
+            for unit in key:
+                out[self.members(unit)] = True
+            removed = self.members(next(iter(key))) if len(key) == 1 else np.flatnonzero(out)
             # What is left: every session per stratum less those removed (counts the removed
-            # sessions only, not the fleet again).
-            n = self._stratum_totals[0] - np.bincount(self.stratum[removed], minlength=size)
-            x = self._stratum_totals[1] - np.bincount(self.stratum[removed[self.fail[removed]]],
+            # sessions only, not the fleet again); failures through the failed sessions alone.
+            failed = self._failed_positions()
+            if self._stratum_bounds is None:   # where each stratum's sessions start (time order)
+                self._stratum_bounds = np.searchsorted(self.stratum, np.arange(size + 1))
+            bounds = self._stratum_bounds.astype(removed.dtype)   # no cast of the positions
+            n = self._stratum_totals[0] - np.diff(np.searchsorted(removed, bounds))
+            x = self._stratum_totals[1] - np.bincount(self.stratum[failed[out[failed]]],
                                                       minlength=size)
             self._without[key] = (out, n, x.astype(np.int64))
         return self._without[key]
@@ -346,7 +354,7 @@ class _Sessions:
 
     def excess_p(self, key: UnitKey, removed: Sequence[UnitKey] = (),
                  window: tuple[int, int] | None = None) -> float:
-        return _excess_p(self, self.members(key), removed, window)
+        return _excess_p(self, self.members(key), removed, window, key)
 
     def shared(self, inner: UnitKey, outer: UnitKey, window: tuple[int, int] | None = None) -> int:
         if FLEET not in (inner[0], outer[0]):
@@ -385,9 +393,7 @@ class _Sessions:
     def failed_members(self, key: UnitKey) -> np.ndarray:
         """Sorted positions of the unit's failed sessions, through the failed sessions alone
         (a few percent of the fleet): one small sort per level, slices after."""
-        if self._failed is None:
-            self._failed = np.flatnonzero(self.fail).astype(self._positions(0, 0).dtype)
-        failed = self._failed
+        failed = self._failed_positions()
         level, code = key
         if level == FLEET:
             first, last = fleet_span(code, self.buckets)
@@ -399,6 +405,12 @@ class _Sessions:
                                                                          np.arange(len(self.names[level]) + 1)))
         positions, bounds = self._failed_orders[level]
         return positions[bounds[code]:bounds[code + 1]]   # stable sort: ascending positions
+
+    def _failed_positions(self) -> np.ndarray:
+        """Sorted positions of the failed sessions (cached)."""
+        if self._failed is None:
+            self._failed = np.flatnonzero(self.fail).astype(self._positions(0, 0).dtype)
+        return self._failed
 
     def customers(self, key: UnitKey, first: int, last: int, failed_only: bool = True) -> int:
         at = self.failed_members(key) if failed_only else self.members(key)
@@ -694,26 +706,38 @@ def _fleet_headline(s: _Sessions, code: int, counts: FailureCounts, draws: int) 
 
 
 def _excess_p(s: _Sessions, unit: np.ndarray, removed: Sequence[UnitKey],
-              window: tuple[int, int] | None = None) -> float:
+              window: tuple[int, int] | None = None, key: UnitKey | None = None) -> float:
     """Exact p-value that the sessions at positions `unit` failed more than the rest of the
     fleet in the same strata, both without the sessions of the `removed` units and, with a
-    `window` (first, last bucket), only inside it; 1.0 when there is nothing to compare."""
+    `window` (first, last bucket), only inside it; 1.0 when there is nothing to compare.
+    `key`, the unit whose positions `unit` are, lets its counts stand in for a pass over them."""
     out, pool_n, pool_x = s.without(removed)
     size = len(pool_n)
-    if window is not None:
-        unit = s.clip(unit, window[0], window[1])
-    unit = unit[~out[unit]]
-    if window is not None:
-        at = s.window_slice(*window)
-        left = ~out[at]
-        stratum, fail = s.stratum[at][left], s.fail[at][left]
-        pool_n = np.bincount(stratum, minlength=size)
-        pool_x = np.bincount(stratum[fail], minlength=size).astype(np.int64)
-    if not len(unit):
-        return 1.0
-    stratum = s.stratum[unit]
-    n = np.bincount(stratum, minlength=size)
-    x = np.bincount(stratum[s.fail[unit]], minlength=size).astype(np.int64)
+    if window is None and key is not None and key[0] != FLEET:
+        # The unit's sessions per stratum from its counts, less those left out (only the
+        # left-out ones are gathered); its failures through its failed sessions alone.
+        strata = s.bucket_strata()
+        n = (_per_stratum(s.counts().levels[key[0]].sessions[key[1]], strata)
+             - np.bincount(s.stratum[unit[out[unit]]], minlength=size))
+        failed = s.failed_members(key)
+        x = np.bincount(s.stratum[failed[~out[failed]]], minlength=size).astype(np.int64)
+        if not n.any():
+            return 1.0
+    else:
+        if window is not None:
+            unit = s.clip(unit, window[0], window[1])
+        unit = unit[~out[unit]]
+        if window is not None:
+            at = s.window_slice(*window)
+            left = ~out[at]
+            stratum, fail = s.stratum[at][left], s.fail[at][left]
+            pool_n = np.bincount(stratum, minlength=size)
+            pool_x = np.bincount(stratum[fail], minlength=size).astype(np.int64)
+        if not len(unit):
+            return 1.0
+        stratum = s.stratum[unit]
+        n = np.bincount(stratum, minlength=size)
+        x = np.bincount(stratum[s.fail[unit]], minlength=size).astype(np.int64)
     used = n > 0
     return float(stratified_excess(n[used], x[used], pool_n[used], pool_x[used],
                                    np.zeros(int(used.sum()), np.int64), 1)[0][0])
