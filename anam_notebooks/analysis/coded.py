@@ -20,6 +20,7 @@ whatever order the rows come.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -235,6 +236,21 @@ def _streamed(ended: ir.Table, batch_rows: int) -> Iterator[pa.Table] | None:
     return tables()
 
 
+def _ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """The tables of `tables`, the next one read by a second thread while the caller encodes
+    the last: the engine's scan and pyarrow's encoding both run without holding the GIL, so
+    they overlap. At most one table is read ahead (the labels held at once double, no more);
+    a caller that stops early waits for that one read to end, leaving no thread behind."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="coded-read") as pool:
+        pending = pool.submit(next, tables, None)
+        while True:
+            table = pending.result()
+            if table is None:
+                return
+            pending = pool.submit(next, tables, None)
+            yield table
+
+
 def _chunks(ended: ir.Table, batch_rows: int) -> Iterator[pa.Table]:
     """The rows of `ended` in chunks of whole start hours holding about `batch_rows` rows each.
 
@@ -276,7 +292,7 @@ def _from_dataset(ds: SessionDataset, levels: list[str], failures: FailureSpec,
     labels = {col: _Labels() for col in wanted[1:]}
     at = 0
     streamed = _streamed(ended, batch_rows) if stream else None
-    for batch in streamed if streamed is not None else _chunks(ended, batch_rows):
+    for batch in _ahead(streamed) if streamed is not None else _chunks(ended, batch_rows):
         size = batch.num_rows
         if at + size > rows:   # the table grew while read: count what was asked for
             raise RuntimeError(f"the dataset changed while it was read ({rows} ended sessions "

@@ -137,6 +137,8 @@ class _Sessions:
     _failed_orders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _without: dict[frozenset[UnitKey], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict)
+    _excess: dict[tuple[UnitKey, frozenset[UnitKey], tuple[int, int] | None], float] = field(
+        default_factory=dict)
     _crosstabs: dict[tuple[str, str, tuple[int, int] | None], np.ndarray] = field(default_factory=dict)
     scans: dict[UnitKey, tuple[Any, Any]] = field(default_factory=dict)   # see _locate_and_test
 
@@ -354,7 +356,10 @@ class _Sessions:
 
     def excess_p(self, key: UnitKey, removed: Sequence[UnitKey] = (),
                  window: tuple[int, int] | None = None) -> float:
-        return _excess_p(self, self.members(key), removed, window, key)
+        asked = (key, frozenset(removed), window)   # asked again in later passes: kept
+        if asked not in self._excess:
+            self._excess[asked] = _excess_p(self, self.members(key), removed, window, key)
+        return self._excess[asked]
 
     def shared(self, inner: UnitKey, outer: UnitKey, window: tuple[int, int] | None = None) -> int:
         if FLEET not in (inner[0], outer[0]):
