@@ -139,26 +139,22 @@ class _Sessions:
         default_factory=dict)
     _excess: dict[tuple[UnitKey, frozenset[UnitKey], tuple[int, int] | None], float] = field(
         default_factory=dict)
-    _crosstabs: dict[tuple[str, str, tuple[int, int] | None], np.ndarray] = field(default_factory=dict)
+    _spreads: dict[tuple[UnitKey, str], np.ndarray] = field(default_factory=dict)
     scans: dict[UnitKey, tuple[Any, Any]] = field(default_factory=dict)   # see _locate_and_test
 
-    def crosstab(self, inner: str, outer: str, window: tuple[int, int] | None = None) -> np.ndarray:
-        """Sessions per (inner unit, outer unit), optionally only those started in the window
-        (first, last bucket); cached per pair of levels and window."""
-        key = (inner, outer, window)
-        if key not in self._crosstabs:
-            at = self.window_slice(*window) if window is not None else slice(None)
-            size_a, size_b = len(self.names[inner]) + 1, len(self.names[outer]) + 1
-            wide = np.int32 if size_a * size_b < 2 ** 31 else np.int64   # codes may be int8/int16
-            # Codes shifted by one: "no unit" (-1) counts in row/column 0, dropped after.
-            cell = self.codes[inner][at].astype(wide)
-            np.add(cell, 1, out=cell)   # in place: one array, not a temporary a step
-            np.multiply(cell, size_b, out=cell)
-            np.add(cell, self.codes[outer][at], out=cell)
-            np.add(cell, 1, out=cell)
-            table = np.bincount(cell, minlength=size_a * size_b).reshape(size_a, size_b)
-            self._crosstabs[key] = table[1:, 1:]
-        return self._crosstabs[key]
+    def spread(self, key: UnitKey, level: str) -> np.ndarray:
+        """Sessions of the unit (not a fleet window) per unit of `level`: its row of the two
+        levels' cross table, cached per unit and level. One pass over the unit's sessions
+        (its positions when kept, else a look at its level's codes), not over every pair."""
+        asked = (key, level)
+        row = self._spreads.get(asked)
+        if row is None:
+            at = self._members.get(key)
+            values = self.codes[level][self.codes[key[0]] == key[1] if at is None else at]
+            # Codes shifted by one: "no unit" (-1) counts in slot 0, dropped after.
+            row = np.bincount(values.astype(np.intp) + 1, minlength=len(self.names[level]) + 1)[1:]
+            self._spreads[asked] = row
+        return row
 
     def start_of(self, bucket: int) -> pd.Timestamp:
         return self.origin + bucket * self.step
@@ -364,7 +360,7 @@ class _Sessions:
     def shared(self, inner: UnitKey, outer: UnitKey, window: tuple[int, int] | None = None) -> int:
         if FLEET not in (inner[0], outer[0]):
             if window is None:
-                return int(self.crosstab(inner[0], outer[0])[inner[1], outer[1]])
+                return int(self.spread(inner, outer[0])[outer[1]])
             # In a window: the outer unit's sessions there (a slice of its sorted positions;
             # the outer unit is the one being asked about, whose level is sorted already).
             inner, outer = outer, inner
@@ -473,6 +469,22 @@ def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
            ) -> tuple[np.ndarray, np.ndarray]:
     """For each child unit, the parent unit holding most of its sessions and that share."""
     modal, share = np.full(n_child, -1), np.zeros(n_child)
+    cells = (n_child + 1) * (n_parent + 1)
+    if n_parent and cells <= 4_000_000:
+        # Sessions per (child, parent) counted in one table, codes shifted by one (row and
+        # column 0: no unit): no sort. Ties go to the first parent, as np.unique's order did.
+        wide = np.int32 if cells < 2 ** 31 else np.int64
+        cell = np.multiply(child, n_parent + 1, dtype=wide)   # codes may be int8/int16
+        np.add(cell, parent, out=cell, dtype=wide)
+        np.add(cell, n_parent + 2, out=cell)
+        table = np.bincount(cell, minlength=cells).reshape(n_child + 1, n_parent + 1)[1:]
+        totals, table = table.sum(axis=1), table[:, 1:]
+        best = table.argmax(axis=1)
+        top = table[np.arange(n_child), best]
+        has = top > 0
+        modal[has] = best[has]
+        share[has] = top[has] / totals[has]
+        return modal, share
     child, parent = child.astype(np.int64), parent.astype(np.int64)   # codes may be int8/int16
     ok = (child >= 0) & (parent >= 0)
     if not ok.any() or not n_parent:
