@@ -237,21 +237,30 @@ class _Sessions:
             if self._stratum_totals is None:
                 self._stratum_totals = (np.bincount(self.stratum, minlength=size),
                                         np.bincount(self.stratum[self.fail], minlength=size))
-            # One mask of the sessions left out, set from each unit's positions (a single
-            # unit's positions are those removed; several units' are read off the mask).
-            out = np.zeros(len(self.bucket), dtype=bool)
-            for unit in key:
-                out[self.members(unit)] = True
-            removed = self.members(next(iter(key))) if len(key) == 1 else np.flatnonzero(out)
-            # What is left: every session per stratum less those removed (counts the removed
-            # sessions only, not the fleet again); failures through the failed sessions alone.
-            failed = self._failed_positions()
             if self._stratum_bounds is None:   # where each stratum's sessions start (time order)
                 self._stratum_bounds = np.searchsorted(self.stratum, np.arange(size + 1))
-            bounds = self._stratum_bounds.astype(removed.dtype)   # no cast of the positions
-            n = self._stratum_totals[0] - np.diff(np.searchsorted(removed, bounds))
-            x = self._stratum_totals[1] - np.bincount(self.stratum[failed[out[failed]]],
-                                                      minlength=size)
+            # From the largest set kept that this one holds (a pass's headlines, before one
+            # more unit is left out): its mask copied, then each further unit's sessions not
+            # yet left out are marked and taken off the counts per stratum (found by binary
+            # search: the strata are runs of positions). What is left is never counted again.
+            base = max((k for k in self._without if k <= key), key=len, default=frozenset())
+            if base:
+                before, n, x = self._without[base]
+                out = before.copy()
+            else:
+                before, n, x = None, *self._stratum_totals
+                out = np.zeros(len(self.bucket), dtype=bool)
+            empty = before is None
+            for unit in sorted(key - base):
+                at = self.members(unit)
+                fresh = at if empty else at[~out[at]]
+                out[fresh] = True
+                empty = False
+                n = n - np.diff(np.searchsorted(fresh, self._stratum_bounds.astype(fresh.dtype)))
+            # Failures through the failed sessions alone (a few percent of the fleet).
+            failed = self._failed_positions()
+            gone = out[failed] if before is None else out[failed] & ~before[failed]
+            x = x - np.bincount(self.stratum[failed[gone]], minlength=size)
             self._without[key] = (out, n, x.astype(np.int64))
         return self._without[key]
 
