@@ -237,6 +237,7 @@ class _Sessions:
             if self._stratum_totals is None:
                 self._stratum_totals = (np.bincount(self.stratum, minlength=size),
                                         np.bincount(self.stratum[self.fail], minlength=size))
+            totals = self._stratum_totals
             if self._stratum_bounds is None:   # where each stratum's sessions start (time order)
                 self._stratum_bounds = np.searchsorted(self.stratum, np.arange(size + 1))
             # From the largest set kept that this one holds (a pass's headlines, before one
@@ -248,7 +249,7 @@ class _Sessions:
                 before, n, x = self._without[base]
                 out = before.copy()
             else:
-                before, n, x = None, *self._stratum_totals
+                before, (n, x) = None, totals
                 out = np.zeros(len(self.bucket), dtype=bool)
             empty = before is None
             for unit in sorted(key - base):
