@@ -81,15 +81,21 @@ class _Labels:
     def encode(self, column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         """The provisional codes of a batch's values (-1 for missing), int32."""
         encoded = pc.dictionary_encode(column)
-        chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+        if isinstance(encoded, pa.ChunkedArray):
+            # One dictionary for every chunk: its labels are looked up once, not per chunk.
+            chunks = encoded.unify_dictionaries().chunks
+        else:
+            chunks = [encoded]
+        if not chunks:
+            return np.zeros(0, np.int32)
+        labels = chunks[0].dictionary.to_pylist()
+        known = np.array([self.code.setdefault(_text(v), len(self.code)) for v in labels]
+                         + [_NONE], dtype=np.int32)
         out = []
         for chunk in chunks:
-            labels = chunk.dictionary.to_pylist()
-            known = np.array([self.code.setdefault(_text(v), len(self.code)) for v in labels]
-                             + [_NONE], dtype=np.int32)
-            index = chunk.indices.fill_null(len(labels)).to_numpy(zero_copy_only=False)
-            out.append(known[index])
-        return np.concatenate(out) if out else np.zeros(0, np.int32)
+            index = chunk.indices if not chunk.indices.null_count else chunk.indices.fill_null(len(labels))
+            out.append(known[index.to_numpy(zero_copy_only=False)])
+        return np.concatenate(out) if len(out) > 1 else out[0]
 
     def canonical(self, provisional: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Codes renumbered by sorted label, in the smallest integer type, and the labels."""
