@@ -10,9 +10,10 @@ whatever the length of the labels.
 
 `coded_sessions` builds the same codes from a pandas frame or from a `SessionDataset`. From a
 dataset the engine filters and projects, and the rows arrive in Arrow record batches (one
-streamed query on DuckDB; chunks of whole start hours on any other engine) that are
-dictionary-encoded as they come: no label is ever held once per session, and memory grows with
-sessions only by those few integers. Codes are canonical (a unit's code is the rank of its label
+streamed query on DuckDB, the next chunk read by a second thread while the last is encoded;
+chunks of whole start hours on any other engine) that are dictionary-encoded as they come:
+the labels of at most two chunks are held at once, and memory grows with sessions only by
+those few integers. Codes are canonical (a unit's code is the rank of its label
 in sorted order), so the frame and the dataset give identical arrays for the same sessions, in
 whatever order the rows come.
 """
