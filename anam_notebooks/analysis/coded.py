@@ -125,10 +125,14 @@ def _customers(label: np.ndarray, key: np.ndarray, n_labels: int, n_keys: int) -
     """One code per (label, key) pair of codes; -1 when both are missing."""
     cells = (n_labels + 1) * (n_keys + 1)
     wide = np.int32 if cells < 2 ** 31 else np.int64
-    pair: np.ndarray = (label.astype(wide) + 1) * (n_keys + 1)
-    pair += key.astype(wide) + 1   # 0: both missing
+    # (label + 1) * (n_keys + 1) + key + 1 in three passes, widened as it is read; 0: both missing
+    pair = np.multiply(label, n_keys + 1, dtype=wide)
+    np.add(pair, key, out=pair, dtype=wide)
+    np.add(pair, n_keys + 2, out=pair)
     _, code = _distinct(pair, cells)
-    return np.where(pair > 0, code, _NONE).astype(np.int32)
+    customer = code.astype(np.int32)
+    customer[pair == 0] = _NONE
+    return customer
 
 
 def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
