@@ -1,8 +1,9 @@
 """Sessions as integer codes (`analysis.coded`), what `rank_suspects` reads of every row: the
 frame and the dataset give the same codes whatever the row order or chunking, counts per unit and
-hour match pandas' own crosstab even with thousands of units (no overflow of small codes), and
+hour match pandas' own crosstab even with thousands of units (no overflow of small codes),
 hostile rows (active, no start, no status, odd labels) are left out or counted as the frame's
-rules say."""
+rules say, and the ranking's questions about the sessions behind those codes get pandas' answers
+whatever was asked before."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import anam_notebooks as an
 from anam_notebooks import analysis, sessions_frame
 from anam_notebooks.analysis.coded import coded_sessions
 from anam_notebooks.analysis.counts import count_sessions
+from anam_notebooks.analysis.stats import stratified_excess
+from anam_notebooks.analysis.suspects import _modal, _sessions
 from anam_notebooks.data.store import SessionStore
 from anam_notebooks.simulator import generate_fleet
 
@@ -107,3 +110,72 @@ def test_a_missing_level_is_named(tmp_path):
     ds, _ = _store(tmp_path, _hostile(sessions=500))
     with pytest.raises(KeyError, match="'engine_colour' is not in the dataset"):
         coded_sessions(ds, ["engine_colour"])
+
+
+def test_the_session_questions_give_the_same_answers_whatever_was_asked_before():
+    """The ranking keeps the counts and tests of the sessions outside a set of units, and builds
+    a set's from one asked before (a unit more or fewer). Asked in a shuffled order, every answer
+    is pandas' own count of the sessions outside those units, every test the one on pandas' counts,
+    and every overlap and share pandas' own."""
+    df = _hostile(sessions=3000)
+    ended = df[~df.is_active & df.start_time.notna()]
+    hour, fail = pd.Timedelta("1h"), np.asarray(analysis.is_failure(ended.exit_status), dtype=bool)
+
+    s = _sessions(coded_sessions(ended, LEVELS), hour, 20)
+    bucket = ((ended.start_time - s.origin) // hour).to_numpy()
+    keys = [(level, code) for level in ("tts_provider", "engine_pod", "persona_name")
+            for code in range(min(3, len(s.names[level])))]
+
+    def inside(key: tuple[str, int]) -> np.ndarray:
+        return (ended[key[0]] == s.names[key[0]][key[1]]).fillna(False).to_numpy(dtype=bool)
+
+    strata = s.bucket_strata()[bucket]
+
+    def expected_p(key: tuple[str, int], kept: np.ndarray) -> float:
+        """The stratified test of the unit's kept sessions against every kept session."""
+        size = int(strata.max()) + 1
+        unit = kept & inside(key)
+        n, x = np.bincount(strata[unit], minlength=size), np.bincount(strata[unit & fail], minlength=size)
+        pool_n = np.bincount(strata[kept], minlength=size)
+        pool_x = np.bincount(strata[kept & fail], minlength=size)
+        used = n > 0
+        if not used.any():
+            return 1.0
+        return float(stratified_excess(n[used], x[used], pool_n[used], pool_x[used],
+                                       np.zeros(int(used.sum()), np.int64), 1)[0][0])
+
+    rng = np.random.default_rng(4)
+    base = [keys[i] for i in rng.choice(len(keys), 3, replace=False)]
+    others = [k for k in keys if k not in base]
+    asked = [tuple(base), tuple(base[:2]), tuple(base + others[:1]), tuple(base + others[:2]),
+             tuple(base[1:] + others[:1]), (others[2],), tuple(others[:1] + base), tuple(base[::-1])]
+    for at in rng.permutation(len(asked)):
+        exclude = asked[at]
+        out = np.logical_or.reduce([inside(k) for k in exclude])
+        counts = s.counts(exclude)
+        assert counts.fleet_sessions.sum() == (~out).sum()
+        assert counts.fleet_failures.sum() == (fail & ~out).sum()
+        for level in ("tts_provider", "engine_pod"):
+            for code in range(len(s.names[level])):
+                kept = ~out & inside((level, code))
+                np.testing.assert_array_equal(counts.levels[level].sessions[code],
+                                              np.bincount(bucket[kept], minlength=s.buckets))
+                np.testing.assert_array_equal(counts.levels[level].failures[code],
+                                              np.bincount(bucket[kept & fail], minlength=s.buckets))
+        left_out, n, x = s.without(exclude)   # what the stratified test compares with
+        assert left_out.sum() == out.sum()
+        np.testing.assert_array_equal(n, np.bincount(s.stratum[~left_out], minlength=len(n)))
+        np.testing.assert_array_equal(x, np.bincount(s.stratum[~left_out & s.fail], minlength=len(n)))
+        for key in keys[:5]:
+            assert s.excess_p(key, exclude) == expected_p(key, ~out)
+            assert s.excess_p(key, exclude, (10, 60)) == expected_p(key, ~out & (bucket >= 10) & (bucket <= 60))
+    for a in keys:
+        for b in keys:
+            assert s.shared(a, b) == (inside(a) & inside(b)).sum()
+    table = pd.crosstab(ended["engine_pod"].astype(object), ended["tts_provider"].astype(object))
+    modal, share = _modal(s.codes["engine_pod"], s.codes["tts_provider"], len(s.names["engine_pod"]),
+                          len(s.names["tts_provider"]))
+    for code, pod in enumerate(s.names["engine_pod"]):
+        row = table.loc[pod]
+        assert s.names["tts_provider"][modal[code]] == row.idxmax()
+        assert share[code] == row.max() / (ended["engine_pod"] == pod).sum()

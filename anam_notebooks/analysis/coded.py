@@ -10,9 +10,10 @@ whatever the length of the labels.
 
 `coded_sessions` builds the same codes from a pandas frame or from a `SessionDataset`. From a
 dataset the engine filters and projects, and the rows arrive in Arrow record batches (one
-streamed query on DuckDB; chunks of whole start hours on any other engine) that are
-dictionary-encoded as they come: no label is ever held once per session, and memory grows with
-sessions only by those few integers. Codes are canonical (a unit's code is the rank of its label
+streamed query on DuckDB, the next chunk read by a second thread while the last is encoded;
+chunks of whole start hours on any other engine) that are dictionary-encoded as they come:
+the labels of at most two chunks are held at once, and memory grows with sessions only by
+those few integers. Codes are canonical (a unit's code is the rank of its label
 in sorted order), so the frame and the dataset give identical arrays for the same sessions, in
 whatever order the rows come.
 """
@@ -20,6 +21,7 @@ whatever order the rows come.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -80,15 +82,21 @@ class _Labels:
     def encode(self, column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         """The provisional codes of a batch's values (-1 for missing), int32."""
         encoded = pc.dictionary_encode(column)
-        chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+        if isinstance(encoded, pa.ChunkedArray):
+            # One dictionary for every chunk: its labels are looked up once, not per chunk.
+            chunks = encoded.unify_dictionaries().chunks
+        else:
+            chunks = [encoded]
+        if not chunks:
+            return np.zeros(0, np.int32)
+        labels = chunks[0].dictionary.to_pylist()
+        known = np.array([self.code.setdefault(_text(v), len(self.code)) for v in labels]
+                         + [_NONE], dtype=np.int32)
         out = []
         for chunk in chunks:
-            labels = chunk.dictionary.to_pylist()
-            known = np.array([self.code.setdefault(_text(v), len(self.code)) for v in labels]
-                             + [_NONE], dtype=np.int32)
-            index = chunk.indices.fill_null(len(labels)).to_numpy(zero_copy_only=False)
-            out.append(known[index])
-        return np.concatenate(out) if out else np.zeros(0, np.int32)
+            index = chunk.indices if not chunk.indices.null_count else chunk.indices.fill_null(len(labels))
+            out.append(known[index.to_numpy(zero_copy_only=False)])
+        return np.concatenate(out) if len(out) > 1 else out[0]
 
     def canonical(self, provisional: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Codes renumbered by sorted label, in the smallest integer type, and the labels."""
@@ -117,10 +125,14 @@ def _customers(label: np.ndarray, key: np.ndarray, n_labels: int, n_keys: int) -
     """One code per (label, key) pair of codes; -1 when both are missing."""
     cells = (n_labels + 1) * (n_keys + 1)
     wide = np.int32 if cells < 2 ** 31 else np.int64
-    pair: np.ndarray = (label.astype(wide) + 1) * (n_keys + 1)
-    pair += key.astype(wide) + 1   # 0: both missing
+    # (label + 1) * (n_keys + 1) + key + 1 in three passes, widened as it is read; 0: both missing
+    pair = np.multiply(label, n_keys + 1, dtype=wide)
+    np.add(pair, key, out=pair, dtype=wide)
+    np.add(pair, n_keys + 2, out=pair)
     _, code = _distinct(pair, cells)
-    return np.where(pair > 0, code, _NONE).astype(np.int32)
+    customer = code.astype(np.int32)
+    customer[pair == 0] = _NONE
+    return customer
 
 
 def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -235,6 +247,21 @@ def _streamed(ended: ir.Table, batch_rows: int) -> Iterator[pa.Table] | None:
     return tables()
 
 
+def _ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """The tables of `tables`, the next one read by a second thread while the caller encodes
+    the last: the engine's scan and pyarrow's encoding both run without holding the GIL, so
+    they overlap. At most one table is read ahead (the labels held at once double, no more);
+    a caller that stops early waits for that one read to end, leaving no thread behind."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="coded-read") as pool:
+        pending = pool.submit(next, tables, None)
+        while True:
+            table = pending.result()
+            if table is None:
+                return
+            pending = pool.submit(next, tables, None)
+            yield table
+
+
 def _chunks(ended: ir.Table, batch_rows: int) -> Iterator[pa.Table]:
     """The rows of `ended` in chunks of whole start hours holding about `batch_rows` rows each.
 
@@ -276,7 +303,7 @@ def _from_dataset(ds: SessionDataset, levels: list[str], failures: FailureSpec,
     labels = {col: _Labels() for col in wanted[1:]}
     at = 0
     streamed = _streamed(ended, batch_rows) if stream else None
-    for batch in streamed if streamed is not None else _chunks(ended, batch_rows):
+    for batch in _ahead(streamed) if streamed is not None else _chunks(ended, batch_rows):
         size = batch.num_rows
         if at + size > rows:   # the table grew while read: count what was asked for
             raise RuntimeError(f"the dataset changed while it was read ({rows} ended sessions "

@@ -136,19 +136,21 @@ def count_sessions(bucket: np.ndarray, fail: np.ndarray, codes: dict[str, np.nda
     fleet_n = np.bincount(bucket, minlength=size)[:size].astype(np.int64)
     fleet_x = np.bincount(bucket[failed], minlength=size)[:size].astype(np.int64)
     levels = {}
+    # Each session's bucket shifted by one row of buckets, once for every level: a level's
+    # cell is then code * size + shifted (row 0 the sessions of no unit), two passes a level.
+    shifted: dict[type[np.signedinteger], np.ndarray] = {}
     for level, code in codes.items():
         if keep is not None:
             code = code[keep]
         units = len(names[level])
-        # Codes shifted by one (they may be int8/int16: widened first): sessions of no unit (-1)
-        # count in row 0, dropped after; no mask of the sessions is built.
-        wide = np.int32 if (units + 1) * size < 2 ** 31 else np.int64
-        cell = code.astype(wide)
-        np.add(cell, 1, out=cell)   # in place: one array, not a temporary a step
-        np.multiply(cell, size, out=cell)
-        np.add(cell, bucket, out=cell, casting="unsafe")   # below 2**31 (checked above)
-        n = np.bincount(cell, minlength=(units + 1) * size)[size:(units + 1) * size].astype(np.int64)
-        x = np.bincount(cell[failed], minlength=(units + 1) * size)[size:(units + 1) * size].astype(np.int64)
+        cells = (units + 1) * size
+        wide = np.int32 if cells < 2 ** 31 else np.int64   # codes may be int8/int16: widened
+        if wide not in shifted:
+            shifted[wide] = np.add(bucket, size, dtype=wide)
+        cell = np.multiply(code, size, dtype=wide)
+        np.add(cell, shifted[wide], out=cell)   # in place: one array, not a temporary a step
+        n = np.bincount(cell, minlength=cells)[size:cells].astype(np.int64)
+        x = np.bincount(cell[failed], minlength=cells)[size:cells].astype(np.int64)
         levels[level] = LevelCounts(level, names[level], n.reshape(units, size), x.reshape(units, size))
     return FailureCounts(origin, step, int(buckets), fleet_n, fleet_x, levels)
 

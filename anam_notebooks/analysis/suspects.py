@@ -108,6 +108,11 @@ def family_of(column: str) -> str:
     return "other"
 
 
+# Memory kept for the counts of sessions left out (per set of units left out), so a set
+# differing from one counted before by a unit costs that unit's sessions only.
+LEFT_OUT_BYTES = 64 * 2 ** 20
+
+
 @dataclass
 class _Sessions:
     """Ended sessions with a start time, reduced to arrays: time bucket, stratum, failed, unit
@@ -132,32 +137,33 @@ class _Sessions:
     _members: OrderedDict[UnitKey, np.ndarray] = field(default_factory=OrderedDict)
     _member_bytes: int = 0
     _full: FailureCounts | None = None
+    _left_out: OrderedDict[frozenset[UnitKey], FailureCounts] = field(default_factory=OrderedDict)
+    _left_out_bytes: int = 0
     _bucket_strata: np.ndarray | None = None
     _stratum_totals: tuple[np.ndarray, np.ndarray] | None = None
+    _stratum_bounds: np.ndarray | None = None
     _failed: np.ndarray | None = None
     _failed_orders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _without: dict[frozenset[UnitKey], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict)
-    _crosstabs: dict[tuple[str, str, tuple[int, int] | None], np.ndarray] = field(default_factory=dict)
+    _excess: dict[tuple[UnitKey, frozenset[UnitKey], tuple[int, int] | None], float] = field(
+        default_factory=dict)
+    _spreads: dict[tuple[UnitKey, str], np.ndarray] = field(default_factory=dict)
     scans: dict[UnitKey, tuple[Any, Any]] = field(default_factory=dict)   # see _locate_and_test
 
-    def crosstab(self, inner: str, outer: str, window: tuple[int, int] | None = None) -> np.ndarray:
-        """Sessions per (inner unit, outer unit), optionally only those started in the window
-        (first, last bucket); cached per pair of levels and window."""
-        key = (inner, outer, window)
-        if key not in self._crosstabs:
-            at = self.window_slice(*window) if window is not None else slice(None)
-            size_a, size_b = len(self.names[inner]) + 1, len(self.names[outer]) + 1
-            wide = np.int32 if size_a * size_b < 2 ** 31 else np.int64   # codes may be int8/int16
-            # Codes shifted by one: "no unit" (-1) counts in row/column 0, dropped after.
-            cell = self.codes[inner][at].astype(wide)
-            np.add(cell, 1, out=cell)   # in place: one array, not a temporary a step
-            np.multiply(cell, size_b, out=cell)
-            np.add(cell, self.codes[outer][at], out=cell)
-            np.add(cell, 1, out=cell)
-            table = np.bincount(cell, minlength=size_a * size_b).reshape(size_a, size_b)
-            self._crosstabs[key] = table[1:, 1:]
-        return self._crosstabs[key]
+    def spread(self, key: UnitKey, level: str) -> np.ndarray:
+        """Sessions of the unit (not a fleet window) per unit of `level`: its row of the two
+        levels' cross table, cached per unit and level. One pass over the unit's sessions
+        (its positions when kept, else a look at its level's codes), not over every pair."""
+        asked = (key, level)
+        row = self._spreads.get(asked)
+        if row is None:
+            at = self._members.get(key)
+            values = self.codes[level][self.codes[key[0]] == key[1] if at is None else at]
+            # Codes shifted by one: "no unit" (-1) counts in slot 0, dropped after.
+            row = np.bincount(values.astype(np.intp) + 1, minlength=len(self.names[level]) + 1)[1:]
+            self._spreads[asked] = row
+        return row
 
     def start_of(self, bucket: int) -> pd.Timestamp:
         return self.origin + bucket * self.step
@@ -240,14 +246,31 @@ class _Sessions:
             if self._stratum_totals is None:
                 self._stratum_totals = (np.bincount(self.stratum, minlength=size),
                                         np.bincount(self.stratum[self.fail], minlength=size))
-            removed = self.union(list(key))
-            out = np.zeros(len(self.bucket), dtype=bool)
-            out[removed] = True
-            # What is left: every session per stratum less those removed (counts the removed
-            # sessions only, not the fleet again).
-            n = self._stratum_totals[0] - np.bincount(self.stratum[removed], minlength=size)
-            x = self._stratum_totals[1] - np.bincount(self.stratum[removed[self.fail[removed]]],
-                                                      minlength=size)
+            totals = self._stratum_totals
+            if self._stratum_bounds is None:   # where each stratum's sessions start (time order)
+                self._stratum_bounds = np.searchsorted(self.stratum, np.arange(size + 1))
+            # From the largest set kept that this one holds (a pass's headlines, before one
+            # more unit is left out): its mask copied, then each further unit's sessions not
+            # yet left out are marked and taken off the counts per stratum (found by binary
+            # search: the strata are runs of positions). What is left is never counted again.
+            base = max((k for k in self._without if k <= key), key=len, default=frozenset())
+            if base:
+                before, n, x = self._without[base]
+                out = before.copy()
+            else:
+                before, (n, x) = None, totals
+                out = np.zeros(len(self.bucket), dtype=bool)
+            empty = before is None
+            for unit in sorted(key - base):
+                at = self.members(unit)
+                fresh = at if empty else at[~out[at]]
+                out[fresh] = True
+                empty = False
+                n = n - np.diff(np.searchsorted(fresh, self._stratum_bounds.astype(fresh.dtype)))
+            # Failures through the failed sessions alone (a few percent of the fleet).
+            failed = self._failed_positions()
+            gone = out[failed] if before is None else out[failed] & ~before[failed]
+            x = x - np.bincount(self.stratum[failed[gone]], minlength=size)
             self._without[key] = (out, n, x.astype(np.int64))
         return self._without[key]
 
@@ -281,10 +304,17 @@ class _Sessions:
                                         self.origin, self.step, self.buckets)
         if not exclude:
             return self._full
-        out = self.union(exclude)
-        less = count_sessions(self.bucket[out], self.fail[out],
-                              {k: v[out] for k, v in self.codes.items()}, self.names,
-                              self.origin, self.step, self.buckets)
+        key = frozenset(exclude)
+        less = self._left_out.get(key)
+        if less is None:
+            less = self._count_left_out(key)
+            self._left_out[key] = less
+            self._left_out_bytes += _nbytes(less)
+            while self._left_out_bytes > LEFT_OUT_BYTES and len(self._left_out) > 1:
+                _, dropped = self._left_out.popitem(last=False)
+                self._left_out_bytes -= _nbytes(dropped)
+        else:
+            self._left_out.move_to_end(key)
         full = self._full
         return FailureCounts(full.origin, full.step, full.buckets,
                              full.fleet_sessions - less.fleet_sessions,
@@ -294,6 +324,46 @@ class _Sessions:
                                                  counts.failures - less.levels[level].failures)
                               for level, counts in full.levels.items()})
 
+    def _count_left_out(self, keys: frozenset[UnitKey]) -> FailureCounts:
+        """Counts of the sessions in any of the units `keys`. From the counts of a set of units
+        counted before that this set holds (or that holds this set) when one is kept: only the
+        sessions of the units that differ are counted (a headline added or left out again),
+        not every session of the set."""
+        cost = sum(self.size(k) for k in keys)   # counting every session of the set
+        best: tuple[FailureCounts, frozenset[UnitKey], frozenset[UnitKey], int] | None = None
+        for known, counted in self._left_out.items():
+            if known <= keys:   # add the sessions of the units it lacks (outside its units)
+                differ, others, sign = keys - known, known, 1
+            elif known >= keys:   # take away the sessions only its extra units hold
+                differ, others, sign = known - keys, keys, -1
+            else:
+                continue
+            extra = sum(self.size(k) for k in differ)
+            if extra < cost:
+                best, cost = (counted, differ, others, sign), extra
+        if best is None:
+            return self._count_at(self.union(list(keys)))
+        counted, differ, others, sign = best
+        at = self.union(list(differ))
+        if others:
+            held = np.zeros(len(at), dtype=bool)
+            for other in others:
+                held |= self.holds(other, at)
+            at = at[~held]
+        delta = self._count_at(at)
+        return FailureCounts(counted.origin, counted.step, counted.buckets,
+                             counted.fleet_sessions + sign * delta.fleet_sessions,
+                             counted.fleet_failures + sign * delta.fleet_failures,
+                             {level: LevelCounts(level, part.units,
+                                                 part.sessions + sign * delta.levels[level].sessions,
+                                                 part.failures + sign * delta.levels[level].failures)
+                              for level, part in counted.levels.items()})
+
+    def _count_at(self, at: np.ndarray) -> FailureCounts:
+        """Counts of the sessions at positions `at`."""
+        return count_sessions(self.bucket[at], self.fail[at], {k: v[at] for k, v in self.codes.items()},
+                              self.names, self.origin, self.step, self.buckets)
+
     def size(self, key: UnitKey) -> int:
         if key[0] == FLEET:
             return len(self.members(key))
@@ -301,12 +371,15 @@ class _Sessions:
 
     def excess_p(self, key: UnitKey, removed: Sequence[UnitKey] = (),
                  window: tuple[int, int] | None = None) -> float:
-        return _excess_p(self, self.members(key), removed, window)
+        asked = (key, frozenset(removed), window)   # asked again in later passes: kept
+        if asked not in self._excess:
+            self._excess[asked] = _excess_p(self, self.members(key), removed, window, key)
+        return self._excess[asked]
 
     def shared(self, inner: UnitKey, outer: UnitKey, window: tuple[int, int] | None = None) -> int:
         if FLEET not in (inner[0], outer[0]):
             if window is None:
-                return int(self.crosstab(inner[0], outer[0])[inner[1], outer[1]])
+                return int(self.spread(inner, outer[0])[outer[1]])
             # In a window: the outer unit's sessions there (a slice of its sorted positions;
             # the outer unit is the one being asked about, whose level is sorted already).
             inner, outer = outer, inner
@@ -340,9 +413,7 @@ class _Sessions:
     def failed_members(self, key: UnitKey) -> np.ndarray:
         """Sorted positions of the unit's failed sessions, through the failed sessions alone
         (a few percent of the fleet): one small sort per level, slices after."""
-        if self._failed is None:
-            self._failed = np.flatnonzero(self.fail).astype(self._positions(0, 0).dtype)
-        failed = self._failed
+        failed = self._failed_positions()
         level, code = key
         if level == FLEET:
             first, last = fleet_span(code, self.buckets)
@@ -355,11 +426,22 @@ class _Sessions:
         positions, bounds = self._failed_orders[level]
         return positions[bounds[code]:bounds[code + 1]]   # stable sort: ascending positions
 
+    def _failed_positions(self) -> np.ndarray:
+        """Sorted positions of the failed sessions (cached)."""
+        if self._failed is None:
+            self._failed = np.flatnonzero(self.fail).astype(self._positions(0, 0).dtype)
+        return self._failed
+
     def customers(self, key: UnitKey, first: int, last: int, failed_only: bool = True) -> int:
         at = self.failed_members(key) if failed_only else self.members(key)
         at = self.clip(at, first, last)
         who = self.customer[at]
         return int(len(np.unique(who[who >= 0])))
+
+
+def _nbytes(counts: FailureCounts) -> int:
+    return counts.fleet_sessions.nbytes * 2 + sum(level.sessions.nbytes * 2
+                                                  for level in counts.levels.values())
 
 
 def _strata(bucket: np.ndarray, fail: np.ndarray, stratum_failures: int) -> np.ndarray:
@@ -406,6 +488,22 @@ def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
            ) -> tuple[np.ndarray, np.ndarray]:
     """For each child unit, the parent unit holding most of its sessions and that share."""
     modal, share = np.full(n_child, -1), np.zeros(n_child)
+    cells = (n_child + 1) * (n_parent + 1)
+    if n_parent and cells <= 4_000_000:
+        # Sessions per (child, parent) counted in one table, codes shifted by one (row and
+        # column 0: no unit): no sort. Ties go to the first parent, as np.unique's order did.
+        wide = np.int32 if cells < 2 ** 31 else np.int64
+        cell = np.multiply(child, n_parent + 1, dtype=wide)   # codes may be int8/int16
+        np.add(cell, parent, out=cell, dtype=wide)
+        np.add(cell, n_parent + 2, out=cell)
+        table = np.bincount(cell, minlength=cells).reshape(n_child + 1, n_parent + 1)[1:]
+        totals, table = table.sum(axis=1), table[:, 1:]
+        best = table.argmax(axis=1)
+        top = table[np.arange(n_child), best]
+        has = top > 0
+        modal[has] = best[has]
+        share[has] = top[has] / totals[has]
+        return modal, share
     child, parent = child.astype(np.int64), parent.astype(np.int64)   # codes may be int8/int16
     ok = (child >= 0) & (parent >= 0)
     if not ok.any() or not n_parent:
@@ -644,26 +742,38 @@ def _fleet_headline(s: _Sessions, code: int, counts: FailureCounts, draws: int) 
 
 
 def _excess_p(s: _Sessions, unit: np.ndarray, removed: Sequence[UnitKey],
-              window: tuple[int, int] | None = None) -> float:
+              window: tuple[int, int] | None = None, key: UnitKey | None = None) -> float:
     """Exact p-value that the sessions at positions `unit` failed more than the rest of the
     fleet in the same strata, both without the sessions of the `removed` units and, with a
-    `window` (first, last bucket), only inside it; 1.0 when there is nothing to compare."""
+    `window` (first, last bucket), only inside it; 1.0 when there is nothing to compare.
+    `key`, the unit whose positions `unit` are, lets its counts stand in for a pass over them."""
     out, pool_n, pool_x = s.without(removed)
     size = len(pool_n)
-    if window is not None:
-        unit = s.clip(unit, window[0], window[1])
-    unit = unit[~out[unit]]
-    if window is not None:
-        at = s.window_slice(*window)
-        left = ~out[at]
-        stratum, fail = s.stratum[at][left], s.fail[at][left]
-        pool_n = np.bincount(stratum, minlength=size)
-        pool_x = np.bincount(stratum[fail], minlength=size).astype(np.int64)
-    if not len(unit):
-        return 1.0
-    stratum = s.stratum[unit]
-    n = np.bincount(stratum, minlength=size)
-    x = np.bincount(stratum[s.fail[unit]], minlength=size).astype(np.int64)
+    if window is None and key is not None and key[0] != FLEET:
+        # The unit's sessions per stratum from its counts, less those left out (only the
+        # left-out ones are gathered); its failures through its failed sessions alone.
+        strata = s.bucket_strata()
+        n = (_per_stratum(s.counts().levels[key[0]].sessions[key[1]], strata)
+             - np.bincount(s.stratum[unit[out[unit]]], minlength=size))
+        failed = s.failed_members(key)
+        x = np.bincount(s.stratum[failed[~out[failed]]], minlength=size).astype(np.int64)
+        if not n.any():
+            return 1.0
+    else:
+        if window is not None:
+            unit = s.clip(unit, window[0], window[1])
+        unit = unit[~out[unit]]
+        if window is not None:
+            at = s.window_slice(*window)
+            left = ~out[at]
+            stratum, fail = s.stratum[at][left], s.fail[at][left]
+            pool_n = np.bincount(stratum, minlength=size)
+            pool_x = np.bincount(stratum[fail], minlength=size).astype(np.int64)
+        if not len(unit):
+            return 1.0
+        stratum = s.stratum[unit]
+        n = np.bincount(stratum, minlength=size)
+        x = np.bincount(stratum[s.fail[unit]], minlength=size).astype(np.int64)
     used = n > 0
     return float(stratified_excess(n[used], x[used], pool_n[used], pool_x[used],
                                    np.zeros(int(used.sum()), np.int64), 1)[0][0])
