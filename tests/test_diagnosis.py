@@ -299,3 +299,18 @@ def test_a_replicaset_failing_while_it_was_all_of_its_region_is_named_not_the_re
     top = ranked.iloc[0]
     assert (top["level"], top["unit"]) == ("engine_replicaset", "anam-engine-4htr62gscd")
     assert top["flagged"] and top["q_value"] < 0.01
+
+
+def test_a_version_failing_all_week_is_not_narrowed_to_the_replicaset_that_rolled_it_out():
+    """A version failing 5× all week, rolled out two days before the end and then serving every
+    session: only its first replicaset ran beside other versions, so the rest of the version
+    has nobody to be compared with and shows no excess. That is no sign the replicaset carries
+    it all (its own evidence is a small part of the version's), so the version is named."""
+    df = sessions_frame(generate_fleet(seed=15, sessions=20000, span="7d", end=END,
+                                       incidents=False).sessions)
+    unit = (df["engine_version"] == "v5.1.1").fillna(False)
+    plant(df, unit, df["start_time"].min().floor("1h"), 7 * 24 + 1, 1 / 6, seed=[15, 168, 20, 5])
+    ranked = analysis.rank_suspects(df)
+    top = ranked.iloc[0]
+    assert (top["level"], top["unit"]) == ("engine_version", "v5.1.1")
+    assert top["flagged"] and top["q_value"] < 0.01

@@ -73,6 +73,11 @@ LIKE_THE_UNIT_P = 0.01
 # p-value (a stricter bar than a finding's: a chance excess of the rest, found in one check of
 # twenty at 5 %, must not keep a parent named for its child's outage).
 NARROW_P = 0.01
+# ... and keeps at least this share of the other's evidence (-log p), evidence beyond p = 1e-10
+# counting as certain (so a pod holding all of its replicaset's outage is named even when the
+# larger unit's window has a far smaller p-value).
+EVIDENCE_KEPT = 0.5
+CERTAIN_EVIDENCE = float(-np.log(1e-10))
 # A fleet-wide window is one unit's when that unit served (nearly) every session in it and,
 # outside it, failed more than the rest of the fleet at the same time at this p-value.
 SOLE_UNIT_P = 1e-3
@@ -790,7 +795,8 @@ def _span(s: _Sessions, window: tuple[Any, Any]) -> tuple[int, int] | None:
 
 
 def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates: list[UnitKey],
-               cols: list[str], alpha: float, windows: dict[UnitKey, tuple[Any, Any]]) -> UnitKey:
+               cols: list[str], alpha: float, windows: dict[UnitKey, tuple[Any, Any]],
+               strength: dict[UnitKey, float] | None = None) -> UnitKey:
     """The unit inside `key` that carries all of its excess (a broken pod in its replicaset, a
     persona's only voice), followed down as far as it goes; `key` itself when there is none.
 
@@ -798,10 +804,15 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
     period, or inside the window where `key` was worst); it carries the excess when the rest
     of `key` without it shows none (p >= NARROW_P), over the whole period and inside the window,
     the sessions of `headlines` left out. Two units holding the same sessions are one: the
-    earlier level is named. A fleet-wide window is never narrowed.
+    earlier level is named. A fleet-wide window is never narrowed. With `strength` (-log p of
+    each unit as tested in this pass), a candidate must also keep at least EVIDENCE_KEPT of
+    `key`'s (up to CERTAIN_EVIDENCE): a rest that shows no excess because it has nobody to be
+    compared with (a version's other replicasets, started once it served every session) is no
+    sign that the candidate carries it all.
     """
     if key[0] == FLEET:
         return key
+    top = min(strength.get(key, 0.0), CERTAIN_EVIDENCE) if strength is not None else 0.0
     seen = {key}
     while True:
         size = s.size(key)
@@ -827,6 +838,8 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
                     inside.append(other)
         step = None
         for other in sorted(inside, key=lambda k: -s.failed_shared(k, k)[0]):
+            if strength is not None and strength.get(other, 0.0) < EVIDENCE_KEPT * top:
+                continue
             removed = (*headlines, other)
             if s.excess_p(key, removed) < NARROW_P:
                 continue
@@ -1029,6 +1042,8 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
     sig = sig.sort_values(["fleet", "evidence", "rank"], ascending=[False, False, True], kind="stable")
     keys = [(str(level), int(code)) for level, code in zip(sig["level"], sig["code"])]
     windows = dict(zip(keys, zip(sig["window_start"], sig["window_end"])))
+    strength = {(str(level), int(code)): -float(np.log(max(p, 1e-300))) for level, code, p in
+                zip(out["level"], out["code"], out["p_value"].astype(float))}
     kept = [k for k in previous if k in keys]
     # A fleet-wide window taken while the unit that served all of it was not yet significant
     # (its excess elsewhere shows only once the window is left out) is that unit's.
@@ -1036,7 +1051,7 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
     # Narrowed again with the other headlines left out: a headline taken while a concurrent
     # cause was still unknown may now narrow to the unit that carries it.
     inner = keys + [k for k in first or () if k not in keys]
-    kept = list(dict.fromkeys(_narrowest(s, [o for o in kept if o != k], k, inner, cols, alpha, windows)
+    kept = list(dict.fromkeys(_narrowest(s, [o for o in kept if o != k], k, inner, cols, alpha, windows, strength)
                               for k in kept))
     fresh: list[UnitKey] = []
     waiting: list[UnitKey] = []
@@ -1052,7 +1067,7 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
                                             _window_lift(s.counts(tuple(kept)), key))
                 or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]), "q_value"].min()) >= STRONG_Q):
             continue   # units' (alone or with the units failing at the same time), or not clear enough
-        key = _narrowest(s, kept, key, inner, cols, alpha, windows)
+        key = _narrowest(s, kept, key, inner, cols, alpha, windows, strength)
         if key in kept or key in fresh:
             continue
         if key[0] != FLEET and any(k[0] != FLEET and s.shared(k, key) >= NEST_SHARE * s.size(k)
