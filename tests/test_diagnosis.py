@@ -314,3 +314,21 @@ def test_a_version_failing_all_week_is_not_narrowed_to_the_replicaset_that_rolle
     top = ranked.iloc[0]
     assert (top["level"], top["unit"]) == ("engine_version", "v5.1.1")
     assert top["flagged"] and top["q_value"] < 0.01
+
+
+def test_a_fleet_wide_hour_is_not_given_to_a_version_serving_nearly_all_of_it():
+    """An hour in which everyone failed about 20 %, while one version served all but a handful
+    of the sessions: those few beside it failed like everyone, too few to tell "this version"
+    from "the whole fleet", so the finding is the fleet's, in its hour."""
+    df = sessions_frame(generate_fleet(seed=0, sessions=20000, span="7d", end=END,
+                                       incidents=False).sessions)
+    start = pd.Timestamp("2026-04-15T20:00Z")
+    during = (df["start_time"] >= start) & (df["start_time"] < start + HOUR)
+    top_version = df.loc[during, "engine_version"].value_counts(normalize=True).iloc[0]
+    assert 0.9 < top_version < 0.95   # nearly all, yet not the fleet by itself
+    plant(df, pd.Series(True, index=df.index), start, 1, 1 / 6, seed=1)
+    ranked = analysis.rank_suspects(df)
+    top = ranked.iloc[0]
+    assert top["level"] == "fleet" and top["flagged"] and top["q_value"] < 0.01
+    assert abs(top["window_start"] - start) <= HOUR and abs(top["window_end"] - start - HOUR) <= HOUR
+    assert not ranked.loc[ranked["flagged"], "level"].isin(["engine_version"]).any()
