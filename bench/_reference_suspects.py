@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from anam_notebooks.analysis.coded import _distinct
 from anam_notebooks.analysis.failures import FailureSpec, failure_rule, is_failure
 from anam_notebooks.analysis.stats import q_values, scan_windows, stratified_excess
 from anam_notebooks.analysis.wording import finding_sentence, unit_label
@@ -139,17 +140,6 @@ def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
     modal[c[first]] = p[first]
     share[c[first]] = counts[first] / totals[c[first]]
     return modal, share
-
-
-def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(keys, return_inverse=True) for non-negative keys below `size`, by counting
-    when `size` is small enough (no sort: the step that dominates a million sessions)."""
-    if size > 4_000_000:
-        return np.unique(keys, return_inverse=True)
-    present = np.bincount(keys, minlength=size) > 0
-    distinct = np.flatnonzero(present)
-    position = np.cumsum(present) - 1
-    return distinct, position[keys]
 
 
 def _level_table(s: _Sessions, col: str, min_sessions: int, cause: np.ndarray,
