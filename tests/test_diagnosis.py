@@ -60,6 +60,26 @@ def provider_outage(seed: int) -> tuple[pd.DataFrame, set[tuple[str, str]], pd.T
     return df, {("tts_provider", "CARTESIA"), ("tts_model", "sonic-2")}, start, start + pd.Timedelta("4h")
 
 
+def quiet_week(seed: int) -> pd.DataFrame:
+    """A simulated week of 20,000 sessions without incidents."""
+    return sessions_frame(generate_fleet(seed=seed, sessions=20000, span="7d", end=END,
+                                         incidents=False).sessions)
+
+
+def failing_all_week(df: pd.DataFrame, column: str, value: str, rate: float,
+                     seed: int | list[int]) -> pd.DataFrame:
+    """The ranking of `df` with `rate` of the unit's sessions failing all week."""
+    unit = (df[column] == value).fillna(False)
+    plant(df, unit, df["start_time"].min().floor("1h"), 7 * 24 + 1, rate, seed=seed)
+    return analysis.rank_suspects(df)
+
+
+def assert_named_first(ranked: pd.DataFrame, level: str, unit: str) -> None:
+    top = ranked.iloc[0]
+    assert (top["level"], top["unit"]) == (level, unit)
+    assert top["flagged"] and top["q_value"] < 0.01
+
+
 def test_a_four_hour_provider_outage_is_found_first_in_its_window_on_19_of_20_fleets():
     """The method before the calibrated scan: 4 of 10 such fleets."""
     missed = []
@@ -244,11 +264,7 @@ def test_a_version_failing_all_week_is_the_one_headline():
     """A version rolled out mid-week failing 40 % of its sessions (10× the fleet) makes the rest
     of the fleet's hour-to-hour swings look real while it runs; every other unit's window is
     scanned again without it, so no replicaset of another version is blamed beside it."""
-    df = sessions_frame(generate_fleet(seed=0, sessions=20000, span="7d", end=END,
-                                       incidents=False).sessions)
-    unit = (df["engine_version"] == "v5.1.1").fillna(False)
-    plant(df, unit, df["start_time"].min().floor("1h"), 7 * 24 + 1, 0.375, seed=0)
-    ranked = analysis.rank_suspects(df)
+    ranked = failing_all_week(quiet_week(0), "engine_version", "v5.1.1", 0.375, seed=0)
     heads = ranked[ranked["flagged"]]
     assert list(zip(heads["level"], heads["unit"])) == [("engine_version", "v5.1.1")]
 
@@ -257,8 +273,7 @@ def test_a_fleet_wide_outage_while_one_version_serves_everyone_is_the_fleets():
     """Four hours in which one version served every session (2 of 289 had none recorded),
     all of them failing 40 %: the version is the fleet at that time, so the finding is the
     whole fleet's, in its window, and the version is not blamed by its whole-period rate."""
-    df = sessions_frame(generate_fleet(seed=1, sessions=20000, span="7d", end=END,
-                                       incidents=False).sessions)
+    df = quiet_week(1)
     start = pd.Timestamp("2026-04-15T01:00Z")
     during = (df["start_time"] >= start) & (df["start_time"] < start + 4 * HOUR)
     assert (df.loc[during, "engine_version"].dropna() == "v5.0.3").all()
@@ -274,16 +289,11 @@ def test_a_version_failing_all_week_is_named_not_the_fleet_in_the_days_it_ran_al
     """A version failing 5× all week that served every session for two days looks fleet-wide
     then; outside those days it failed more than the versions beside it, so the finding is the
     version's and no fleet-wide window is blamed."""
-    df = sessions_frame(generate_fleet(seed=4, sessions=20000, span="7d", end=END,
-                                       incidents=False).sessions)
-    unit = (df["engine_version"] == "v5.1.0").fillna(False)
-    hour = df["start_time"].dt.floor("1h")
-    assert (unit.groupby(hour).mean() == 1).sum() >= 24   # a day and more alone
-    plant(df, unit, df["start_time"].min().floor("1h"), 7 * 24 + 1, 1 / 6, seed=[4, 168, 20, 5])
-    ranked = analysis.rank_suspects(df)
-    top = ranked.iloc[0]
-    assert (top["level"], top["unit"]) == ("engine_version", "v5.1.0")
-    assert top["flagged"] and top["q_value"] < 0.01
+    df = quiet_week(4)
+    alone = (df["engine_version"] == "v5.1.0").groupby(df["start_time"].dt.floor("1h")).mean() == 1
+    assert alone.sum() >= 24   # a day and more alone
+    ranked = failing_all_week(df, "engine_version", "v5.1.0", 1 / 6, seed=[4, 168, 20, 5])
+    assert_named_first(ranked, "engine_version", "v5.1.0")
     assert not ranked.loc[ranked["flagged"], "level"].eq("fleet").any()
 
 
@@ -291,14 +301,9 @@ def test_a_replicaset_failing_while_it_was_all_of_its_region_is_named_not_the_re
     """A replicaset failing 5× all its life, the only one of its region while it lived: the
     region's other hours show a chance excess (p < 0.05), which is no reason to name the
     region for the replicaset's outage."""
-    df = sessions_frame(generate_fleet(seed=6, sessions=20000, span="7d", end=END,
-                                       incidents=False).sessions)
-    unit = (df["engine_replicaset"] == "anam-engine-4htr62gscd").fillna(False)
-    plant(df, unit, df["start_time"].min().floor("1h"), 7 * 24 + 1, 1 / 6, seed=[6, 168, 20, 5])
-    ranked = analysis.rank_suspects(df)
-    top = ranked.iloc[0]
-    assert (top["level"], top["unit"]) == ("engine_replicaset", "anam-engine-4htr62gscd")
-    assert top["flagged"] and top["q_value"] < 0.01
+    ranked = failing_all_week(quiet_week(6), "engine_replicaset", "anam-engine-4htr62gscd", 1 / 6,
+                              seed=[6, 168, 20, 5])
+    assert_named_first(ranked, "engine_replicaset", "anam-engine-4htr62gscd")
 
 
 def test_a_version_failing_all_week_is_not_narrowed_to_the_replicaset_that_rolled_it_out():
@@ -306,22 +311,15 @@ def test_a_version_failing_all_week_is_not_narrowed_to_the_replicaset_that_rolle
     session: only its first replicaset ran beside other versions, so the rest of the version
     has nobody to be compared with and shows no excess. That is no sign the replicaset carries
     it all (its own evidence is a small part of the version's), so the version is named."""
-    df = sessions_frame(generate_fleet(seed=15, sessions=20000, span="7d", end=END,
-                                       incidents=False).sessions)
-    unit = (df["engine_version"] == "v5.1.1").fillna(False)
-    plant(df, unit, df["start_time"].min().floor("1h"), 7 * 24 + 1, 1 / 6, seed=[15, 168, 20, 5])
-    ranked = analysis.rank_suspects(df)
-    top = ranked.iloc[0]
-    assert (top["level"], top["unit"]) == ("engine_version", "v5.1.1")
-    assert top["flagged"] and top["q_value"] < 0.01
+    ranked = failing_all_week(quiet_week(15), "engine_version", "v5.1.1", 1 / 6, seed=[15, 168, 20, 5])
+    assert_named_first(ranked, "engine_version", "v5.1.1")
 
 
 def test_a_fleet_wide_hour_is_not_given_to_a_version_serving_nearly_all_of_it():
     """An hour in which everyone failed about 20 %, while one version served all but a handful
     of the sessions: those few beside it failed like everyone, too few to tell "this version"
     from "the whole fleet", so the finding is the fleet's, in its hour."""
-    df = sessions_frame(generate_fleet(seed=0, sessions=20000, span="7d", end=END,
-                                       incidents=False).sessions)
+    df = quiet_week(0)
     start = pd.Timestamp("2026-04-15T20:00Z")
     during = (df["start_time"] >= start) & (df["start_time"] < start + HOUR)
     top_version = df.loc[during, "engine_version"].value_counts(normalize=True).iloc[0]
