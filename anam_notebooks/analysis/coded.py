@@ -123,16 +123,22 @@ def _smallest(labels: int) -> type[np.signedinteger]:
 
 def _customers(label: np.ndarray, key: np.ndarray, n_labels: int, n_keys: int) -> np.ndarray:
     """One code per (label, key) pair of codes; -1 when both are missing."""
-    cells = (n_labels + 1) * (n_keys + 1)
-    wide = np.int32 if cells < 2 ** 31 else np.int64
-    # (label + 1) * (n_keys + 1) + key + 1 in three passes, widened as it is read; 0: both missing
-    pair = np.multiply(label, n_keys + 1, dtype=wide)
-    np.add(pair, key, out=pair, dtype=wide)
-    np.add(pair, n_keys + 2, out=pair)
-    _, code = _distinct(pair, cells)
+    pair = pair_keys(label, key, n_labels, n_keys)
+    _, code = _distinct(pair, (n_labels + 1) * (n_keys + 1))
     customer = code.astype(np.int32)
     customer[pair == 0] = _NONE
     return customer
+
+
+def pair_keys(first: np.ndarray, second: np.ndarray, n_first: int, n_second: int) -> np.ndarray:
+    """One key per pair of codes (-1: none), (first + 1) * (n_second + 1) + second + 1, below
+    (n_first + 1) * (n_second + 1); 0 where both are missing. Computed in three passes, widened
+    as it is read (codes may be int8/int16; no widened copy of either is made)."""
+    wide = np.int32 if (n_first + 1) * (n_second + 1) < 2 ** 31 else np.int64
+    pair = np.multiply(first, n_second + 1, dtype=wide)
+    np.add(pair, second, out=pair, dtype=wide)
+    np.add(pair, n_second + 2, out=pair)
+    return pair
 
 
 def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from scipy import stats
 
 from ..data.checks import check_count, check_freq, check_names
 from ..data.dataset import SessionDataset
-from .coded import CodedSessions, coded_sessions
+from .coded import CodedSessions, coded_sessions, pair_keys
 from .counts import (
     FLEET,
     FailureCounts,
@@ -497,11 +497,8 @@ def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
     if n_parent and cells <= 4_000_000:
         # Sessions per (child, parent) counted in one table, codes shifted by one (row and
         # column 0: no unit): no sort. Ties go to the first parent, as np.unique's order did.
-        wide = np.int32 if cells < 2 ** 31 else np.int64
-        cell = np.multiply(child, n_parent + 1, dtype=wide)   # codes may be int8/int16
-        np.add(cell, parent, out=cell, dtype=wide)
-        np.add(cell, n_parent + 2, out=cell)
-        table = np.bincount(cell, minlength=cells).reshape(n_child + 1, n_parent + 1)[1:]
+        table = np.bincount(pair_keys(child, parent, n_child, n_parent), minlength=cells)
+        table = table.reshape(n_child + 1, n_parent + 1)[1:]
         totals, table = table.sum(axis=1), table[:, 1:]
         best = table.argmax(axis=1)
         top = table[np.arange(n_child), best]
@@ -956,26 +953,29 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
     return False
 
 
-def _window_lift(counts: FailureCounts, key: UnitKey) -> float:
-    """How many times its rate outside a fleet-wide window the counted sessions failed inside it."""
+def _inside_outside(counts: FailureCounts, key: UnitKey) -> tuple[int, float, int, int]:
+    """Sessions and failures counted inside a fleet-wide window, and what their rate outside it
+    predicts inside (at least half a failure outside), with the sessions outside."""
     first, last = fleet_span(key[1], counts.buckets)
     n_in = int(counts.fleet_sessions[first:last + 1].sum())
     x_in = int(counts.fleet_failures[first:last + 1].sum())
     n_out, x_out = int(counts.fleet_sessions.sum()) - n_in, int(counts.fleet_failures.sum()) - x_in
-    return x_in / (n_in * max(x_out, 0.5) / n_out) if n_in and n_out > 0 else 1.0
+    return n_in, n_in * max(x_out, 0.5) / n_out if n_out > 0 else np.nan, x_in, n_out
+
+
+def _window_lift(counts: FailureCounts, key: UnitKey) -> float:
+    """How many times its rate outside a fleet-wide window the counted sessions failed inside it."""
+    n_in, expected, x_in, n_out = _inside_outside(counts, key)
+    return x_in / expected if n_in and n_out > 0 else 1.0
 
 
 def _fleet_excess_stands(counts: FailureCounts, key: UnitKey, alpha: float, lift: float = 1.0) -> bool:
     """Whether the sessions counted still fail more inside a fleet-wide window than outside it
     (a one-sided Poisson tail below `alpha`), or, too few to show it, fail as the whole fleet
     did there (`lift` times their usual rate: no Poisson tail below LIKE_THE_UNIT_P says less)."""
-    first, last = fleet_span(key[1], counts.buckets)
-    n_in = int(counts.fleet_sessions[first:last + 1].sum())
-    x_in = int(counts.fleet_failures[first:last + 1].sum())
-    n_out, x_out = int(counts.fleet_sessions.sum()) - n_in, int(counts.fleet_failures.sum()) - x_in
+    n_in, expected, x_in, n_out = _inside_outside(counts, key)
     if n_in < MIN_SESSIONS or n_out <= 0:
         return False
-    expected = n_in * max(x_out, 0.5) / n_out
     if stats.poisson.sf(x_in - 1, expected) < alpha:
         return True
     return bool(lift > 1 and stats.poisson.cdf(x_in, expected * lift) >= LIKE_THE_UNIT_P)
