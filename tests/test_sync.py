@@ -13,12 +13,14 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 import anam_notebooks.sync as sync_module
 from anam_notebooks import fetch_sessions, sessions_frame
+from anam_notebooks.api.source import SessionSource
 from anam_notebooks.data.store import SessionStore
 from anam_notebooks.simulator import create_app, demo_client, generate_fleet
 from anam_notebooks.sync import refresh_store
@@ -26,7 +28,7 @@ from anam_notebooks.sync import refresh_store
 END = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 
 
-def refresh(store: SessionStore, client, **kw) -> pd.DataFrame:
+def refresh(store: SessionStore, client: SessionSource, **kw: Any) -> pd.DataFrame:
     """A sync of `store`, then the whole store as a frame."""
     refresh_store(store, client, **kw)
     return store.load()
@@ -45,7 +47,7 @@ def live():
     return app.state.simulator, demo_client(app)
 
 
-def full_fetch(client) -> pd.DataFrame:
+def full_fetch(client: SessionSource) -> pd.DataFrame:
     return fetch_sessions(client, progress=False)
 
 
