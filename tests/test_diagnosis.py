@@ -330,3 +330,27 @@ def test_a_fleet_wide_hour_is_not_given_to_a_version_serving_nearly_all_of_it():
     assert top["level"] == "fleet" and top["flagged"] and top["q_value"] < 0.01
     assert abs(top["window_start"] - start) <= HOUR and abs(top["window_end"] - start - HOUR) <= HOUR
     assert not ranked.loc[ranked["flagged"], "level"].isin(["engine_version"]).any()
+
+
+def test_a_pod_failing_all_its_life_is_named_not_the_fleet_in_the_days_it_lived():
+    """A pod failing 5× all its life (three and a half days of the week) lifts the whole
+    fleet's rate in those days, and the rest of the fleet happened to fail a little more then
+    too (p = 1e-4 inside against outside). That is no fleet-wide window: the window was chosen
+    among every window, and scanned again without the pod and the units failing with it the
+    rest is nowhere near a headline's strength. The pod is named and no fleet-wide window."""
+    pod = "anam-engine-twj7hcrr6l-5blxr"
+    ranked = failing_all_week(quiet_week(18), "engine_pod", pod, 1 / 6, seed=6)
+    assert_named_first(ranked, "engine_pod", pod)
+    assert not ranked.loc[ranked["flagged"], "level"].eq("fleet").any()
+
+
+def test_a_version_failing_all_its_life_is_named_not_the_units_that_rose_with_it():
+    """A version failing 5× from its rollout two days before the end, then serving nearly every
+    session: the whole fleet, every region and both providers fail more in those days, and
+    the provider most of whose traffic the version served has more evidence of a window than
+    the version. The window is the version's life (it failed beyond the rest before it too), so
+    the version is named, and not the provider, a model or a region that rose with it."""
+    ranked = failing_all_week(quiet_week(19), "engine_version", "v5.1.1", 1 / 6, seed=[19, 168, 5, 5])
+    assert_named_first(ranked, "engine_version", "v5.1.1")
+    heads = ranked[ranked["flagged"]]
+    assert list(zip(heads["level"], heads["unit"])) == [("engine_version", "v5.1.1")]

@@ -900,13 +900,22 @@ def _failed_overlap(s: SessionQueries, a: UnitKey, b: UnitKey) -> float:
     return shared / max(1, min(fa, fb))
 
 
-def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], alpha: float) -> bool:
+def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], alpha: float
+                         ) -> tuple[bool, UnitKey | None]:
     """Whether one unit of some level carries a fleet-wide window's excess: without that unit's
     sessions (the unit with most failures in the window beyond its own usual rate), the rest of
     the fleet no longer fails more in the window than outside it (Poisson tail p >= alpha),
     and it failed clearly less than that unit's own rise would make it fail (Poisson tail
     p < LIKE_THE_UNIT_P): a rest too small to tell is no evidence for the unit. A fleet-wide
-    finding means every region, version and provider at once."""
+    finding means every region, version and provider at once: when fewer than two of some
+    level fail more in the window, it is not fleet-wide.
+
+    The second value names the unit whose finding the window is, when the window is the life of
+    one unit failing all of it: of a level that did not rise as a whole, the unit failing most
+    beyond the fleet's usual rate in the window that also failed beyond the rest of the fleet
+    outside it (a version failing all its life, rolled out just before the window). A unit
+    that only rose in the window is left to its own evidence: the cause may lie inside it or
+    across it (an avatar served by one provider)."""
     first, last = fleet_span(key[1], counts.buckets)
     inside = slice(first, last + 1)
     for col in [c for c in SPREAD_LEVELS if c in cols]:
@@ -918,8 +927,20 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
         if seen.sum() < 2:
             continue
         expected = n_in[seen] * np.maximum(x_out[seen], 0.5) / n_out[seen]
-        if int((stats.poisson.sf(x_in[seen] - 1, expected) < alpha).sum()) < 2:
-            return True
+        rising = np.flatnonzero(seen)[stats.poisson.sf(x_in[seen] - 1, expected) < alpha]
+        if len(rising) < 2:
+            # Not fleet-wide. The window is one unit's life when that unit failed beyond the
+            # rest of the fleet outside the window as well (a version failing all its life,
+            # rolled out just before it): of those, the one failing most beyond the fleet's
+            # usual rate in the window.
+            usual_n = counts.fleet_sessions.sum() - counts.fleet_sessions[inside].sum()
+            usual_x = counts.fleet_failures.sum() - counts.fleet_failures[inside].sum()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                others = np.maximum(usual_x - x_out, 0.5) / np.maximum(usual_n - n_out, 1)
+            before = (n_out > 0) & (stats.poisson.sf(x_out - 1, n_out * others) < alpha)
+            beyond = np.where((n_in >= MIN_SESSIONS) & before, x_in - n_in * usual_x / max(usual_n, 1), -np.inf)
+            top = int(np.argmax(beyond))
+            return True, (col, top) if beyond[top] > 0 else None
     for col in cols:
         level = counts.levels[col]
         n_in, x_in = level.sessions[:, inside].sum(axis=1), level.failures[:, inside].sum(axis=1)
@@ -945,12 +966,12 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
         if np.isfinite(lift) and stats.poisson.cdf(rest_in_x, rest_expected * lift) >= LIKE_THE_UNIT_P:
             continue
         if stats.poisson.sf(rest_in_x - 1, rest_expected) >= alpha:
-            return True
+            return True, None
         # Or the rest failed only a little more than usual next to that unit (a big fleet
         # makes any spill-over significant): under a quarter of the unit's excess rate.
         if (rest_in_x - rest_expected) / rest_in_n < CARRIED_SHARE * excess[u] / n_in[u]:
-            return True
-    return False
+            return True, None
+    return False, None
 
 
 def _inside_outside(counts: FailureCounts, key: UnitKey) -> tuple[int, float, int, int]:
@@ -969,15 +990,27 @@ def _window_lift(counts: FailureCounts, key: UnitKey) -> float:
     return x_in / expected if n_in and n_out > 0 else 1.0
 
 
-def _fleet_excess_stands(counts: FailureCounts, key: UnitKey, alpha: float, lift: float = 1.0) -> bool:
-    """Whether the sessions counted still fail more inside a fleet-wide window than outside it
-    (a one-sided Poisson tail below `alpha`), or, too few to show it, fail as the whole fleet
-    did there (`lift` times their usual rate: no Poisson tail below LIKE_THE_UNIT_P says less)."""
+def _fleet_excess_stands(s: _Sessions, counts: FailureCounts, key: UnitKey, out: pd.DataFrame,
+                         draws: int, lift: float = 1.0) -> bool:
+    """Whether the sessions counted still make a fleet-wide window of their own: the fleet's
+    scan, run on them alone, finds a window overlapping it that is as strong as a fleet-wide
+    headline must be (the q-value it would have among the units tested in `out`, below
+    STRONG_Q: the scan's own calibration, since the window was chosen among every window and a
+    plain inside-against-outside test of it would be too kind), or, too few to show it, they
+    fail as the whole fleet did there (`lift` times their usual rate: no Poisson tail below
+    LIKE_THE_UNIT_P says less)."""
     n_in, expected, x_in, n_out = _inside_outside(counts, key)
     if n_in < MIN_SESSIONS or n_out <= 0:
         return False
-    if stats.poisson.sf(x_in - 1, expected) < alpha:
-        return True
+    first, last = fleet_span(key[1], counts.buckets)
+    rest = _level_table(s, FLEET, 0, counts, draws)
+    if len(rest) and int(rest["first"].iloc[0]) <= last and int(rest["last"].iloc[0]) >= first:
+        p = out["p_value"].to_numpy(dtype=float, copy=True)
+        at = np.flatnonzero((out["level"] == FLEET).to_numpy() & (out["code"] == key[1]).to_numpy())
+        if len(at):
+            p[at[0]] = float(rest["p_value"].iloc[0])
+            if q_values(p, method="by")[at[0]] < STRONG_Q:
+                return True
     return bool(lift > 1 and stats.poisson.cdf(x_in, expected * lift) >= LIKE_THE_UNIT_P)
 
 
@@ -1022,7 +1055,8 @@ def _sole_unit_cause(s: _Sessions, fleet: UnitKey, kept: list[UnitKey], keys: li
 
 
 def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
-                      cols: list[str], alpha: float, first: list[UnitKey] | None = None) -> list[UnitKey]:
+                      cols: list[str], alpha: float, first: list[UnitKey] | None = None,
+                      draws: int = DRAWS) -> list[UnitKey]:
     """Significant units taken strongest first; a unit sharing many failures with one taken (or
     waiting) in this pass waits for the next pass, where it is tested with that one allowed for.
 
@@ -1060,11 +1094,19 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
             break
         if key in kept:
             continue
+        if key[0] == FLEET:
+            carried, carrier = _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha)
+            if carried:
+                # The window is that unit's: it is taken in the window's place when significant
+                # itself, before units that rose with it (a provider most of whose traffic a
+                # failing version served then) can take its excess.
+                if carrier not in keys:
+                    continue
+                key = carrier
         if key[0] == FLEET and (
-                _carried_by_one_unit(s.counts(tuple(kept)), key, cols, alpha)
-                or _sole_unit_cause(s, key, kept, keys)
-                or not _fleet_excess_stands(s.counts(tuple(kept + _concurrent(s, key, keys, windows))), key, alpha,
-                                            _window_lift(s.counts(tuple(kept)), key))
+                _sole_unit_cause(s, key, kept, keys)
+                or not _fleet_excess_stands(s, s.counts(tuple(kept + _concurrent(s, key, keys, windows))), key,
+                                            out, draws, _window_lift(s.counts(tuple(kept)), key))
                 or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]), "q_value"].min()) >= STRONG_Q):
             continue   # units' (alone or with the units failing at the same time), or not clear enough
         key = _narrowest(s, kept, key, inner, cols, alpha, windows, strength)
@@ -1174,7 +1216,7 @@ def rank_suspects(df: pd.DataFrame | SessionDataset, levels: str | Sequence[str]
     raw = _test_all(s, cols, min_sessions, min_failures, alpha, [], draws)
     out, headlines, passes = raw, [], 1
     if not raw.empty:
-        headlines = _choose_headlines(s, raw, [], cols, alpha)
+        headlines = _choose_headlines(s, raw, [], cols, alpha, draws=draws)
         first = [(str(lv), int(c)) for lv, c in zip(raw.loc[raw["significant"], "level"],
                                                      raw.loc[raw["significant"], "code"])]
         seen = [set(headlines)]
@@ -1184,7 +1226,7 @@ def rank_suspects(df: pd.DataFrame | SessionDataset, levels: str | Sequence[str]
             if tested.empty:   # the headlines hold every session: nothing is left to compare
                 break
             out = tested
-            chosen = _choose_headlines(s, out, headlines, cols, alpha, first)
+            chosen = _choose_headlines(s, out, headlines, cols, alpha, first, draws)
             if chosen == headlines or set(chosen) in seen:   # settled, or going round in a cycle
                 break
             seen.append(set(chosen))
