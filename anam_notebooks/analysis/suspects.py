@@ -912,10 +912,10 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
 
     The second value names the unit whose finding the window is, when the window is the life of
     one unit failing all of it: of a level that did not rise as a whole, the unit failing most
-    beyond the fleet's usual rate in the window that also failed beyond the rest of the fleet
-    outside it (a version failing all its life, rolled out just before the window). A unit
-    that only rose in the window is left to its own evidence: the cause may lie inside it or
-    across it (an avatar served by one provider)."""
+    beyond the fleet's usual rate in the window, when it also failed beyond the rest of the
+    fleet outside it (p < SOLE_UNIT_P; a version failing all its life, rolled out just before
+    the window). A unit that only rose in the window is left to its own evidence: the cause
+    may lie inside it or across it (an avatar served by one provider)."""
     first, last = fleet_span(key[1], counts.buckets)
     inside = slice(first, last + 1)
     for col in [c for c in SPREAD_LEVELS if c in cols]:
@@ -929,18 +929,16 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
         expected = n_in[seen] * np.maximum(x_out[seen], 0.5) / n_out[seen]
         rising = np.flatnonzero(seen)[stats.poisson.sf(x_in[seen] - 1, expected) < alpha]
         if len(rising) < 2:
-            # Not fleet-wide. The window is one unit's life when that unit failed beyond the
-            # rest of the fleet outside the window as well (a version failing all its life,
-            # rolled out just before it): of those, the one failing most beyond the fleet's
-            # usual rate in the window.
+            # Not fleet-wide. The window is one unit's life when the unit failing most beyond
+            # the fleet's usual rate in it failed beyond the rest of the fleet outside it as
+            # well (p < SOLE_UNIT_P: a version failing all its life, rolled out just before).
             usual_n = counts.fleet_sessions.sum() - counts.fleet_sessions[inside].sum()
             usual_x = counts.fleet_failures.sum() - counts.fleet_failures[inside].sum()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                others = np.maximum(usual_x - x_out, 0.5) / np.maximum(usual_n - n_out, 1)
-            before = (n_out > 0) & (stats.poisson.sf(x_out - 1, n_out * others) < alpha)
-            beyond = np.where((n_in >= MIN_SESSIONS) & before, x_in - n_in * usual_x / max(usual_n, 1), -np.inf)
+            beyond = np.where(n_in >= MIN_SESSIONS, x_in - n_in * usual_x / max(usual_n, 1), -np.inf)
             top = int(np.argmax(beyond))
-            return True, (col, top) if beyond[top] > 0 else None
+            others = max(usual_x - x_out[top], 0.5) / max(usual_n - n_out[top], 1)
+            before = n_out[top] > 0 and stats.poisson.sf(x_out[top] - 1, n_out[top] * others) < SOLE_UNIT_P
+            return True, (col, top) if beyond[top] > 0 and before else None
     for col in cols:
         level = counts.levels[col]
         n_in, x_in = level.sessions[:, inside].sum(axis=1), level.failures[:, inside].sum(axis=1)
