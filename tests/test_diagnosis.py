@@ -354,3 +354,19 @@ def test_a_version_failing_all_its_life_is_named_not_the_units_that_rose_with_it
     assert_named_first(ranked, "engine_version", "v5.1.1")
     heads = ranked[ranked["flagged"]]
     assert list(zip(heads["level"], heads["unit"])) == [("engine_version", "v5.1.1")]
+
+
+def test_a_clear_provider_outage_is_not_handed_to_an_llm_less_clear_than_it():
+    """A TTS provider failing 5× for four night hours (q < 0.001): one LLM happened to be
+    nearly all of its traffic then, and the rest of the provider, a handful of sessions, shows
+    no excess. Narrowed to that LLM (q = 0.02) the outage was lost: a clear finding is only
+    narrowed to a unit inside it that is as clear (q < 0.01)."""
+    df = quiet_week(11)
+    rng = np.random.default_rng([11, 4, 20, 5])
+    start = df["start_time"].min().ceil("1h") + pd.Timedelta(hours=int(rng.integers(6, 159)))
+    assert start == pd.Timestamp("2026-04-14T05:00Z")
+    hit = ((df["tts_provider"] == "CARTESIA").fillna(False) & (df["start_time"] >= start)
+           & (df["start_time"] < start + 4 * HOUR) & ~df["is_active"])
+    df.loc[hit & (rng.random(len(df)) < 1 / 6), "exit_status"] = "ERROR"
+    ranked = analysis.rank_suspects(df)
+    assert found_first(ranked, {("tts_provider", "CARTESIA"), ("tts_model", "sonic-2")}, start, start + 4 * HOUR)

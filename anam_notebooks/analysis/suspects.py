@@ -793,7 +793,8 @@ def _span(s: _Sessions, window: tuple[Any, Any]) -> tuple[int, int] | None:
 
 def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates: list[UnitKey],
                cols: list[str], alpha: float, windows: dict[UnitKey, tuple[Any, Any]],
-               strength: dict[UnitKey, float] | None = None) -> UnitKey:
+               strength: dict[UnitKey, float] | None = None,
+               strong: set[UnitKey] | None = None) -> UnitKey:
     """The unit inside `key` that carries all of its excess (a broken pod in its replicaset, a
     persona's only voice), followed down as far as it goes; `key` itself when there is none.
 
@@ -805,11 +806,15 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
     each unit as tested in this pass), a candidate must also keep at least EVIDENCE_KEPT of
     `key`'s (up to CERTAIN_EVIDENCE): a rest that shows no excess because it has nobody to be
     compared with (a version's other replicasets, started once it served every session) is no
-    sign that the candidate carries it all.
+    sign that the candidate carries it all. With `strong` (the units at q < STRONG_Q in this
+    pass), a unit among them is narrowed only to another among them: a clear finding is not
+    handed to a unit inside it that is less clear than the evidence allows (a provider down
+    for four night hours, when one LLM happened to be all of its traffic then, q = 0.02).
     """
     if key[0] == FLEET:
         return key
     top = min(strength.get(key, 0.0), CERTAIN_EVIDENCE) if strength is not None else 0.0
+    clear = strong is not None and key in strong
     seen = {key}
     while True:
         size = s.size(key)
@@ -836,6 +841,8 @@ def _narrowest(s: _Sessions, headlines: list[UnitKey], key: UnitKey, candidates:
         step = None
         for other in sorted(inside, key=lambda k: -s.failed_shared(k, k)[0]):
             if strength is not None and strength.get(other, 0.0) < EVIDENCE_KEPT * top:
+                continue
+            if clear and strong is not None and other not in strong:
                 continue
             removed = (*headlines, other)
             if s.excess_p(key, removed) < NARROW_P:
@@ -1076,6 +1083,8 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
     windows = dict(zip(keys, zip(sig["window_start"], sig["window_end"])))
     strength = {(str(level), int(code)): -float(np.log(max(p, 1e-300))) for level, code, p in
                 zip(out["level"], out["code"], out["p_value"].astype(float))}
+    strong = {(str(level), int(code)) for level, code, q in
+              zip(out["level"], out["code"], out["q_value"].astype(float)) if q < STRONG_Q}
     kept = [k for k in previous if k in keys]
     # A fleet-wide window taken while the unit that served all of it was not yet significant
     # (its excess elsewhere shows only once the window is left out) is that unit's.
@@ -1083,8 +1092,8 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
     # Narrowed again with the other headlines left out: a headline taken while a concurrent
     # cause was still unknown may now narrow to the unit that carries it.
     inner = keys + [k for k in first or () if k not in keys]
-    kept = list(dict.fromkeys(_narrowest(s, [o for o in kept if o != k], k, inner, cols, alpha, windows, strength)
-                              for k in kept))
+    kept = list(dict.fromkeys(_narrowest(s, [o for o in kept if o != k], k, inner, cols, alpha, windows,
+                                         strength, strong) for k in kept))
     fresh: list[UnitKey] = []
     waiting: list[UnitKey] = []
     for key in keys:
@@ -1107,7 +1116,7 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
                                             out, draws, _window_lift(s.counts(tuple(kept)), key))
                 or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]), "q_value"].min()) >= STRONG_Q):
             continue   # units' (alone or with the units failing at the same time), or not clear enough
-        key = _narrowest(s, kept, key, inner, cols, alpha, windows, strength)
+        key = _narrowest(s, kept, key, inner, cols, alpha, windows, strength, strong)
         if key in kept or key in fresh:
             continue
         if key[0] != FLEET and any(k[0] != FLEET and s.shared(k, key) >= NEST_SHARE * s.size(k)
