@@ -370,3 +370,13 @@ def test_a_clear_provider_outage_is_not_handed_to_an_llm_less_clear_than_it():
     df.loc[hit & (rng.random(len(df)) < 1 / 6), "exit_status"] = "ERROR"
     ranked = analysis.rank_suspects(df)
     assert found_first(ranked, {("tts_provider", "CARTESIA"), ("tts_model", "sonic-2")}, start, start + 4 * HOUR)
+
+
+def test_a_version_failing_5x_until_it_was_retired_is_named_not_the_fleet():
+    """A version failing 5× all week that served 98 % of the sessions until it was retired two
+    and a half days in: the whole fleet fails more in those days, every region and provider
+    with it. The 107 sessions of the version beside it failed at 8 %, a quarter of its rate:
+    the window is the version's life, and the version is named, not the fleet."""
+    ranked = failing_all_week(quiet_week(0), "engine_version", "v5.0.3", 1 / 6, seed=[0, 168, 50, 5])
+    assert_named_first(ranked, "engine_version", "v5.0.3")
+    assert not ranked.loc[ranked["flagged"], "level"].eq("fleet").any()

@@ -918,11 +918,9 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
     level fail more in the window, it is not fleet-wide.
 
     The second value names the unit whose finding the window is, when the window is the life of
-    one unit failing all of it: of a level that did not rise as a whole, the unit failing most
-    beyond the fleet's usual rate in the window, when it also failed beyond the rest of the
-    fleet outside it (p < SOLE_UNIT_P; a version failing all its life, rolled out just before
-    the window). A unit that only rose in the window is left to its own evidence: the cause
-    may lie inside it or across it (an avatar served by one provider)."""
+    one region, version or provider failing all of it (see `_life_in_window`). A unit that rose
+    in a window of its longer life is left to its own evidence: the cause may lie inside it or
+    across it (an avatar served by one provider)."""
     first, last = fleet_span(key[1], counts.buckets)
     inside = slice(first, last + 1)
     for col in [c for c in SPREAD_LEVELS if c in cols]:
@@ -930,22 +928,16 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
         level = counts.levels[col]
         n_in, x_in = level.sessions[:, inside].sum(axis=1), level.failures[:, inside].sum(axis=1)
         n_out, x_out = level.sessions.sum(axis=1) - n_in, level.failures.sum(axis=1) - x_in
+        life = _life_in_window(counts, inside, n_in, x_in, n_out, x_out)
+        if life is not None:
+            return True, (col, life)
         seen = (n_in >= MIN_SESSIONS) & (n_out > 0)
         if seen.sum() < 2:
             continue
         expected = n_in[seen] * np.maximum(x_out[seen], 0.5) / n_out[seen]
         rising = np.flatnonzero(seen)[stats.poisson.sf(x_in[seen] - 1, expected) < alpha]
         if len(rising) < 2:
-            # Not fleet-wide. The window is one unit's life when the unit failing most beyond
-            # the fleet's usual rate in it failed beyond the rest of the fleet outside it as
-            # well (p < SOLE_UNIT_P: a version failing all its life, rolled out just before).
-            usual_n = counts.fleet_sessions.sum() - counts.fleet_sessions[inside].sum()
-            usual_x = counts.fleet_failures.sum() - counts.fleet_failures[inside].sum()
-            beyond = np.where(n_in >= MIN_SESSIONS, x_in - n_in * usual_x / max(usual_n, 1), -np.inf)
-            top = int(np.argmax(beyond))
-            others = max(usual_x - x_out[top], 0.5) / max(usual_n - n_out[top], 1)
-            before = n_out[top] > 0 and stats.poisson.sf(x_out[top] - 1, n_out[top] * others) < SOLE_UNIT_P
-            return True, (col, top) if beyond[top] > 0 and before else None
+            return True, None
     for col in cols:
         level = counts.levels[col]
         n_in, x_in = level.sessions[:, inside].sum(axis=1), level.failures[:, inside].sum(axis=1)
@@ -977,6 +969,32 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
         if (rest_in_x - rest_expected) / rest_in_n < CARRIED_SHARE * excess[u] / n_in[u]:
             return True, None
     return False, None
+
+
+def _life_in_window(counts: FailureCounts, inside: slice, n_in: np.ndarray, x_in: np.ndarray,
+                    n_out: np.ndarray, x_out: np.ndarray) -> int | None:
+    """The unit (of one level, counted inside and outside a fleet-wide window) whose life the
+    window is, if one's is: the unit failing most beyond the fleet's usual rate in the window,
+    when NEST_SHARE of its sessions lie in it (a version rolled out as the window began, or
+    retired as it ended) and it failed beyond the rest of the fleet outside the window or
+    beside it inside (p < SOLE_UNIT_P). An outage of everyone while one version ran longer
+    than the window is not that version's life, nor one in which it failed like those beside it."""
+    usual_n = counts.fleet_sessions.sum() - counts.fleet_sessions[inside].sum()
+    usual_x = counts.fleet_failures.sum() - counts.fleet_failures[inside].sum()
+    beyond = np.where(n_in >= MIN_SESSIONS, x_in - n_in * usual_x / max(usual_n, 1), -np.inf)
+    if not len(beyond):
+        return None
+    top = int(np.argmax(beyond))
+    if not beyond[top] > 0 or n_in[top] < NEST_SHARE * (n_in[top] + n_out[top]):
+        return None
+    outside_rate = max(usual_x - x_out[top], 0.5) / max(usual_n - n_out[top], 1)
+    beside_n = counts.fleet_sessions[inside].sum() - n_in[top]
+    beside_rate = max(counts.fleet_failures[inside].sum() - x_in[top], 0.5) / max(beside_n, 1)
+    own = ((n_out[top] >= MIN_SESSIONS
+            and stats.poisson.sf(x_out[top] - 1, n_out[top] * outside_rate) < SOLE_UNIT_P)
+           or (beside_n >= MIN_SESSIONS
+               and stats.poisson.sf(x_in[top] - 1, n_in[top] * beside_rate) < SOLE_UNIT_P))
+    return top if own else None
 
 
 def _inside_outside(counts: FailureCounts, key: UnitKey) -> tuple[int, float, int, int]:
