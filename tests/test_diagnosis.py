@@ -60,9 +60,9 @@ def provider_outage(seed: int) -> tuple[pd.DataFrame, set[tuple[str, str]], pd.T
     return df, {("tts_provider", "CARTESIA"), ("tts_model", "sonic-2")}, start, start + pd.Timedelta("4h")
 
 
-def quiet_week(seed: int) -> pd.DataFrame:
-    """A simulated week of 20,000 sessions without incidents."""
-    return sessions_frame(generate_fleet(seed=seed, sessions=20000, span="7d", end=END,
+def quiet_week(seed: int, sessions: int = 20000) -> pd.DataFrame:
+    """A simulated week of 20,000 sessions (or `sessions`) without incidents."""
+    return sessions_frame(generate_fleet(seed=seed, sessions=sessions, span="7d", end=END,
                                          incidents=False).sessions)
 
 
@@ -380,3 +380,19 @@ def test_a_version_failing_5x_until_it_was_retired_is_named_not_the_fleet():
     ranked = failing_all_week(quiet_week(0), "engine_version", "v5.0.3", 1 / 6, seed=[0, 168, 50, 5])
     assert_named_first(ranked, "engine_version", "v5.0.3")
     assert not ranked.loc[ranked["flagged"], "level"].eq("fleet").any()
+
+
+def test_a_version_whose_life_is_the_window_is_named_not_the_fleet():
+    """A 2,000-session week: a version failing 5× all week served every session of its two and
+    a half days and had 17 sessions after. Nothing ran beside it and almost nothing outside
+    it, so only the window's edges tell: they are its rollout and its retirement."""
+    ranked = failing_all_week(quiet_week(11, 2000), "engine_version", "v5.0.3", 1 / 6, seed=[11, 168, 20, 5])
+    assert_named_first(ranked, "engine_version", "v5.0.3")
+
+
+def test_a_version_that_failed_before_it_served_everyone_is_named_not_the_fleet():
+    """A 2,000-session week: a version failing 5× all week served every session of its last two
+    days; in the 11 hours before, beside the others, 11 of its 87 sessions failed against 4 %
+    (p = 0.003). That is its own excess: the version is named, not the fleet."""
+    ranked = failing_all_week(quiet_week(0, 2000), "engine_version", "v5.1.1", 1 / 6, seed=[0, 168, 20, 5])
+    assert_named_first(ranked, "engine_version", "v5.1.1")
