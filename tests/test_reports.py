@@ -577,8 +577,12 @@ def test_conversation_quality_opens_with_the_planted_slowdown(reports, fleet):
     regression, = fleet.latency_regressions
     text = _stream_text(reports["05_conversation_quality"].executed)
     first = next(line for line in text.splitlines() if line.startswith(("Sessions on", "No ")))
-    assert first.startswith(f"Sessions on engine_version {regression.engine_version} answer 0."), first
-    assert "s slower at the median" in first and "q = " in first
+    said = re.match(rf"Sessions on engine_version {re.escape(regression.engine_version or '')} "
+                    r"answer ([0-9.]+) s slower at the median", first)
+    # The median gap is measured, not the planted 0.9 s itself: the demo's fleet ends at the
+    # hour it is generated, and on some hours the gap prints as 1.0 s (0.95 s measured).
+    assert said and abs(float(said.group(1)) - regression.extra_seconds) <= 0.2, first
+    assert "q = " in first
 
 
 # ---------------------------------------------------------------- static figures and PDFs
