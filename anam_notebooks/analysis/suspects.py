@@ -983,19 +983,19 @@ def _life_in_window(counts: FailureCounts, inside: slice, n_in: np.ndarray, x_in
     window or beside it inside (p < SOLE_UNIT_P). An outage of everyone while one version ran
     longer than the window is not that version's life, nor one in which it failed like those
     beside it."""
-    usual_n = counts.fleet_sessions.sum() - counts.fleet_sessions[inside].sum()
-    usual_x = counts.fleet_failures.sum() - counts.fleet_failures[inside].sum()
+    window_n, window_x = counts.fleet_sessions[inside].sum(), counts.fleet_failures[inside].sum()
+    usual_n, usual_x = counts.fleet_sessions.sum() - window_n, counts.fleet_failures.sum() - window_x
     beyond = np.where(n_in >= MIN_SESSIONS, x_in - n_in * usual_x / max(usual_n, 1), -np.inf)
     if not len(beyond):
         return None
     top = int(np.argmax(beyond))
     if not beyond[top] > 0 or n_in[top] < NEST_SHARE * (n_in[top] + n_out[top]):
         return None
-    if n_in[top] >= NEST_SHARE * counts.fleet_sessions[inside].sum():
+    if n_in[top] >= NEST_SHARE * window_n:
         return top   # the window is the unit and the unit the window: its rollout and retirement mark it
     outside_rate = max(usual_x - x_out[top], 0.5) / max(usual_n - n_out[top], 1)
-    beside_n = counts.fleet_sessions[inside].sum() - n_in[top]
-    beside_rate = max(counts.fleet_failures[inside].sum() - x_in[top], 0.5) / max(beside_n, 1)
+    beside_n = window_n - n_in[top]
+    beside_rate = max(window_x - x_in[top], 0.5) / max(beside_n, 1)
     own = ((n_out[top] >= MIN_SESSIONS
             and stats.poisson.sf(x_out[top] - 1, n_out[top] * outside_rate) < SOLE_UNIT_P)
            or (beside_n >= MIN_SESSIONS
@@ -1134,12 +1134,11 @@ def _choose_headlines(s: _Sessions, out: pd.DataFrame, previous: list[UnitKey],
                 if carrier not in keys:
                     continue
                 key = carrier
-        if key[0] == FLEET and (
-                _sole_unit_cause(s, key, kept, keys)
-                or not _fleet_excess_stands(s, s.counts(tuple(kept + _concurrent(s, key, keys, windows))), key,
-                                            out, draws, _window_lift(s.counts(tuple(kept)), key))
-                or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]), "q_value"].min()) >= STRONG_Q):
-            continue   # units' (alone or with the units failing at the same time), or not clear enough
+            elif (_sole_unit_cause(s, key, kept, keys)
+                  or not _fleet_excess_stands(s, s.counts(tuple(kept + _concurrent(s, key, keys, windows))), key,
+                                              out, draws, _window_lift(s.counts(tuple(kept)), key))
+                  or float(sig.loc[(sig["level"] == FLEET) & (sig["code"] == key[1]), "q_value"].min()) >= STRONG_Q):
+                continue   # units' (alone or with the units failing at the same time), or not clear enough
         key = _narrowest(s, kept, key, inner, cols, alpha, windows, strength, strong)
         if key in kept or key in fresh:
             continue
