@@ -147,6 +147,19 @@ def test_every_notebook_runs_headless_to_a_report(reports):
         assert report.html.is_file() and report.executed.is_file() and report.findings_json.is_file()
 
 
+def _planted_units(fleet) -> set[tuple[str, str]]:
+    """(level, unit) of the planted engine and provider causes: each is a right headline."""
+    units = set()
+    for incident in fleet.incidents:
+        if incident.kind == "pod":
+            units.add(("engine_pod", incident.pod))
+        elif incident.kind == "replicaset":
+            units.add(("engine_replicaset", incident.replicaset))
+        elif incident.kind == "provider":
+            units.add((incident.column, incident.value))
+    return units
+
+
 def test_findings_json_follows_the_schema_and_names_the_planted_incidents(reports, fleet):
     pod = next(i for i in fleet.incidents if i.kind == "pod")
     replicaset = next(i for i in fleet.incidents if i.kind == "replicaset")
@@ -154,12 +167,11 @@ def test_findings_json_follows_the_schema_and_names_the_planted_incidents(report
         document = _findings(reports[name])
         jsonschema.validate(document, FINDINGS_FILE)
         assert document["stands_out"] is True and document["published"] is True
-        # The headline is one of the two planted engine causes: which of them leads (by the lift
-        # in its window) depends on where the hour buckets fall in the fleet's 24 hours, i.e.
-        # on the minute the test runs, so both are right answers.
+        # The headline is one of the planted causes: which leads (by the lift in its window)
+        # depends on where the hour buckets fall in the fleet's 24 hours, i.e. on the minute the
+        # test runs (the engine pod, its replicaset, or the TTS provider's outage).
         first = document["findings"][0]
-        assert (first["level"], first["unit"]) in {("engine_pod", pod.pod),
-                                                   ("engine_replicaset", replicaset.replicaset)}, first
+        assert (first["level"], first["unit"]) in _planted_units(fleet), first
         found = next(f for f in document["findings"] if f["unit"] == pod.pod)
         assert (found["level"], found["region"]) == ("engine_pod", pod.region)
         assert found["rates"]["rate"] > 3 * found["rates"]["baseline"]
@@ -320,10 +332,12 @@ def test_index_links_every_report_with_its_headline(reports, fleet, tmp_path):
     for report in reports.values():
         assert f'href="{report.html.name}"' in index
     replicaset = next(i for i in fleet.incidents if i.kind == "replicaset")
-    # Each report's headline: the planted pod or replicaset leads 02 and 03 (which one depends
-    # on where the hour buckets fall, see the findings test).
+    provider = next(i for i in fleet.incidents if i.kind == "provider")
+    # Each report's headline: a planted cause leads 02 and 03 (which one depends on where the
+    # hour buckets fall, see the findings test).
     assert (f"pod {pod.pod} in region {pod.region} failed" in index
-            or f"replicaset {replicaset.replicaset}" in index), index[:3000]
+            or f"replicaset {replicaset.replicaset}" in index
+            or f"{provider.column} {provider.value} failed" in index), index[:3000]
     assert "built-in &lt;simulator&gt;" in index
 
 
