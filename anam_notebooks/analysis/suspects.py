@@ -1210,7 +1210,7 @@ def rank_suspects(df: pd.DataFrame | SessionDataset, levels: str | Sequence[str]
     -------
     DataFrame
         One row per tested unit: headlines (`flagged`) first, those with q below 0.01
-        first, largest lift in their window first; then significant units explained by a
+        first, largest lift over the rest of the fleet in their window first; then significant units explained by a
         headline (`explained_by`), then the rest, by p-value. `df.attrs` records the
         settings, passes and how many units were not tested.
 
@@ -1319,10 +1319,49 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
     # Headlines standing out at the notebooks' threshold (q < STRONG_Q) come before weaker ones.
     strong = table["flagged"] & (table["q_value"].astype(float) < STRONG_Q)
     table["tier"] = np.where(strong, 0, np.where(table["flagged"], 1, np.where(table["significant"], 2, 3)))
-    table["severity"] = np.where(table["flagged"], -window_lift.fillna(table["lift"]).fillna(0.0), 0.0)
+    lift = _peer_lift(s.counts(), table, keys).fillna(window_lift).fillna(table["lift"]).fillna(0.0)
+    table["severity"] = np.where(table["flagged"], -lift, 0.0)
     table["p_value"] = table["p_value"].astype(float)
     return table.sort_values(["tier", "severity", "p_value", "z"],
                              ascending=[True, True, True, False], kind="stable")
+
+
+def _windowed(table: pd.DataFrame) -> np.ndarray:
+    """Whether each unit's evidence lies in its window (the window test at least as strong as
+    the whole period's), not over the whole period."""
+    return np.asarray((table["window_sessions"].to_numpy() > 0) & (
+        table["p_window"].to_numpy(dtype=float) <= table["p_whole"].to_numpy(dtype=float)))
+
+
+def _peer_lift(counts: FailureCounts, table: pd.DataFrame, keys: list[UnitKey]) -> pd.Series:
+    """Per headline, its failure rate in its window ÷ the rest of the fleet's in the same
+    buckets, both counted on every session: how far it exceeded its peers at its worst, the
+    order headlines are shown in (its whole-period `lift` where the whole period, not the
+    window, carries its evidence: a window of one session in the last hour says nothing). Not the window's own-history lift (`window_baseline`): a
+    unit's rate outside its window can rest on a handful of failures (1 of 181 sessions: an
+    expectation of 0.5 %, a lift of 36 for 10 failures of 55), while its peers' rate in those
+    hours rests on the fleet. NaN for a fleet-wide window, a unit without a window, or a window
+    its peers did not fail in."""
+    lift = np.full(len(table), np.nan)
+    firsts, lasts = table["first"].to_numpy(), table["last"].to_numpy()
+    windowed = _windowed(table)
+    for i, key in enumerate(keys):
+        if not table.at[i, "flagged"] or key[0] == FLEET or key[0] not in counts.levels:
+            continue
+        if not windowed[i]:   # the evidence is the whole period: its lift over the same hours
+            lift[i] = float(table.at[i, "lift"])
+            continue
+        first, last = int(firsts[i]), int(lasts[i])
+        if first < 0 or last < first:
+            continue
+        unit = counts.levels[key[0]]
+        n = float(unit.sessions[key[1], first:last + 1].sum())
+        x = float(unit.failures[key[1], first:last + 1].sum())
+        rest_n = float(counts.fleet_sessions[first:last + 1].sum()) - n
+        rest_x = float(counts.fleet_failures[first:last + 1].sum()) - x
+        if n > 0 and rest_n > 0 and rest_x > 0:
+            lift[i] = (x / n) / (rest_x / rest_n)
+    return pd.Series(lift, index=table.index)
 
 
 def _impact(s: _Sessions, table: pd.DataFrame, keys: list[UnitKey]) -> None:
@@ -1330,8 +1369,7 @@ def _impact(s: _Sessions, table: pd.DataFrame, keys: list[UnitKey]) -> None:
     API key pairs among the failed sessions) where the evidence lies: inside the window when
     the window test carries it, else over the whole period. Customers are counted for the
     significant units only (each count is a pass over the sessions)."""
-    windowed = (table["window_sessions"].to_numpy() > 0) & (
-        table["p_window"].to_numpy(dtype=float) <= table["p_whole"].to_numpy(dtype=float))
+    windowed = _windowed(table)
     whole_expected = (table["baseline"] * table["sessions"]).to_numpy(dtype=float)
     table["excess_failures"] = np.where(
         windowed, table["window_failures"].to_numpy(dtype=float) - table["window_expected"].to_numpy(dtype=float),
