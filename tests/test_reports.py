@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jsonschema
 import nbformat
+import numpy as np
 import pytest
 
 from anam_notebooks import read_findings
@@ -610,7 +611,8 @@ def _pixels(png: bytes) -> tuple[float, float]:
     image = Image.open(io.BytesIO(png)).convert("RGB")
     variance = ImageStat.Stat(image.convert("L")).var[0]
     small = image.resize((max(1, image.width // 4), max(1, image.height // 4)))
-    colourful = sum(max(p) - min(p) > 60 for p in small.getdata()) / (small.width * small.height)
+    rgb = np.asarray(small, dtype=np.int16)
+    colourful = float(((rgb.max(axis=2) - rgb.min(axis=2)) > 60).mean())
     return variance, colourful
 
 

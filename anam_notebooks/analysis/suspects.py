@@ -1336,12 +1336,13 @@ def _windowed(table: pd.DataFrame) -> np.ndarray:
 def _peer_lift(counts: FailureCounts, table: pd.DataFrame, keys: list[UnitKey]) -> pd.Series:
     """Per headline, its failure rate in its window ÷ the rest of the fleet's in the same
     buckets, both counted on every session: how far it exceeded its peers at its worst, the
-    order headlines are shown in (its whole-period `lift` where the whole period, not the
-    window, carries its evidence: a window of one session in the last hour says nothing). Not the window's own-history lift (`window_baseline`): a
-    unit's rate outside its window can rest on a handful of failures (1 of 181 sessions: an
-    expectation of 0.5 %, a lift of 36 for 10 failures of 55), while its peers' rate in those
-    hours rests on the fleet. NaN for a fleet-wide window, a unit without a window, or a window
-    its peers did not fail in."""
+    order headlines are shown in. Where the whole period, not the window, carries its
+    evidence, its whole-period `lift` (a window of one session in the last hour says nothing).
+
+    Not the window's own-history lift (`window_baseline`): a unit's rate outside its window
+    can rest on a handful of failures (1 of 181 sessions: an expectation of 0.5 %, a lift of
+    36 for 10 failures of 55), while its peers' rate in those hours rests on the fleet. NaN
+    for a fleet-wide window, a unit without a window, or a window its peers did not fail in."""
     lift = np.full(len(table), np.nan)
     firsts, lasts = table["first"].to_numpy(), table["last"].to_numpy()
     windowed = _windowed(table)
