@@ -168,9 +168,9 @@ def test_findings_json_follows_the_schema_and_names_the_planted_incidents(report
         document = _findings(reports[name])
         jsonschema.validate(document, FINDINGS_FILE)
         assert document["stands_out"] is True and document["published"] is True
-        # The headline is one of the planted causes: which leads (by the lift in its window)
-        # depends on where the hour buckets fall in the fleet's 24 hours, i.e. on the minute the
-        # test runs (the engine pod, its replicaset, or the TTS provider's outage).
+        # The headline is one of the planted causes: which leads (by its lift over the rest of the
+        # fleet in its window) may depend on where the hour buckets fall in the fleet's 24 hours,
+        # i.e. on the minute the test runs (the engine pod, its replicaset, or the TTS provider).
         first = document["findings"][0]
         assert (first["level"], first["unit"]) in _planted_units(fleet), first
         found = next(f for f in document["findings"] if f["unit"] == pod.pod)
