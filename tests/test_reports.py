@@ -150,15 +150,7 @@ def test_every_notebook_runs_headless_to_a_report(reports):
 
 def _planted_units(fleet) -> set[tuple[str, str]]:
     """(level, unit) of the planted engine and provider causes: each is a right headline."""
-    units = set()
-    for incident in fleet.incidents:
-        if incident.kind == "pod":
-            units.add(("engine_pod", incident.pod))
-        elif incident.kind == "replicaset":
-            units.add(("engine_replicaset", incident.replicaset))
-        elif incident.kind == "provider":
-            units.add((incident.column, incident.value))
-    return units
+    return {(i.column, i.value) for i in fleet.incidents if i.kind in ("pod", "replicaset", "provider")}
 
 
 def test_findings_json_follows_the_schema_and_names_the_planted_incidents(reports, fleet):

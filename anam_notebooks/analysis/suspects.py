@@ -1210,9 +1210,9 @@ def rank_suspects(df: pd.DataFrame | SessionDataset, levels: str | Sequence[str]
     -------
     DataFrame
         One row per tested unit: headlines (`flagged`) first, those with q below 0.01
-        first, largest lift over the rest of the fleet in their window first; then significant units explained by a
-        headline (`explained_by`), then the rest, by p-value. `df.attrs` records the
-        settings, passes and how many units were not tested.
+        first, largest lift over the rest of the fleet in their window first; then
+        significant units explained by a headline (`explained_by`), then the rest, by
+        p-value. `df.attrs` records the settings, passes and how many units were not tested.
 
     Raises
     ------
@@ -1352,9 +1352,7 @@ def _peer_lift(counts: FailureCounts, table: pd.DataFrame, keys: list[UnitKey]) 
         if not windowed[i]:   # the evidence is the whole period: its lift over the same hours
             lift[i] = float(table.at[i, "lift"])
             continue
-        first, last = int(firsts[i]), int(lasts[i])
-        if first < 0 or last < first:
-            continue
+        first, last = int(firsts[i]), int(lasts[i])   # a window with sessions: found
         unit = counts.levels[key[0]]
         n = float(unit.sessions[key[1], first:last + 1].sum())
         x = float(unit.failures[key[1], first:last + 1].sum())
