@@ -411,3 +411,23 @@ def test_headlines_are_ordered_by_their_lift_over_the_fleet_not_over_their_own_q
     if len(chance):   # a chance cluster may stand out, but after every planted cause
         assert chance.index[0] > max(i for i, row in headlines.iterrows()
                                      if (row["level"], row["unit"]) in planted)
+
+
+def test_a_cause_failing_all_week_is_told_over_the_whole_period_not_by_its_worst_hours():
+    """An SDK failing 20 % of its sessions all week: its evidence and its excess are the whole
+    week's, so the sentence leads with the week (not with eight worst hours, which would put
+    a thousand extra failures inside 272 sessions) and names the worst hours after."""
+    df = quiet_week(0)
+    sdk = "@anam-ai/js-sdk@3.5.2"
+    ranked = failing_all_week(df, "sdk_version", sdk, 0.2, seed=0)
+    assert_named_first(ranked, "sdk_version", sdk)
+    top = ranked.iloc[0]
+    assert top["p_whole"] < top["p_window"]
+    sentence = top["finding"]
+    assert sentence.startswith(f"sdk_version {sdk} failed {round(100 * top['rate'])} % of "
+                               f"{top['sessions']} sessions over the whole period"), sentence
+    excess = round(top["failures"] - top["baseline"] * top["sessions"])
+    assert f"about {excess} more failed sessions than expected" in sentence
+    worst = f"({top['window_failures']} of {top['window_sessions']})"
+    assert sentence.index(worst) > sentence.index("more failed sessions"), sentence
+    assert analysis.suspect_findings(ranked)[0]["scope"] == "period"

@@ -95,10 +95,12 @@ def finding_sentence(row: Any) -> str:
                 f"({percent(row.rate)} of {row.sessions} sessions overall vs {percent(row.baseline)} "
                 f"on the rest of the fleet at the same time, {q}){impact}")
     elif windowed:
-        text = (f"{who} failed {percent(row.window_rate)} of sessions ({row.window_failures} of "
-                f"{row.window_sessions}) {between(row.window_start, row.window_end)} vs "
-                f"{percent(row.baseline)} on the rest of the fleet at the same times over the "
-                f"whole period ({percent(row.rate)} of {row.sessions} sessions overall, {q}){impact}")
+        # The whole period carries the evidence (and the impact): it leads; the worst window
+        # is only where it was at its worst, not the incident.
+        text = (f"{who} failed {percent(row.rate)} of {row.sessions} sessions over the whole period "
+                f"vs {percent(row.baseline)} on the rest of the fleet at the same time ({q}){impact}; "
+                f"at its worst {percent(row.window_rate)} ({row.window_failures} of "
+                f"{row.window_sessions}) {between(row.window_start, row.window_end)}")
     else:
         text = (f"{who} failed {percent(row.rate)} of {row.sessions} sessions vs "
                 f"{percent(row.baseline)} on the rest of the fleet at the same time ({q}){impact}")
