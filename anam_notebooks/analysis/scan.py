@@ -10,6 +10,10 @@ package docstring):
    it (empirical Bayes: a normal prior whose spread is what the rest's swings have beyond their
    sampling noise). A unit that is most of the traffic keeps its power (its own history is the
    comparison), and an hour in which everyone fails raises every unit's expectation with it.
+   A fleet that fails more at some hours of every day (its even and odd days agree on which,
+   `repeats_daily`) has its hours shrunk toward their time of day instead of toward "no
+   effect" (`daily_cycle`, pooled over the other days), and the fleet's own history is
+   weighted by that cycle: a busy afternoon is not an outage because it comes every day.
 2. **The worst window**: Kulldorff's Poisson scan. For every window (a geometric grid of
    lengths from one bucket to the whole period, each slid along in steps of half its
    length), the log-likelihood ratio of "this unit failed at one rate inside the window and
@@ -52,6 +56,10 @@ TAIL_COUNT = 10
 MIN_EXPECTED = 5.0
 # ... and a bucket of the rest failing this many standard errors above its usual rate is a spike.
 SPIKE_Z = 3.0
+# A daily cycle is looked for (see `daily_cycle`) when the buckets span at least this many days,
+MIN_DAYS = 3
+# ... and allowed for when the even and odd days agree this far beyond chance (`repeats_daily`).
+CYCLE_Z = 3.0
 # A unit whose Gumbel p-value is below this after 39 simulations none of which reached it stops.
 CERTAIN = 1e-6
 # A unit this many simulated histories beat early on stops simulating (see `_simulated_p`).
@@ -112,7 +120,7 @@ def window_grid(buckets: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarray,
-                 fleet_failures: np.ndarray) -> np.ndarray:
+                 fleet_failures: np.ndarray, cycle: np.ndarray | None = None) -> np.ndarray:
     """Per unit and bucket, how much more (>1) or less (<1) the rest of the fleet failed in that
     bucket than over the whole period, shrunk toward 1 by empirical Bayes (U × B).
 
@@ -123,11 +131,16 @@ def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.
     that truly varies, none on a fleet whose swings are all chance. A lone hour far outside
     chance (z standard errors off, the rest expecting at least MIN_EXPECTED failures in it)
     keeps at least 1 - 1/z² of its deviation: one normal prior would shrink it as noise.
+
+    With a `cycle` (U × B, see `daily_cycle`), "usual" is the rest's rate at that time of day
+    (r·cycle_b) instead of its flat rate r: each bucket is shrunk toward its time of day, and
+    only what it has beyond that is its own.
     """
     rest_n = (fleet_sessions[None, :] - sessions).astype(float)
     rest_x = (fleet_failures[None, :] - failures).astype(float)
     total_n = rest_n.sum(axis=1, keepdims=True)
-    rate = np.where(total_n > 0, rest_x.sum(axis=1, keepdims=True) / np.maximum(total_n, 1), 0.0)
+    flat = np.where(total_n > 0, rest_x.sum(axis=1, keepdims=True) / np.maximum(total_n, 1), 0.0)
+    rate = flat if cycle is None else np.clip(flat * cycle, 0.0, 1.0)
     seen = rest_n > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         raw = np.where(seen, rest_x / np.where(seen, rest_n, 1.0), rate)
@@ -143,23 +156,110 @@ def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.
     tau2 = np.where(scale > 0, np.maximum(q_stat - dof, 0.0) / np.where(scale > 0, scale, 1.0), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = np.where(seen & (tau2 > 0), tau2 / (tau2 + noise), 0.0)
-        effect = np.where(rate > 0, (rate + keep * (raw - rate)) / np.where(rate > 0, rate, 1.0), 1.0)
+        effect = np.where(flat > 0, (rate + keep * (raw - rate)) / np.where(flat > 0, flat, 1.0), 1.0)
     return np.asarray(np.clip(effect, 1e-3, None))
 
 
 def spikes(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarray,
-           fleet_failures: np.ndarray) -> np.ndarray:
+           fleet_failures: np.ndarray, cycle: np.ndarray | None = None) -> np.ndarray:
     """Per unit and bucket, whether the rest of the fleet failed far beyond chance in that
-    bucket (more than SPIKE_Z standard errors above its usual rate, expecting at least
-    MIN_EXPECTED failures there): an outage elsewhere, or everywhere (U × B)."""
+    bucket (more than SPIKE_Z standard errors above its usual rate at that time of day,
+    `cycle` as in `hour_effects`, expecting at least MIN_EXPECTED failures there): an outage
+    elsewhere, or everywhere (U × B)."""
     rest_n = (fleet_sessions[None, :] - sessions).astype(float)
     rest_x = (fleet_failures[None, :] - failures).astype(float)
     total_n = rest_n.sum(axis=1, keepdims=True)
     rate = np.where(total_n > 0, rest_x.sum(axis=1, keepdims=True) / np.maximum(total_n, 1), 0.0)
+    if cycle is not None:
+        rate = np.clip(rate * cycle, 0.0, 1.0)
     measured = (rest_n > 0) & (rest_n * rate >= MIN_EXPECTED)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (rest_x - rest_n * rate) / np.sqrt(rest_n * rate * (1 - rate))
     return np.asarray(measured & (z > SPIKE_Z))
+
+
+def day_slots(origin_ns: int, step_ns: int, buckets: int) -> np.ndarray | None:
+    """Per bucket, its place in the day (0 .. buckets per day - 1, UTC), when the bucket width
+    divides a day and the buckets span at least MIN_DAYS days; None otherwise (no daily cycle
+    can be told from the data)."""
+    day = 86_400 * 10 ** 9
+    if step_ns <= 0 or day % step_ns or day // step_ns < 2 or buckets < MIN_DAYS * (day // step_ns):
+        return None
+    per_day = day // step_ns
+    return np.asarray(((origin_ns % day) // step_ns + np.arange(buckets)) % per_day, dtype=np.int64)
+
+
+def repeats_daily(sessions: np.ndarray, failures: np.ndarray, slots: np.ndarray | None) -> bool:
+    """Whether the fleet's failure rate follows the time of day the same way on different days
+    (per bucket `sessions` and `failures` of the whole fleet, `slots` from `day_slots`).
+
+    The even days' failures by time of day, as standard scores against the fleet's overall
+    rate, are correlated with the odd days'. Without a daily cycle the two halves are
+    independent and the correlation times √(times of day) is about standard normal; a cycle
+    makes both halves high at the same hours. An outage falls on one day, in one half only,
+    so it does not pass for a cycle. A cycle is told at CYCLE_Z (one quiet fleet in about a
+    thousand); weaker ones are left to the hour effects."""
+    if slots is None:
+        return False
+    n = np.asarray(sessions, dtype=float)
+    x = np.asarray(failures, dtype=float)
+    per_day = int(slots.max()) + 1
+    day = np.arange(len(slots)) // per_day % 2
+    rate = x.sum() / n.sum() if n.sum() else 0.0
+    if not 0 < rate < 1:
+        return False
+    index = day * per_day + slots
+    half_n = np.bincount(index, weights=n, minlength=2 * per_day).reshape(2, per_day)
+    half_x = np.bincount(index, weights=x, minlength=2 * per_day).reshape(2, per_day)
+    both = (half_n > 0).all(axis=0)
+    if both.sum() < 3:
+        return False
+    z = (half_x[:, both] - half_n[:, both] * rate) / np.sqrt(half_n[:, both] * rate * (1 - rate))
+    spread = np.sqrt((z[0] ** 2).sum() * (z[1] ** 2).sum())
+    return bool(spread > 0 and (z[0] * z[1]).sum() / spread * np.sqrt(both.sum()) > CYCLE_Z)
+
+
+def daily_cycle(sessions: np.ndarray, failures: np.ndarray, slots: np.ndarray | None) -> np.ndarray | None:
+    """Per row and bucket, how much more (>1) or less (<1) the row failed at that time of day
+    on the *other* days than over the whole period, shrunk toward 1 by empirical Bayes (U × B);
+    None without `slots` (see `day_slots`).
+
+    Many fleets fail more at their busiest hours every day. One hour alone is too noisy to
+    show it (a few failures), but the same hour of every other day together is not: each time
+    of day's rate is pooled over the days, the spread between times of day beyond chance is
+    estimated (tau², DerSimonian and Laird, as in `hour_effects`) and each bucket keeps the
+    share tau² / (tau² + noise) of its time of day's deviation. The bucket's own day is left
+    out, so an outage does not raise what its own hours are expected to fail; a fleet without
+    a daily cycle gets tau² = 0 and a cycle of 1 everywhere."""
+    if slots is None:
+        return None
+    n = np.asarray(sessions, dtype=float)
+    x = np.asarray(failures, dtype=float)
+    rows, buckets = n.shape
+    per_day = int(slots.max()) + 1
+    index = (np.arange(rows)[:, None] * per_day + slots[None, :]).ravel()
+    slot_n = np.bincount(index, weights=n.ravel(), minlength=rows * per_day).reshape(rows, per_day)
+    slot_x = np.bincount(index, weights=x.ravel(), minlength=rows * per_day).reshape(rows, per_day)
+    total_n = slot_n.sum(axis=1, keepdims=True)
+    rate = np.where(total_n > 0, slot_x.sum(axis=1, keepdims=True) / np.maximum(total_n, 1), 0.0)
+    base = rate * (1 - rate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seen = (slot_n > 0) & (base > 0)
+        w = np.where(seen, slot_n / np.where(base > 0, base, 1.0), 0.0)
+        raw = np.where(slot_n > 0, slot_x / np.where(slot_n > 0, slot_n, 1.0), rate)
+    q_stat = (w * (raw - rate) ** 2).sum(axis=1, keepdims=True)
+    w_sum = w.sum(axis=1, keepdims=True)
+    scale = w_sum - (w ** 2).sum(axis=1, keepdims=True) / np.where(w_sum > 0, w_sum, 1.0)
+    dof = np.maximum(seen.sum(axis=1, keepdims=True) - 1, 0)
+    tau2 = np.where(scale > 0, np.maximum(q_stat - dof, 0.0) / np.where(scale > 0, scale, 1.0), 0.0)
+    other_n = slot_n[:, slots] - n                              # the same time, other days
+    other_x = slot_x[:, slots] - x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        other = np.where(other_n > 0, other_x / np.where(other_n > 0, other_n, 1.0), rate)
+        noise = np.where(other_n > 0, base / np.where(other_n > 0, other_n, 1.0), np.inf)
+        keep = np.where((tau2 > 0) & (other_n > 0), tau2 / (tau2 + noise), 0.0)
+        cycle = np.where(rate > 0, (rate + keep * (other - rate)) / np.where(rate > 0, rate, 1.0), 1.0)
+    return np.asarray(np.clip(cycle, 1e-3, None))
 
 
 @lru_cache(maxsize=8)
@@ -203,7 +303,8 @@ def _terms(e: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarray,
                fleet_failures: np.ndarray, *, draws: int = DRAWS, level: str = "",
-               labels: Sequence[str] | None = None, adjust: bool = True) -> ScanResult:
+               labels: Sequence[str] | None = None, adjust: bool = True,
+               slots: np.ndarray | None = None) -> ScanResult:
     """Scan every unit (row) of one level for its worst window and calibrate it by simulation.
 
     Parameters
@@ -221,6 +322,10 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
         only, not on which other units are scanned with it.
     adjust
         Allow for the fleet's hour effects (False for the fleet itself: its own history only).
+    slots
+        Each bucket's place in the day (`day_slots`), to allow for a daily cycle: the rest of
+        the fleet's for a unit, the fleet's own (from its other days) for the fleet. None:
+        no daily cycle.
 
     Returns
     -------
@@ -230,14 +335,17 @@ def scan_level(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.nd
     x = np.asarray(failures, dtype=np.int64)
     units, buckets = n.shape
     if adjust:
+        fleet_n, fleet_x = np.asarray(fleet_sessions), np.asarray(fleet_failures)
+        cycle = daily_cycle(fleet_n[None, :] - n, fleet_x[None, :] - x, slots)
         # Hours in which the rest of the fleet spiked are left out of the unit's scan: an
         # outage elsewhere (or everywhere) is not this unit's, and weighting them up would
         # lower what the unit should fail in every other hour.
-        spiked = spikes(n, x, np.asarray(fleet_sessions), np.asarray(fleet_failures))
+        spiked = spikes(n, x, fleet_n, fleet_x, cycle)
         n, x = np.where(spiked, 0, n), np.where(spiked, 0, x)
-        effect = hour_effects(n, x, np.asarray(fleet_sessions), np.asarray(fleet_failures))
+        effect = hour_effects(n, x, fleet_n, fleet_x, cycle)
     else:
-        effect = np.ones(n.shape)
+        cycle = daily_cycle(n, x, slots)
+        effect = np.ones(n.shape) if cycle is None else cycle
     weight = n * effect                                     # expected ∝ sessions × hour effect
     total = x.sum(axis=1)
     weight_total = weight.sum(axis=1)

@@ -34,7 +34,7 @@ from .counts import (
 )
 from .failures import FailureSpec, failure_rule
 from .outcomes import check_source, columns_of
-from .scan import DRAWS, ScanResult, scan_level
+from .scan import DRAWS, ScanResult, day_slots, repeats_daily, scan_level
 from .stats import q_values, stratified_excess
 from .wording import between, finding_sentence, unit_label
 
@@ -157,6 +157,8 @@ class _Sessions:
         default_factory=dict)
     _spreads: dict[tuple[UnitKey, str], np.ndarray] = field(default_factory=dict)
     scans: dict[UnitKey, tuple[Any, Any]] = field(default_factory=dict)   # see _locate_and_test
+    # Each bucket's place in the day when the fleet fails with a daily cycle (`_sessions`).
+    cycle_slots: np.ndarray | None = None
 
     def spread(self, key: UnitKey, level: str) -> np.ndarray:
         """Sessions of the unit (not a fleet window) per unit of `level`: its row of the two
@@ -487,8 +489,18 @@ def _sessions(coded: CodedSessions, step: pd.Timedelta, stratum_failures: int) -
     for level in list(coded.codes):   # one level at a time: the unsorted copy is let go
         codes[level] = coded.codes.pop(level)[order]
     del order
-    stratum = _strata(bucket, fail, stratum_failures).astype(small)
-    return _Sessions(bucket, stratum, fail, origin, step, n_buckets, codes, coded.names, customer)
+    slots = day_slots(origin_ns, step_ns, n_buckets)
+    if repeats_daily(np.bincount(bucket, minlength=n_buckets), np.bincount(bucket[fail], minlength=n_buckets),
+                     slots):
+        # A fleet failing more at some hours of every day: each hour is a stratum of its own
+        # (merged strata of a day would compare a unit busy at the worst hours, a region or a
+        # version rolled out then, with the rest at other hours), and the scan allows for the
+        # cycle.
+        stratum = bucket.copy()
+    else:
+        stratum, slots = _strata(bucket, fail, stratum_failures).astype(small), None
+    return _Sessions(bucket, stratum, fail, origin, step, n_buckets, codes, coded.names, customer,
+                     cycle_slots=slots)
 
 
 def _modal(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int
@@ -578,6 +590,7 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
     headline left out of it (a version failing all week as it rolled out) changes every other
     unit's expectation, so a window found beside it is tested again without it.
     """
+    slots = s.cycle_slots
     if col == FLEET:
         # The newest bucket is left out of the fleet's own history: in the last hour of an
         # export the failed sessions (short) have ended and many healthy ones not yet, so it
@@ -585,7 +598,7 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
         n, x = counts.fleet_sessions.copy(), counts.fleet_failures.copy()
         n[-1:], x[-1:] = 0, 0
         return scan_level(n[None, :], x[None, :], n, x, draws=draws, level=FLEET, labels=[FLEET],
-                          adjust=False)
+                          adjust=False, slots=slots)
     level = counts.levels[col]
     n, x = level.sessions[units], level.failures[units]
     fleet = hash((counts.fleet_sessions.tobytes(), counts.fleet_failures.tobytes(), draws))
@@ -595,7 +608,7 @@ def _locate_and_test(s: _Sessions, counts: FailureCounts, col: str, units: np.nd
     fields = ("llr", "first", "last", "observed", "expected", "sessions", "p_value")
     if len(todo):
         fresh = scan_level(n[todo], x[todo], counts.fleet_sessions, counts.fleet_failures,
-                           draws=draws, level=col, labels=list(level.units[units[todo]]))
+                           draws=draws, level=col, labels=list(level.units[units[todo]]), slots=slots)
         for row, i in enumerate(todo):
             known[i] = (marks[i], tuple(getattr(fresh, f)[row] for f in fields))
             s.scans[(col, int(units[i]))] = known[i]
