@@ -129,8 +129,8 @@ def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.
     Laird's moments, never below 0) is real hour-to-hour variation. Each bucket's effect keeps the share
     tau² / (tau² + r(1-r)/n_b) of its deviation: all of it for a well-measured bucket on a fleet
     that truly varies, none on a fleet whose swings are all chance. A lone hour far outside
-    chance (z standard errors off, the rest expecting at least MIN_EXPECTED failures in it)
-    keeps at least 1 - 1/z² of its deviation: one normal prior would shrink it as noise.
+    chance, which one normal prior would shrink as noise, is not weighted here: `spikes`
+    finds it and `scan_level` leaves it out of the unit's scan.
 
     With a `cycle` (U × B, see `daily_cycle`), "usual" is the rest's rate at that time of day
     (r·cycle_b) instead of its flat rate r: each bucket is shrunk toward its time of day, and
