@@ -149,15 +149,22 @@ def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.
     # so a bucket of three sessions cannot pass for real variation.
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.where(seen & (noise > 0), 1.0 / np.where(noise > 0, noise, 1.0), 0.0)
-    q_stat = (w * (raw - rate) ** 2).sum(axis=1, keepdims=True)
-    w_sum = w.sum(axis=1, keepdims=True)
-    scale = w_sum - (w ** 2).sum(axis=1, keepdims=True) / np.where(w_sum > 0, w_sum, 1.0)
-    dof = np.maximum((w > 0).sum(axis=1, keepdims=True) - 1, 0)
-    tau2 = np.where(scale > 0, np.maximum(q_stat - dof, 0.0) / np.where(scale > 0, scale, 1.0), 0.0)
+    tau2 = _between_variance(w, raw, rate)
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = np.where(seen & (tau2 > 0), tau2 / (tau2 + noise), 0.0)
         effect = np.where(flat > 0, (rate + keep * (raw - rate)) / np.where(flat > 0, flat, 1.0), 1.0)
     return np.asarray(np.clip(effect, 1e-3, None))
+
+
+def _between_variance(w: np.ndarray, raw: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Per row, the spread of the true rates beyond chance (tau², DerSimonian and Laird's moment
+    estimator, never below 0): `raw` rates with precisions `w` (0: not measured) around
+    `centre`, what each would be without any real variation."""
+    q_stat = (w * (raw - centre) ** 2).sum(axis=1, keepdims=True)
+    w_sum = w.sum(axis=1, keepdims=True)
+    scale = w_sum - (w ** 2).sum(axis=1, keepdims=True) / np.where(w_sum > 0, w_sum, 1.0)
+    dof = np.maximum((w > 0).sum(axis=1, keepdims=True) - 1, 0)
+    return np.asarray(np.where(scale > 0, np.maximum(q_stat - dof, 0.0) / np.where(scale > 0, scale, 1.0), 0.0))
 
 
 def spikes(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarray,
@@ -247,11 +254,7 @@ def daily_cycle(sessions: np.ndarray, failures: np.ndarray, slots: np.ndarray | 
         seen = (slot_n > 0) & (base > 0)
         w = np.where(seen, slot_n / np.where(base > 0, base, 1.0), 0.0)
         raw = np.where(slot_n > 0, slot_x / np.where(slot_n > 0, slot_n, 1.0), rate)
-    q_stat = (w * (raw - rate) ** 2).sum(axis=1, keepdims=True)
-    w_sum = w.sum(axis=1, keepdims=True)
-    scale = w_sum - (w ** 2).sum(axis=1, keepdims=True) / np.where(w_sum > 0, w_sum, 1.0)
-    dof = np.maximum(seen.sum(axis=1, keepdims=True) - 1, 0)
-    tau2 = np.where(scale > 0, np.maximum(q_stat - dof, 0.0) / np.where(scale > 0, scale, 1.0), 0.0)
+    tau2 = _between_variance(w, raw, rate)
     other_n = slot_n[:, slots] - n                              # the same time, other days
     other_x = slot_x[:, slots] - x
     with np.errstate(divide="ignore", invalid="ignore"):
