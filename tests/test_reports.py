@@ -20,6 +20,7 @@ from pathlib import Path
 import jsonschema
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 
 from anam_notebooks import read_findings
@@ -170,10 +171,14 @@ def test_findings_json_follows_the_schema_and_names_the_planted_incidents(report
         assert found["rates"]["rate"] > 3 * found["rates"]["baseline"]
         assert found["q_value"] < 0.01
         assert f"pod {pod.pod} in region {pod.region} failed" in found["sentence"]
-        assert "UTC vs" in found["sentence"]
         assert replicaset.replicaset in {f["unit"] for f in document["findings"]}
         start, end = found["window"]["start"], found["window"]["end"]
         assert start < end and start.endswith("Z")
+        # The sentence names the window; it leads with it when the window carries the evidence,
+        # with the whole period otherwise (the pod may have lived little beyond its outage).
+        assert f"between {pd.Timestamp(start):%Y-%m-%d %H:%M}" in found["sentence"]
+        lead = "UTC vs" if found["scope"] == "window" else "sessions over the whole period vs"
+        assert lead in found["sentence"], found["sentence"]
         assert document["window"]["since"] == "24h" and document["window"]["start"] < document["window"]["end"]
         assert document["source"].startswith("built-in simulator at http://127.0.0.1:")
         # The notebook holds the same findings as a value.
