@@ -136,11 +136,7 @@ def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.
     (r·cycle_b) instead of its flat rate r: each bucket is shrunk toward its time of day, and
     only what it has beyond that is its own.
     """
-    rest_n = (fleet_sessions[None, :] - sessions).astype(float)
-    rest_x = (fleet_failures[None, :] - failures).astype(float)
-    total_n = rest_n.sum(axis=1, keepdims=True)
-    flat = np.where(total_n > 0, rest_x.sum(axis=1, keepdims=True) / np.maximum(total_n, 1), 0.0)
-    rate = flat if cycle is None else np.clip(flat * cycle, 0.0, 1.0)
+    rest_n, rest_x, flat, rate = _rest(sessions, failures, fleet_sessions, fleet_failures, cycle)
     seen = rest_n > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         raw = np.where(seen, rest_x / np.where(seen, rest_n, 1.0), rate)
@@ -154,6 +150,20 @@ def hour_effects(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.
         keep = np.where(seen & (tau2 > 0), tau2 / (tau2 + noise), 0.0)
         effect = np.where(flat > 0, (rate + keep * (raw - rate)) / np.where(flat > 0, flat, 1.0), 1.0)
     return np.asarray(np.clip(effect, 1e-3, None))
+
+
+def _rest(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarray,
+          fleet_failures: np.ndarray, cycle: np.ndarray | None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rest of the fleet beside each unit (U × B): its sessions and failures per bucket,
+    its flat rate over the whole period (U × 1), and its usual rate per bucket (the flat rate
+    times the daily `cycle`, or the flat rate without one)."""
+    rest_n = (fleet_sessions[None, :] - sessions).astype(float)
+    rest_x = (fleet_failures[None, :] - failures).astype(float)
+    total_n = rest_n.sum(axis=1, keepdims=True)
+    flat = np.where(total_n > 0, rest_x.sum(axis=1, keepdims=True) / np.maximum(total_n, 1), 0.0)
+    rate = flat if cycle is None else np.clip(flat * cycle, 0.0, 1.0)
+    return rest_n, rest_x, flat, rate
 
 
 def _between_variance(w: np.ndarray, raw: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -173,12 +183,7 @@ def spikes(sessions: np.ndarray, failures: np.ndarray, fleet_sessions: np.ndarra
     bucket (more than SPIKE_Z standard errors above its usual rate at that time of day,
     `cycle` as in `hour_effects`, expecting at least MIN_EXPECTED failures there): an outage
     elsewhere, or everywhere (U × B)."""
-    rest_n = (fleet_sessions[None, :] - sessions).astype(float)
-    rest_x = (fleet_failures[None, :] - failures).astype(float)
-    total_n = rest_n.sum(axis=1, keepdims=True)
-    rate = np.where(total_n > 0, rest_x.sum(axis=1, keepdims=True) / np.maximum(total_n, 1), 0.0)
-    if cycle is not None:
-        rate = np.clip(rate * cycle, 0.0, 1.0)
+    rest_n, rest_x, _, rate = _rest(sessions, failures, fleet_sessions, fleet_failures, cycle)
     measured = (rest_n > 0) & (rest_n * rate >= MIN_EXPECTED)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (rest_x - rest_n * rate) / np.sqrt(rest_n * rate * (1 - rate))
