@@ -87,6 +87,25 @@ def test_suspect_findings_are_the_headlines_as_plain_values(ranked, fleet):
         analysis.suspect_findings(ranked, q=2)
 
 
+def test_the_scope_of_a_finding_is_one_rule_for_its_sentence_its_record_and_the_ranking(ranked):
+    """Where the evidence lies (window or whole period) decides the sentence's lead and the
+    finding's `scope`: each finding is told the way its record says."""
+    from anam_notebooks.analysis.wording import in_window
+
+    found = analysis.suspect_findings(ranked, q=1.0)
+    assert {f["scope"] for f in found} <= {"window", "period"}
+    for f in found:
+        window_led = "between" in f["sentence"].split(" vs ")[0]   # the window before the comparison
+        if f["level"] != "fleet":
+            assert window_led == (f["scope"] == "window"), f["sentence"]
+    start = pd.Timestamp("2026-04-20 10:00", tz="UTC")
+    assert in_window(12, start, 1e-4, 0.3) and not in_window(12, start, 0.3, 1e-4)
+    assert in_window(12, start, 1e-4, None)            # no whole-period test: the window's
+    assert not in_window(0, start, 1e-4, 0.3) and not in_window(12, pd.NaT, 1e-4, 0.3)
+    assert not in_window(None, None, None, None)
+    assert in_window([3, 0], [start, pd.NaT], [0.1, 0.1], [0.2, 0.2]).tolist() == [True, False]
+
+
 def test_neighbour_verdict_blames_the_planted_pod_and_clears_a_healthy_one(df, fleet):
     pod = next(i for i in fleet.incidents if i.kind == "pod")
     inside = df[(df["engine_pod"].astype("string") == pod.pod)

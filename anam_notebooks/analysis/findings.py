@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ..data.checks import check_frame
-from .wording import cause_sentence
+from .wording import cause_sentence, in_window
 
 #: The q-value below which a headline counts as standing out (the notebooks' threshold).
 DEFAULT_Q = 0.01
@@ -43,10 +43,8 @@ def _iso(value: Any) -> str | None:
 
 def _scope(row: Any) -> str:
     """ "window" when the finding's evidence lies in its window, "period" when in the whole period."""
-    p_window, p_whole = _number(row.get("p_window")), _number(row.get("p_whole"))
-    if _iso(row.get("window_start")) is None or p_window is None:
-        return "period"
-    return "window" if p_whole is None or p_window <= p_whole else "period"
+    return "window" if in_window(row.get("window_sessions"), row.get("window_start"), row.get("p_window"),
+                                 row.get("p_whole")) else "period"
 
 
 def finding_record(row: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from .failures import FailureSpec, failure_rule
 from .outcomes import check_source, columns_of
 from .scan import DRAWS, ScanResult, day_slots, repeats_daily, scan_level
 from .stats import q_values, stratified_excess
-from .wording import between, finding_sentence, unit_label
+from .wording import between, finding_sentence, in_window, unit_label
 
 ENGINE_LEVELS = ("engine_pod", "engine_replicaset", "engine_version", "engine_region")
 CLIENT_LEVELS = ("sdk_version", "browser", "os", "device_type", "client_label", "api_key_id")
@@ -1340,10 +1340,10 @@ def _combine(s: _Sessions, raw: pd.DataFrame, final: pd.DataFrame,
 
 
 def _windowed(table: pd.DataFrame) -> np.ndarray:
-    """Whether each unit's evidence lies in its window (the window test at least as strong as
-    the whole period's), not over the whole period."""
-    return np.asarray((table["window_sessions"].to_numpy() > 0) & (
-        table["p_window"].to_numpy(dtype=float) <= table["p_whole"].to_numpy(dtype=float)))
+    """Whether each unit's evidence lies in its window, not over the whole period (`in_window`)."""
+    return np.asarray(in_window(table["window_sessions"].to_numpy(), table["window_start"].to_numpy(),
+                                table["p_window"].to_numpy(dtype=float), table["p_whole"].to_numpy(dtype=float)),
+                      dtype=bool)
 
 
 def _peer_lift(counts: FailureCounts, table: pd.DataFrame, keys: list[UnitKey]) -> pd.Series:

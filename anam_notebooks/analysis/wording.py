@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..data.checks import check_count, check_frame
@@ -72,6 +73,26 @@ def span_words(start: pd.Timestamp, end: pd.Timestamp) -> str:
     return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
 
 
+def in_window(window_sessions: Any, window_start: Any, p_window: Any, p_whole: Any) -> Any:
+    """Whether a finding's evidence lies in its window rather than over the whole period: it
+    has a window (a start, and sessions in it) and the window's test is at least as strong as
+    the whole period's (a missing whole-period p-value counts as weaker). The one rule behind
+    the sentence's lead, the findings' `scope`, the impact and the order of the headlines.
+    Element-wise on arrays (a bool array), or on one finding's values (a bool)."""
+    sessions, window, whole = (_numbers(v) for v in (window_sessions, p_window, p_whole))
+    with np.errstate(invalid="ignore"):
+        answer = ((np.nan_to_num(sessions) > 0) & ~np.asarray(pd.isna(window_start))
+                  & (window <= np.where(np.isnan(whole), np.inf, whole)))
+    return answer if answer.ndim else bool(answer)
+
+
+def _numbers(value: Any) -> np.ndarray:
+    """Values as floats, NaN for anything missing or not a number (None, pd.NA, text)."""
+    values = np.asarray(value, dtype=object)
+    numbers = pd.to_numeric(pd.Series(values.ravel()), errors="coerce").to_numpy(dtype=float)
+    return numbers.reshape(values.shape)
+
+
 def finding_sentence(row: Any) -> str:
     """One plain-English sentence for a row of rank_suspects."""
     q = f"q = {row.q_value:.2g}"
@@ -88,7 +109,7 @@ def finding_sentence(row: Any) -> str:
     if row.region is not None and not pd.isna(row.region) and row.level != "engine_region":
         who += f" in region {row.region}"
     windowed = row.window_sessions and not pd.isna(row.window_start)
-    if windowed and row.p_window <= row.p_whole:
+    if in_window(row.window_sessions, row.window_start, row.p_window, row.p_whole):
         text = (f"{who} failed {percent(row.window_rate)} of sessions ({row.window_failures} of "
                 f"{row.window_sessions}) {between(row.window_start, row.window_end)} vs "
                 f"{percent(row.window_baseline)} expected from its own rate the rest of the time "
