@@ -13,7 +13,14 @@ over the detected seeds, in hours. Beside them: how many seeds' windows held at 
 sessions and each method's detection rate among those seeds alone (the issue's bar is on the
 window's failures, which vary from seed to seed: a cause at night holds few), and "window
 located": how often the window that best fits the planted unit's own hours lies within an hour of
-the planted one (`located`): what the data allow a method to get right.
+the planted one (`located`): what the data allow a method to get right. Two more say where
+detection is lost, each against the bar the top row of the ranking must pass for q < 0.01
+when it is the only real cause (`top_row_bar`): "window known", how often the planted window's
+own exact test passes it (a method told the unit and its window: whether the sessions show the
+cause at all, `known_window_p`), and "unit's scan", how often the planted unit's own calibrated
+scan does (the unit named, its window searched for as the ranking does, `unit_scan_p`). The
+first minus the second is the price of searching for the window; the second minus "found" is
+what the ranking loses among the other units.
 
 A cause shorter than the week is placed at a random hour inside the unit's active span (where
 it serves traffic: a version between its rollout and its retirement), at least 6 hours from
@@ -39,6 +46,8 @@ import pandas as pd
 from scipy import stats
 
 from anam_notebooks import analysis
+from anam_notebooks.analysis.scan import scan_level
+from anam_notebooks.analysis.suspects import MIN_SESSIONS
 from anam_notebooks.data.sessions import sessions_frame
 from anam_notebooks.simulator.fleet import generate_fleet
 
@@ -139,6 +148,17 @@ def _judge(first: pd.Series | None, names: set[tuple[str, str]], start: pd.Times
     return bool(close or week), float(error)
 
 
+def _hourly(df: pd.DataFrame, unit: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Ended sessions and failures of `unit` per hour of the fleet's week."""
+    ended = df[~df["is_active"] & unit]
+    origin = df["start_time"].min().floor("1h")
+    bucket = ((ended["start_time"] - origin) // HOUR).to_numpy()
+    size = int((df["start_time"].max() - origin) // HOUR) + 1
+    n = np.bincount(bucket, minlength=size)
+    x = np.bincount(bucket, weights=(ended["exit_status"] == "ERROR").to_numpy(), minlength=size)
+    return n, x.astype(np.int64)
+
+
 def located(df: pd.DataFrame, unit: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> bool:
     """What the data allow: whether the window that best fits the planted unit's own hours
     (every window of whole hours scored by Kulldorff's Bernoulli likelihood ratio, its
@@ -146,12 +166,9 @@ def located(df: pd.DataFrame, unit: pd.Series, start: pd.Timestamp, end: pd.Time
     an hour of the planted one at both ends. Where chance left an hour at the edge of an
     outage looking healthy, or an hour beside it looking broken, no method working from the
     sessions can be expected to place the window better."""
-    ended = df[~df["is_active"] & unit]
     origin = df["start_time"].min().floor("1h")
-    bucket = ((ended["start_time"] - origin) // HOUR).to_numpy()
-    size = int((df["start_time"].max() - origin) // HOUR) + 1
-    n = np.bincount(bucket, minlength=size).astype(float)
-    x = np.bincount(bucket, weights=(ended["exit_status"] == "ERROR").to_numpy(), minlength=size)
+    n, x = _hourly(df, unit)
+    size = len(n)
     cn, cx = np.concatenate([[0], np.cumsum(n)]), np.concatenate([[0], np.cumsum(x)])
     a, b = np.triu_indices(size + 1, k=1)   # every window [a, b) of whole hours
     keep = b - a < size
@@ -174,6 +191,46 @@ def located(df: pd.DataFrame, unit: pd.Series, start: pd.Timestamp, end: pd.Time
     return bool(abs(origin + int(a[k]) * HOUR - start) <= HOUR and abs(origin + int(b[k]) * HOUR - end) <= HOUR)
 
 
+def known_window_p(df: pd.DataFrame, unit: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> float:
+    """What the data allow a method told the window: the one-sided exact test that the planted
+    unit's failures fell inside the planted window more often than its share of the unit's
+    sessions there predicts (binomial, given the unit's failures: the scan's own conditioning),
+    with no search over windows."""
+    ended = df[~df["is_active"] & unit]
+    inside = ((ended["start_time"] >= start) & (ended["start_time"] < end)).to_numpy()
+    fail = (ended["exit_status"] == "ERROR").to_numpy()
+    total = int(fail.sum())
+    if not total or not inside.any():
+        return 1.0
+    return float(stats.binom.sf(int(fail[inside].sum()) - 1, total, inside.mean()))
+
+
+def unit_scan_p(df: pd.DataFrame, unit: pd.Series, column: str | None, value: str) -> float:
+    """The window p-value of the planted unit's own scan (`analysis.scan.scan_level`, the
+    ranking's calibrated search over every window, fleet hour effects allowed for), the unit
+    named: what searching for the window costs, before the ranking looks at any other unit."""
+    n, x = _hourly(df, unit)
+    if column is None:   # the whole fleet: its own history, as the ranking scans it
+        return float(scan_level(n[None, :], x[None, :], n, x, level="fleet", labels=["fleet"],
+                                adjust=False).p_value[0])
+    fleet_n, fleet_x = _hourly(df, pd.Series(True, index=df.index))
+    return float(scan_level(n[None, :], x[None, :], fleet_n, fleet_x, level=column,
+                            labels=[value]).p_value[0])
+
+
+def top_row_bar(df: pd.DataFrame, q: float = 0.01) -> float:
+    """The p-value the top row of the ranking needs for a q-value below `q` when it is the only
+    real cause: q ÷ (m·H_m), m the units tested (every unit of every level with at least
+    `MIN_SESSIONS` ended sessions and not holding every session, and the whole fleet) and H_m
+    = 1 + 1/2 + … + 1/m, Benjamini–Yekutieli's allowance for any dependence."""
+    ended = df[~df["is_active"]]
+    m = 1
+    for level in [c for c in analysis.DEFAULT_LEVELS if c in ended.columns]:
+        sizes = ended[level].value_counts()
+        m += int(((sizes >= MIN_SESSIONS) & (sizes < len(ended))).sum())
+    return q / (m * float(np.sum(1.0 / np.arange(1, m + 1))))
+
+
 def _ranked_first(ranked: pd.DataFrame) -> pd.Series | None:
     heads = ranked[ranked["flagged"].astype(bool) & (ranked["q_value"] < 0.01)]
     return heads.iloc[0] if len(heads) else None
@@ -190,7 +247,8 @@ def naive(df: pd.DataFrame) -> pd.Series | None:
     size = int(bucket.max()) + 1
     fleet_n = np.bincount(bucket, minlength=size)
     fleet_x = np.bincount(bucket, weights=fail, minlength=size)
-    best, tests = (np.inf, None), 0
+    best: tuple[float, tuple[str, str, pd.Timestamp] | None] = (np.inf, None)
+    tests = 0
     for level in [c for c in analysis.DEFAULT_LEVELS if c in ended.columns]:
         codes, names = pd.factorize(ended[level])
         ok = codes >= 0
@@ -228,9 +286,12 @@ def run(cells: list[Cell], seeds: int, methods: list[str]) -> pd.DataFrame:
     rows = []
     fleets: dict[tuple[int, int], pd.DataFrame] = {}
     for cell in cells:
-        found = {m: [] for m in methods}
-        errors = {m: [] for m in methods}
-        shares, failures, cpu, allowed = [], [], {m: 0.0 for m in methods}, []
+        found: dict[str, list[bool]] = {m: [] for m in methods}
+        errors: dict[str, list[float]] = {m: [] for m in methods}
+        shares, failures, cpu = [], [], {m: 0.0 for m in methods}
+        allowed: list[bool] = []
+        known: list[bool] = []
+        scanned: list[bool] = []
         for seed in range(seeds):
             if (seed, cell.size) not in fleets:
                 fleets[seed, cell.size] = _fleet(seed, cell.size)
@@ -245,6 +306,10 @@ def run(cells: list[Cell], seeds: int, methods: list[str]) -> pd.DataFrame:
                 unit = (pd.Series(True, index=df.index) if unit_col is None else
                         df[unit_col].astype("string").isin([u for lv, u in names if lv == unit_col]).fillna(False))
                 allowed.append(located(df, unit, start, end))
+                bar = top_row_bar(df)
+                known.append(known_window_p(df, unit, start, end) < bar)
+                value = next((u for lv, u in names if lv == unit_col), "")
+                scanned.append(unit_scan_p(df, unit, unit_col, value) < bar)
             for method in methods:
                 began = time.process_time()
                 first = METHODS[method](df)
@@ -258,7 +323,9 @@ def run(cells: list[Cell], seeds: int, methods: list[str]) -> pd.DataFrame:
                "multiple": cell.multiple, "sessions": cell.size, "seeds": seeds,
                "window failures": int(np.median(failures)),
                "seeds >= 15": int(np.sum(np.array(failures) >= ENOUGH)),
-               "window located": f"{np.mean(allowed):.0%}" if allowed else "-"}
+               "window located": f"{np.mean(allowed):.0%}" if allowed else "-",
+               "window known": f"{np.mean(known):.0%}" if known else "-",
+               "unit's scan": f"{np.mean(scanned):.0%}" if scanned else "-"}
         enough = np.array(failures) >= ENOUGH
         for method in methods:
             row[f"{method} found"] = f"{np.mean(found[method]):.0%}"
@@ -284,7 +351,8 @@ def parse(argv: list[str] | None = None) -> tuple[list[Cell], int, list[str], st
     parser.add_argument("--multiples", default="3,5,10")
     parser.add_argument("--sizes", default="2000,20000,200000")
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--methods", default="new,reference,naive")
+    parser.add_argument("--methods", default="new,reference,naive",
+                        help="comma-separated; empty for the planted fleets' columns alone")
     parser.add_argument("--csv", help="also write the table to this CSV file")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",")
@@ -301,7 +369,7 @@ def parse(argv: list[str] | None = None) -> tuple[list[Cell], int, list[str], st
                 for share in shares:
                     for multiple in _numbers(args.multiples):
                         cells.append(Cell(kind, hours, share, multiple, size))
-    return cells, args.seeds, args.methods.split(","), args.csv
+    return cells, args.seeds, [m for m in args.methods.split(",") if m], args.csv
 
 
 def main(argv: list[str] | None = None) -> None:
