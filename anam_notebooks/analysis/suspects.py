@@ -988,8 +988,10 @@ def _carried_by_one_unit(counts: FailureCounts, key: UnitKey, cols: list[str], a
         if stats.poisson.sf(rest_in_x - 1, rest_expected) >= alpha:
             return True, None
         # Or the rest failed only a little more than usual next to that unit (a big fleet
-        # makes any spill-over significant): under a quarter of the unit's excess rate.
-        if (rest_in_x - rest_expected) / rest_in_n < CARRIED_SHARE * excess[u] / n_in[u]:
+        # makes any spill-over significant): under a quarter of the unit's excess rate. Not
+        # for a unit of fewer than MIN_SESSIONS sessions in the window: 5 failed of 7 by
+        # chance is a high rate, but no reason to call a window of everyone that unit's.
+        if n_in[u] >= MIN_SESSIONS and (rest_in_x - rest_expected) / rest_in_n < CARRIED_SHARE * excess[u] / n_in[u]:
             return True, None
     return False, None
 
