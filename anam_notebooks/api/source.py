@@ -197,16 +197,17 @@ def _has(obj: object, name: str) -> bool:
     return inspect.getattr_static(obj, name, _MISSING) is not _MISSING
 
 
-def check_source(client: object, name: str = "client", *, allow_async: bool = False
-                 ) -> SessionSource | AsyncSessionSource:
+def check_source(client: SessionSource | AsyncSessionSource, name: str = "client", *,
+                 allow_async: bool = False) -> SessionSource | AsyncSessionSource:
     """`client` itself when it implements the session-source contract; else a TypeError naming
     what it lacks. A member only reachable through `__getattr__` counts as missing: a wrapper
     writes out every member, so nothing reaches the wrapped client unmasked by accident.
 
     Parameters
     ----------
-    client : object
-        What a caller passed as a client.
+    client : SessionSource or AsyncSessionSource
+        What a caller passed as a client: typed as the contract, checked at run time too,
+        since a notebook passes whatever it holds.
     name : str
         The argument's name, for the message.
     allow_async : bool
@@ -235,7 +236,7 @@ def check_source(client: object, name: str = "client", *, allow_async: bool = Fa
                     " (every member must be written out; forwarding through __getattr__ does not count)")
 
 
-def blocking_source(client: object, name: str = "client") -> SessionSource:
+def blocking_source(client: SessionSource | AsyncSessionSource, name: str = "client") -> SessionSource:
     """`check_source` for code that calls the client's methods directly (no async client).
 
     Parameters
